@@ -1,0 +1,49 @@
+"""pyfdc: frequency-domain diffusion for time series with E2-CRF caching.
+
+``torch`` is imported first so the compiled extension (``pyfdc._C``) can register its ops.
+Public names are resolved lazily so ``import pyfdc`` stays cheap.
+"""
+from __future__ import annotations
+
+import importlib
+from typing import Any
+
+import torch  # noqa: F401  (must precede the compiled module)
+
+__version__ = "0.1.0"
+
+_EXPORTS: dict[str, str] = {
+    "ops": "pyfdc.ops",
+    "TokenTransform": "pyfdc.spectral",
+    "make_transform": "pyfdc.spectral",
+    "VPSDE": "pyfdc.sde",
+    "ModelConfig": "pyfdc.score_net",
+    "ScoreTransformer": "pyfdc.score_net",
+    "DiffusionModel": "pyfdc.model",
+    "Sampler": "pyfdc.sampling",
+    "load_dataset": "pyfdc.data",
+    "Standardizer": "pyfdc.data",
+    "sliced_wasserstein": "pyfdc.metrics",
+    "marginal_wasserstein": "pyfdc.metrics",
+    "train": "pyfdc.training",
+    "TrainConfig": "pyfdc.training",
+    "save_checkpoint": "pyfdc.checkpoint",
+    "load_checkpoint": "pyfdc.checkpoint",
+    "KVCache": "pyfdc.cache",
+    "E2CRFConfig": "pyfdc.e2crf",
+    "E2CRFSampler": "pyfdc.e2crf",
+}
+
+__all__ = ["__version__", *_EXPORTS]
+
+
+def __getattr__(name: str) -> Any:
+    module = _EXPORTS.get(name)
+    if module is None:
+        raise AttributeError(f"module 'pyfdc' has no attribute {name!r}")
+    mod = importlib.import_module(module)
+    return mod if module == f"pyfdc.{name}" else getattr(mod, name)
+
+
+def __dir__() -> list[str]:
+    return sorted(__all__)
