@@ -1,0 +1,203 @@
+"""Checkpoints: a folder with ``model.safetensors`` (weights) and ``config.json`` (everything else).
+
+``config.json`` holds the format tag and version, the pyfdc version, the model config, the SDE,
+the token transform (kind, N, M), the standardizer, the dataset name, free-form extras (the
+training summary) and the SHA-256 of the weights file. Weights are written first and the
+config last, both atomically (temp file + rename), so the config acts as the commit record: a
+folder whose weights do not match the recorded hash (truncated, corrupt or from another save)
+is rejected with :class:`CheckpointError` instead of loading silently wrong weights.
+"""
+from __future__ import annotations
+
+import dataclasses
+import hashlib
+import json
+import math
+from pathlib import Path
+from typing import Any
+
+import torch
+
+from pyfdc._io import atomic_write_bytes, atomic_write_text
+
+__all__ = ["CheckpointError", "save_checkpoint", "load_checkpoint", "read_config",
+           "update_checkpoint_extra", "WEIGHTS_FILE", "CONFIG_FILE", "FORMAT", "FORMAT_VERSION"]
+
+WEIGHTS_FILE = "model.safetensors"
+CONFIG_FILE = "config.json"
+FORMAT = "pyfdc-checkpoint"
+FORMAT_VERSION = 1
+_REQUIRED = ("format", "format_version", "model_config", "sde", "transform", "standardizer",
+             "weights_sha256")
+
+
+class CheckpointError(ValueError):
+    """A checkpoint folder is missing, truncated, corrupt or inconsistent with its config."""
+
+
+def _sha256(data: bytes) -> str:
+    return hashlib.sha256(data).hexdigest()
+
+
+def _json_safe(obj: Any) -> Any:
+    """Round-trip through JSON, turning numpy scalars/arrays and non-finite floats into plain JSON."""
+    def default(o: Any) -> Any:
+        if hasattr(o, "tolist"):
+            return o.tolist()
+        if dataclasses.is_dataclass(o):
+            return dataclasses.asdict(o)  # type: ignore[arg-type]
+        if isinstance(o, Path):
+            return str(o)
+        raise TypeError(f"checkpoint extra value of type {type(o).__name__} is not JSON-serialisable")
+
+    def clean(o: Any) -> Any:
+        if isinstance(o, float) and not math.isfinite(o):
+            return None
+        if isinstance(o, dict):
+            return {str(k): clean(v) for k, v in o.items()}
+        if isinstance(o, list):
+            return [clean(v) for v in o]
+        return o
+
+    return clean(json.loads(json.dumps(obj, default=default)))
+
+
+def _model_config_dict(cfg: Any) -> dict[str, Any]:
+    if hasattr(cfg, "to_dict"):
+        return dict(cfg.to_dict())
+    return dataclasses.asdict(cfg)
+
+
+def save_checkpoint(directory: str | Path, model: Any, extra: dict[str, Any] | None = None) -> Path:
+    """Write ``model`` (a :class:`~pyfdc.model.DiffusionModel`) into ``directory``; return it.
+
+    ``extra`` is stored as-is (JSON) under the config's ``"extra"`` key, e.g. a training summary.
+    Existing checkpoint files in ``directory`` are replaced atomically.
+    """
+    from safetensors.torch import save as st_save
+
+    import pyfdc
+
+    out = Path(directory)
+    out.mkdir(parents=True, exist_ok=True)
+    # Clone: safetensors refuses shared/non-contiguous storage; cpu so checkpoints are portable.
+    tensors = {k: v.detach().to("cpu").contiguous().clone() for k, v in model.net.state_dict().items()}
+    blob = st_save(tensors, metadata={"format": FORMAT})
+    transform = model.transform
+    meta = {k: v for k, v in (getattr(model, "meta", None) or {}).items()
+            if k not in ("checkpoint", "extra")}  # load-time annotations, not model facts
+    config = {
+        "format": FORMAT,
+        "format_version": FORMAT_VERSION,
+        "pyfdc_version": pyfdc.__version__,
+        "model_config": _model_config_dict(model.net.config),
+        "sde": model.sde.to_dict(),
+        "transform": {"kind": transform.kind, "n": transform.n, "m": transform.m},
+        "standardizer": model.standardizer.to_dict(),
+        "dataset": meta.get("dataset"),
+        "meta": meta,
+        "extra": extra or {},
+        "weights_sha256": _sha256(blob),
+    }
+    text = json.dumps(_json_safe(config), indent=2, sort_keys=False)
+    atomic_write_bytes(out / WEIGHTS_FILE, blob)
+    atomic_write_text(out / CONFIG_FILE, text + "\n")
+    return out
+
+
+def read_config(directory: str | Path) -> dict[str, Any]:
+    """Read and validate ``config.json`` of a checkpoint folder (no weights loaded)."""
+    folder = Path(directory)
+    path = folder / CONFIG_FILE
+    if not folder.is_dir():
+        raise CheckpointError(f"checkpoint folder {folder} does not exist")
+    if not path.is_file():
+        raise CheckpointError(f"{path}: missing; {folder} is not a pyfdc checkpoint folder")
+    try:
+        config = json.loads(path.read_text(encoding="utf-8"))
+    except (UnicodeDecodeError, json.JSONDecodeError) as exc:
+        raise CheckpointError(f"{path}: corrupt or truncated JSON ({exc})") from exc
+    if not isinstance(config, dict) or config.get("format") != FORMAT:
+        raise CheckpointError(f"{path}: not a pyfdc checkpoint config (format != {FORMAT!r})")
+    version = config.get("format_version")
+    if version != FORMAT_VERSION:
+        raise CheckpointError(
+            f"{path}: checkpoint format version {version!r} is not supported by pyfdc "
+            f"(expects {FORMAT_VERSION}; written by pyfdc {config.get('pyfdc_version')!r})")
+    missing = [k for k in _REQUIRED if k not in config]
+    if missing:
+        raise CheckpointError(f"{path}: missing fields {missing}")
+    return config
+
+
+def update_checkpoint_extra(directory: str | Path, extra: dict[str, Any]) -> None:
+    """Merge ``extra`` into an existing checkpoint's ``extra`` (config.json rewritten atomically)."""
+    config = read_config(directory)
+    config["extra"] = {**config.get("extra", {}), **extra}
+    atomic_write_text(Path(directory) / CONFIG_FILE, json.dumps(_json_safe(config), indent=2) + "\n")
+
+
+def load_checkpoint(directory: str | Path, map_location: str | torch.device = "cpu") -> Any:
+    """Load a :class:`~pyfdc.model.DiffusionModel` saved by :func:`save_checkpoint`.
+
+    Raises:
+        CheckpointError: missing/corrupt/truncated files, unsupported format version, weights
+            not matching the config (hash, missing or unexpected keys, shapes).
+    """
+    from safetensors import SafetensorError
+    from safetensors.torch import load as st_load
+
+    from pyfdc.data import Standardizer
+    from pyfdc.model import DiffusionModel
+    from pyfdc.score_net import ModelConfig, ScoreTransformer
+    from pyfdc.sde import VPSDE
+    from pyfdc.spectral import make_transform
+
+    folder = Path(directory)
+    config = read_config(folder)
+    cfg_path, w_path = folder / CONFIG_FILE, folder / WEIGHTS_FILE
+    if not w_path.is_file():
+        raise CheckpointError(f"{w_path}: missing (config.json is present)")
+    blob = w_path.read_bytes()
+    if _sha256(blob) != config["weights_sha256"]:
+        raise CheckpointError(
+            f"{w_path}: contents do not match the SHA-256 recorded in {cfg_path} "
+            f"(truncated, corrupt, or from another save; {len(blob)} bytes)")
+    try:
+        tensors = st_load(blob)
+    except (SafetensorError, ValueError, RuntimeError) as exc:
+        raise CheckpointError(f"{w_path}: corrupt safetensors file ({exc})") from exc
+
+    try:
+        tr = config["transform"]
+        transform = make_transform(tr["kind"], int(tr["n"]), int(tr["m"]))
+        mcfg = ModelConfig(**config["model_config"])
+        sde = VPSDE.from_dict(config["sde"])
+        standardizer = Standardizer.from_dict(config["standardizer"])
+    except (KeyError, TypeError, ValueError) as exc:
+        raise CheckpointError(f"{cfg_path}: invalid field ({type(exc).__name__}: {exc})") from exc
+    if (mcfg.num_tokens, mcfg.token_dim) != (transform.num_tokens, transform.token_dim):
+        raise CheckpointError(
+            f"{cfg_path}: model config expects {mcfg.num_tokens} tokens of width {mcfg.token_dim}, "
+            f"transform {tr} gives {transform.num_tokens} x {transform.token_dim}")
+
+    with torch.random.fork_rng(devices=[]):  # building the net must not disturb the caller's RNG
+        net = ScoreTransformer(mcfg)
+    expected = net.state_dict()
+    missing = sorted(set(expected) - set(tensors))
+    unexpected = sorted(set(tensors) - set(expected))
+    if missing or unexpected:
+        raise CheckpointError(
+            f"{w_path}: weights do not match the model config: missing keys {missing[:8]}, "
+            f"unexpected keys {unexpected[:8]}")
+    bad = [f"{k}: file {tuple(tensors[k].shape)} vs model {tuple(v.shape)}"
+           for k, v in expected.items() if tuple(tensors[k].shape) != tuple(v.shape)]
+    if bad:
+        raise CheckpointError(f"{w_path}: shape mismatch with the model config: " + "; ".join(bad[:8]))
+    net.load_state_dict(tensors)
+    net.to(map_location).eval()
+    meta = dict(config.get("meta") or {})
+    meta.setdefault("dataset", config.get("dataset"))
+    meta["checkpoint"] = str(folder)
+    meta["extra"] = config.get("extra", {})
+    return DiffusionModel(net, transform, sde, standardizer, meta=meta)

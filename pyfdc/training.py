@@ -1,0 +1,451 @@
+"""Training loop for the score network: AdamW, warmup + cosine LR, best-validation checkpoint.
+
+``train`` fits a :class:`~pyfdc.model.DiffusionModel` on a
+:class:`~pyfdc.data.TimeSeriesDataset`. Only the dataset's *train* part is touched: a seeded
+validation split is carved out of it for model selection, and the standardizer is fitted on the
+remaining (fit) part. The dataset's test split is held out for evaluation and never read here.
+
+Output folder (a checkpoint directory, see :mod:`pyfdc.checkpoint`)::
+
+    model.safetensors + config.json   best-validation model (EMA weights when EMA is on)
+    train_state.pt                    last finished epoch: weights, optimizer, schedule, RNG
+    history.json                      per-epoch train/val loss, lr, wall time
+
+Everything random (initialisation, split, shuffling, diffusion times and noise) derives from
+``TrainConfig.seed``, so two runs with the same seed and thread count give identical weights,
+and an interrupted run resumed with ``resume=True`` ends with the same weights as an
+uninterrupted one.
+"""
+from __future__ import annotations
+
+import copy
+import dataclasses
+import hashlib
+import io
+import json
+import math
+import time
+from dataclasses import dataclass, field
+from pathlib import Path
+from typing import Any
+
+import numpy as np
+import torch
+from torch import Tensor, nn
+
+from pyfdc._io import atomic_path, atomic_write_text
+
+STATE_FILE = "train_state.pt"
+HISTORY_FILE = "history.json"
+_STATE_FORMAT = 1
+
+
+@dataclass
+class TrainConfig:
+    """Optimisation hyper-parameters (paper defaults: 200 epochs, batch 64, lr 1e-3, 20 warmup).
+
+    ``max_minutes`` is a wall-clock budget: training stops after the last epoch that is expected
+    to finish within it, and after the first epoch the cosine horizon is shrunk to the number of
+    epochs that fit, so the learning rate still anneals (such runs are not bit-reproducible).
+    ``val_repeats`` draws of (t, noise) per validation series reduce the variance of the
+    validation loss; they use a fixed generator, so epochs are compared on identical draws.
+    """
+
+    epochs: int = 200
+    batch_size: int = 64
+    lr: float = 1e-3
+    weight_decay: float = 1e-2
+    warmup_epochs: int = 20
+    ema_decay: float | None = None
+    val_fraction: float = 0.1
+    seed: int = 0
+    grad_clip: float | None = 1.0
+    max_minutes: float | None = None
+    val_repeats: int = 4
+    device: str = "cpu"
+
+    def __post_init__(self) -> None:
+        def bad(name: str, why: str) -> ValueError:
+            return ValueError(f"TrainConfig.{name} {why}, got {getattr(self, name)!r}")
+
+        for name in ("epochs", "batch_size", "val_repeats"):
+            v = getattr(self, name)
+            if isinstance(v, bool) or not isinstance(v, int) or v < 1:
+                raise bad(name, "must be an integer >= 1")
+        if isinstance(self.warmup_epochs, bool) or not isinstance(self.warmup_epochs, int) \
+                or not 0 <= self.warmup_epochs <= self.epochs:
+            raise bad("warmup_epochs", f"must be an integer in [0, epochs={self.epochs}]")
+        if isinstance(self.seed, bool) or not isinstance(self.seed, int) or self.seed < 0:
+            raise bad("seed", "must be a non-negative integer")
+        if not _finite(self.lr) or self.lr <= 0:
+            raise bad("lr", "must be a finite number > 0")
+        if not _finite(self.weight_decay) or self.weight_decay < 0:
+            raise bad("weight_decay", "must be a finite number >= 0")
+        if not _finite(self.val_fraction) or not 0 <= self.val_fraction < 1:
+            raise bad("val_fraction", "must be in [0, 1)")
+        if self.ema_decay is not None and (not _finite(self.ema_decay) or not 0 < self.ema_decay < 1):
+            raise bad("ema_decay", "must be None or in (0, 1)")
+        if self.grad_clip is not None and (not _finite(self.grad_clip) or self.grad_clip <= 0):
+            raise bad("grad_clip", "must be None or a finite number > 0")
+        if self.max_minutes is not None and (not _finite(self.max_minutes) or self.max_minutes <= 0):
+            raise bad("max_minutes", "must be None or a finite number > 0")
+        if not isinstance(self.device, str):
+            raise bad("device", "must be a device string such as 'cpu'")
+
+    def to_dict(self) -> dict[str, Any]:
+        return dataclasses.asdict(self)
+
+
+def _finite(v: object) -> bool:
+    return isinstance(v, (int, float)) and not isinstance(v, bool) and math.isfinite(v)
+
+
+@dataclass
+class TrainResult:
+    """What :func:`train` returns: the best-validation model and a summary of the run."""
+
+    model: Any  # pyfdc.model.DiffusionModel
+    out_dir: Path
+    epochs_run: int
+    planned_epochs: int
+    best_epoch: int
+    best_val_loss: float | None
+    stopped_by_budget: bool
+    wall_seconds: float
+    history: list[dict[str, float]] = field(default_factory=list)
+
+    def summary(self) -> dict[str, Any]:
+        """JSON-safe summary (stored in the checkpoint's config.json)."""
+        return {
+            "epochs_run": self.epochs_run,
+            "planned_epochs": self.planned_epochs,
+            "best_epoch": self.best_epoch,
+            "best_val_loss": self.best_val_loss,
+            "final_train_loss": self.history[-1]["train_loss"] if self.history else None,
+            "stopped_by_budget": self.stopped_by_budget,
+            "wall_seconds": round(self.wall_seconds, 3),
+        }
+
+
+# ----------------------------------------------------------------------------- helpers
+
+
+def resolve_model_config(model_config: Any, num_tokens: int, token_dim: int) -> Any:
+    """``None``/``"small"``/``"paper"``/``ModelConfig``/dict -> ModelConfig for these tokens."""
+    from pyfdc.score_net import ModelConfig
+
+    if model_config is None or model_config == "small":
+        return ModelConfig.small(num_tokens=num_tokens, token_dim=token_dim)
+    if model_config == "paper":
+        return ModelConfig.paper(num_tokens=num_tokens, token_dim=token_dim)
+    if isinstance(model_config, dict):
+        model_config = ModelConfig(**{"num_tokens": num_tokens, "token_dim": token_dim, **model_config})
+    if not isinstance(model_config, ModelConfig):
+        raise TypeError(
+            "model_config must be None, 'small', 'paper', a dict or a ModelConfig, "
+            f"got {model_config!r}")
+    if (model_config.num_tokens, model_config.token_dim) != (num_tokens, token_dim):
+        raise ValueError(
+            f"model_config is for {model_config.num_tokens} tokens of width {model_config.token_dim}, "
+            f"but the data gives {num_tokens} tokens of width {token_dim}")
+    return model_config
+
+
+def lr_factor(step: int, warmup_steps: int, total_steps: int) -> float:
+    """Linear warmup from ~0 to 1 over ``warmup_steps``, then cosine to 0 at ``total_steps``."""
+    if step < warmup_steps:
+        return (step + 1) / warmup_steps
+    span = max(1, total_steps - warmup_steps)
+    progress = min(1.0, (step - warmup_steps) / span)
+    return 0.5 * (1.0 + math.cos(math.pi * progress))
+
+
+def split_indices(n: int, val_fraction: float, seed: int) -> tuple[np.ndarray, np.ndarray]:
+    """Seeded (fit, val) index split of ``n`` training series; val non-empty when fraction > 0."""
+    if val_fraction == 0:
+        return np.arange(n), np.arange(0)
+    n_val = max(1, int(round(n * val_fraction)))
+    if n_val >= n:
+        raise ValueError(f"val_fraction={val_fraction} leaves no training series out of {n}")
+    perm = np.random.default_rng(seed).permutation(n)
+    return np.sort(perm[n_val:]), np.sort(perm[:n_val])
+
+
+def _fingerprint(x: np.ndarray) -> str:
+    return hashlib.sha256(np.ascontiguousarray(x).tobytes()).hexdigest()[:16]
+
+
+def _ema_update(ema: nn.Module, net: nn.Module, decay: float, step: int) -> None:
+    d = min(decay, (1 + step) / (10 + step))  # short warmup so early EMA is not stuck at init
+    with torch.no_grad():
+        for pe, p in zip(ema.parameters(), net.parameters()):
+            pe.lerp_(p, 1.0 - d)
+        for be, b in zip(ema.buffers(), net.buffers()):
+            be.copy_(b)
+
+
+@torch.no_grad()
+def _val_loss(net: nn.Module, z_val: Tensor, sde: Any, mask: Tensor, cfg: TrainConfig) -> float:
+    from pyfdc.sde import dsm_loss
+
+    net.eval()
+    gen = torch.Generator(device=z_val.device).manual_seed(cfg.seed + 1_000_003)
+    total, count = 0.0, 0
+    for _ in range(cfg.val_repeats):
+        for start in range(0, len(z_val), cfg.batch_size):
+            zb = z_val[start:start + cfg.batch_size]
+            total += float(dsm_loss(net, zb, sde, mask, generator=gen)) * len(zb)
+            count += len(zb)
+    net.train()
+    return total / count
+
+
+def _prepare_out_dir(out: Path, resume: bool, overwrite: bool) -> None:
+    state = out / STATE_FILE
+    if resume:
+        if not state.is_file():
+            raise FileNotFoundError(f"resume=True but {state} does not exist: nothing to resume")
+        return
+    if out.exists() and not out.is_dir():
+        raise FileExistsError(f"output path {out} exists and is not a folder")
+    if out.is_dir() and any(out.iterdir()) and not overwrite:
+        raise FileExistsError(
+            f"output folder {out} is not empty; pass overwrite=True (CLI: --overwrite) to replace "
+            "its checkpoint, or resume=True (CLI: --resume) to continue training")
+    out.mkdir(parents=True, exist_ok=True)
+    if overwrite:
+        from pyfdc.checkpoint import CONFIG_FILE, WEIGHTS_FILE
+
+        for name in (STATE_FILE, HISTORY_FILE, CONFIG_FILE, WEIGHTS_FILE):
+            (out / name).unlink(missing_ok=True)
+
+
+def _save_state(path: Path, state: dict[str, Any]) -> None:
+    buf = io.BytesIO()
+    torch.save(state, buf)
+    with atomic_path(path) as tmp:
+        tmp.write_bytes(buf.getvalue())
+
+
+def _load_state(path: Path) -> dict[str, Any]:
+    try:
+        state = torch.load(path, map_location="cpu", weights_only=False)
+    except Exception as exc:  # truncated / corrupt pickle
+        raise ValueError(f"{path}: cannot read training state ({type(exc).__name__}: {exc})") from exc
+    if not isinstance(state, dict) or state.get("format") != _STATE_FORMAT:
+        raise ValueError(f"{path}: not a pyfdc training state (format {_STATE_FORMAT} expected)")
+    return state
+
+
+# ----------------------------------------------------------------------------- train
+
+
+def train(
+    dataset: Any,
+    out_dir: str | Path,
+    model_config: Any = None,
+    transform_kind: str = "freq",
+    train_config: TrainConfig | None = None,
+    resume: bool = False,
+    progress: bool = True,
+    overwrite: bool = False,
+) -> TrainResult:
+    """Train a diffusion model on ``dataset.train`` and checkpoint it into ``out_dir``.
+
+    Args:
+        dataset: a :class:`~pyfdc.data.TimeSeriesDataset` (``train`` is ``(n, N, M)``).
+        out_dir: checkpoint folder; must be empty or absent unless ``resume``/``overwrite``.
+        model_config: ``None``/``"small"``, ``"paper"``, a ``ModelConfig`` or a dict of
+            ``ModelConfig`` fields (token count/width are filled in from the data).
+        transform_kind: ``"freq"`` (half-spectrum, the paper's model), ``"time"`` or ``"chart"``.
+        train_config: optimisation settings (default ``TrainConfig()``).
+        resume: continue from ``out_dir/train_state.pt`` (same data and settings; ``epochs`` and
+            ``max_minutes`` may change).
+        progress: show a tqdm bar with the running loss.
+        overwrite: replace an existing checkpoint in ``out_dir``.
+
+    Returns:
+        :class:`TrainResult` whose ``model`` is the best-validation (EMA when enabled) model.
+    """
+    from tqdm.auto import tqdm
+
+    from pyfdc.checkpoint import save_checkpoint
+    from pyfdc.data import Standardizer
+    from pyfdc.model import DiffusionModel
+    from pyfdc.score_net import ScoreTransformer
+    from pyfdc.sde import VPSDE, dsm_loss
+    from pyfdc.spectral import make_transform
+
+    cfg = train_config if train_config is not None else TrainConfig()
+    if not isinstance(cfg, TrainConfig):
+        raise TypeError(f"train_config must be a TrainConfig, got {type(cfg).__name__}")
+    train_x = np.asarray(dataset.train)
+    if train_x.ndim != 3 or train_x.shape[0] < 2 or min(train_x.shape[1:]) < 1:
+        raise ValueError(f"dataset.train must have shape (n >= 2, N, M), got {train_x.shape}")
+    if not np.isfinite(train_x).all():
+        raise ValueError("dataset.train contains NaN or Inf")
+    out = Path(out_dir)
+    _prepare_out_dir(out, resume, overwrite)
+    t_start = time.perf_counter()
+    device = torch.device(cfg.device)
+
+    n, n_steps_t, m = train_x.shape
+    fit_idx, val_idx = split_indices(n, cfg.val_fraction, cfg.seed)
+    standardizer = Standardizer.fit(train_x[fit_idx])
+    transform = make_transform(transform_kind, n_steps_t, m)
+    mcfg = resolve_model_config(model_config, transform.num_tokens, transform.token_dim)
+    sde = VPSDE()
+    mask = transform.mask(device=device)
+
+    def tokens(idx: np.ndarray) -> Tensor:
+        x = torch.as_tensor(standardizer.transform(train_x[idx]), dtype=torch.float32)
+        return transform.to_tokens(x).to(device) * mask
+
+    z_fit, z_val = tokens(fit_idx), tokens(val_idx)
+
+    with torch.random.fork_rng(devices=[]):
+        torch.manual_seed(cfg.seed)
+        net = ScoreTransformer(mcfg).to(device)
+    ema = copy.deepcopy(net) if cfg.ema_decay is not None else None
+    optimizer = torch.optim.AdamW(net.parameters(), lr=cfg.lr, weight_decay=cfg.weight_decay)
+    shuffle_gen = torch.Generator().manual_seed(cfg.seed)
+    noise_gen = torch.Generator(device=device).manual_seed(cfg.seed + 1)
+    steps_per_epoch = math.ceil(len(z_fit) / cfg.batch_size)
+    meta = {
+        "dataset": getattr(dataset, "name", None),
+        "transform_kind": transform_kind,
+        "train_fingerprint": _fingerprint(train_x),
+        "n_fit": int(len(fit_idx)),
+        "n_val": int(len(val_idx)),
+    }
+
+    # Mutable run state (everything train_state.pt holds besides module/optimizer states).
+    run: dict[str, Any] = {
+        "epoch": 0, "step": 0, "planned_epochs": cfg.epochs, "warmup_epochs": cfg.warmup_epochs,
+        "best_val": math.inf, "best_epoch": 0, "history": [], "elapsed": 0.0,
+    }
+    if resume:
+        state = _load_state(out / STATE_FILE)
+        _check_resume(state, cfg, meta, mcfg)
+        net.load_state_dict(state["net"])
+        if ema is not None:
+            ema.load_state_dict(state["ema"])
+        optimizer.load_state_dict(state["optimizer"])
+        shuffle_gen.set_state(state["shuffle_rng"])
+        noise_gen.set_state(state["noise_rng"])
+        run.update(state["run"])
+        if cfg.epochs != state["config"]["epochs"]:  # user extended/shortened the run
+            run["planned_epochs"] = cfg.epochs
+
+    eval_net = ema if ema is not None else net
+
+    def model_of(module: nn.Module) -> Any:
+        return DiffusionModel(module, transform, sde, standardizer, meta=dict(meta))
+
+    def summary(stopped: bool) -> dict[str, Any]:
+        return TrainResult(
+            model=None, out_dir=out, epochs_run=run["epoch"], planned_epochs=run["planned_epochs"],
+            best_epoch=run["best_epoch"],
+            best_val_loss=None if math.isinf(run["best_val"]) else run["best_val"],
+            stopped_by_budget=stopped, wall_seconds=run["elapsed"], history=run["history"],
+        ).summary()
+
+    budget_s = None if cfg.max_minutes is None else 60.0 * cfg.max_minutes
+    elapsed0 = run["elapsed"]
+    stopped = False
+    bar = tqdm(total=run["planned_epochs"] * steps_per_epoch, initial=run["step"],
+               disable=not progress, desc="train", unit="step", dynamic_ncols=True)
+    net.train()
+    try:
+        while run["epoch"] < run["planned_epochs"]:
+            epoch_t0 = time.perf_counter()
+            perm = torch.randperm(len(z_fit), generator=shuffle_gen).to(device)
+            loss_sum = 0.0
+            for start in range(0, len(z_fit), cfg.batch_size):
+                total = run["planned_epochs"] * steps_per_epoch
+                warm = run["warmup_epochs"] * steps_per_epoch
+                lr = cfg.lr * lr_factor(run["step"], warm, total)
+                for group in optimizer.param_groups:
+                    group["lr"] = lr
+                zb = z_fit[perm[start:start + cfg.batch_size]]
+                loss = dsm_loss(net, zb, sde, mask, generator=noise_gen)
+                if not torch.isfinite(loss):
+                    raise FloatingPointError(
+                        f"training loss became {float(loss)} at epoch {run['epoch'] + 1}, "
+                        f"step {run['step']}; try a lower lr (now {cfg.lr}) or grad_clip")
+                optimizer.zero_grad(set_to_none=True)
+                loss.backward()
+                if cfg.grad_clip is not None:
+                    nn.utils.clip_grad_norm_(net.parameters(), cfg.grad_clip)
+                optimizer.step()
+                if ema is not None:
+                    _ema_update(ema, net, cfg.ema_decay, run["step"])
+                run["step"] += 1
+                loss_sum += float(loss) * len(zb)
+                bar.update(1)
+                bar.set_postfix(epoch=run["epoch"] + 1, loss=f"{float(loss):.4f}", lr=f"{lr:.2e}")
+            run["epoch"] += 1
+            train_loss = loss_sum / len(z_fit)
+            val = _val_loss(eval_net, z_val, sde, mask, cfg) if len(z_val) else train_loss
+            improved = val < run["best_val"] or not len(z_val)  # no val split: keep the last
+            if improved:
+                run["best_val"], run["best_epoch"] = val, run["epoch"]
+            epoch_s = time.perf_counter() - epoch_t0
+            run["elapsed"] = elapsed0 + time.perf_counter() - t_start
+            run["history"].append({"epoch": run["epoch"], "train_loss": train_loss,
+                                   "val_loss": val, "lr": lr, "seconds": round(epoch_s, 3)})
+            bar.set_postfix(epoch=run["epoch"], loss=f"{train_loss:.4f}", val=f"{val:.4f}")
+            if budget_s is not None and run["epoch"] == 1 and not resume:
+                fit = max(1, int(budget_s // max(epoch_s, 1e-9)))
+                if fit < run["planned_epochs"]:
+                    run["warmup_epochs"] = min(fit, round(run["warmup_epochs"] * fit / run["planned_epochs"]))
+                    run["planned_epochs"] = fit
+                    bar.total = fit * steps_per_epoch
+                    bar.refresh()
+            if budget_s is not None and run["epoch"] < run["planned_epochs"]:
+                stopped = run["elapsed"] - elapsed0 + epoch_s > budget_s
+            if improved:
+                save_checkpoint(out, model_of(eval_net),
+                                {"training": {**summary(stopped), "train_config": cfg.to_dict()}})
+            _save_state(out / STATE_FILE, {
+                "format": _STATE_FORMAT, "config": cfg.to_dict(), "model_config": _cfg_dict(mcfg),
+                "meta": meta, "net": net.state_dict(),
+                "ema": ema.state_dict() if ema is not None else None,
+                "optimizer": optimizer.state_dict(), "shuffle_rng": shuffle_gen.get_state(),
+                "noise_rng": noise_gen.get_state(), "run": copy.deepcopy(run),
+            })
+            atomic_write_text(out / HISTORY_FILE, json.dumps(run["history"], indent=1))
+            if stopped:
+                break
+    finally:
+        bar.close()
+
+    from pyfdc.checkpoint import load_checkpoint, update_checkpoint_extra
+
+    final = summary(stopped)
+    update_checkpoint_extra(out, {"training": {**final, "train_config": cfg.to_dict()}})
+    best = load_checkpoint(out)
+    return TrainResult(model=best, out_dir=out, epochs_run=run["epoch"],
+                       planned_epochs=run["planned_epochs"], best_epoch=run["best_epoch"],
+                       best_val_loss=final["best_val_loss"], stopped_by_budget=stopped,
+                       wall_seconds=run["elapsed"], history=list(run["history"]))
+
+
+def _cfg_dict(mcfg: Any) -> dict[str, Any]:
+    return dataclasses.asdict(mcfg) if dataclasses.is_dataclass(mcfg) else dict(vars(mcfg))
+
+
+def _check_resume(state: dict[str, Any], cfg: TrainConfig, meta: dict[str, Any], mcfg: Any) -> None:
+    """Refuse to resume onto different data, model or optimisation settings."""
+    problems = []
+    old = state["config"]
+    for key, value in cfg.to_dict().items():
+        if key not in ("epochs", "max_minutes", "device") and old.get(key) != value:
+            problems.append(f"{key}: checkpoint {old.get(key)!r} vs now {value!r}")
+    for key in ("train_fingerprint", "transform_kind", "n_fit", "n_val"):
+        if state["meta"].get(key) != meta[key]:
+            problems.append(f"{key}: checkpoint {state['meta'].get(key)!r} vs now {meta[key]!r}")
+    if state["model_config"] != _cfg_dict(mcfg):
+        problems.append(f"model config: checkpoint {state['model_config']} vs now {_cfg_dict(mcfg)}")
+    if problems:
+        raise ValueError("cannot resume: the run differs from the saved one: " + "; ".join(problems))
