@@ -1,0 +1,79 @@
+"""Per-channel standardisation, saved with a model so samples come back in original units."""
+from __future__ import annotations
+
+from typing import Any, TypeVar
+
+import numpy as np
+import torch
+
+ArrayT = TypeVar("ArrayT", np.ndarray, torch.Tensor)
+
+
+class Standardizer:
+    """``(x - mean) / std`` per channel, with mean/std over samples and time of the training data.
+
+    Channels with zero spread get ``std = 1`` (they are only centred), so ``inverse(transform(x)) == x``.
+    """
+
+    def __init__(self, mean: Any, std: Any) -> None:
+        self.mean = np.asarray(mean, dtype=np.float64).reshape(-1)  # (M,)
+        self.std = np.asarray(std, dtype=np.float64).reshape(-1)    # (M,)
+        if self.mean.shape != self.std.shape or self.mean.size == 0:
+            raise ValueError(f"mean and std must be non-empty with the same length, got {self.mean.shape} and {self.std.shape}")
+        if not (np.isfinite(self.mean).all() and np.isfinite(self.std).all() and (self.std > 0).all()):
+            raise ValueError("mean must be finite and std finite and > 0")
+
+    @property
+    def channels(self) -> int:
+        """M."""
+        return int(self.mean.size)
+
+    @classmethod
+    def fit(cls, x: np.ndarray | torch.Tensor) -> Standardizer:
+        """Fit on ``x`` (n, N, M) (any (..., M) works): statistics over every axis but the last."""
+        arr = x.detach().cpu().numpy() if isinstance(x, torch.Tensor) else np.asarray(x)
+        arr = arr.astype(np.float64, copy=False)
+        if arr.ndim < 2 or arr.shape[-1] == 0 or arr.size == 0:
+            raise ValueError(f"x must have shape (n, N, M) with data, got {list(arr.shape)}")
+        if not np.isfinite(arr).all():
+            raise ValueError("x contains NaN/Inf; cannot fit a Standardizer")
+        flat = arr.reshape(-1, arr.shape[-1])
+        mean, std = flat.mean(axis=0), flat.std(axis=0)
+        # Constant channels (std ~ 0 relative to their scale) are left unscaled.
+        tiny = std <= 1e-12 * np.maximum(np.abs(mean), 1.0)
+        return cls(mean, np.where(tiny, 1.0, std))
+
+    def _stats(self, x: ArrayT) -> tuple[Any, Any]:
+        if x.ndim < 1 or x.shape[-1] != self.channels:
+            raise ValueError(f"x must have shape (..., N, {self.channels}) (M = {self.channels} channels), got {list(x.shape)}")
+        if isinstance(x, torch.Tensor):
+            dtype = x.dtype if x.is_floating_point() else torch.float32
+            return (torch.as_tensor(self.mean, dtype=dtype, device=x.device),
+                    torch.as_tensor(self.std, dtype=dtype, device=x.device))
+        dtype = x.dtype if np.issubdtype(x.dtype, np.floating) else np.float32
+        return self.mean.astype(dtype), self.std.astype(dtype)
+
+    def transform(self, x: ArrayT) -> ArrayT:
+        """Original units -> standardised; numpy or torch, shape (..., N, M), dtype/device kept."""
+        mean, std = self._stats(x)
+        return (x - mean) / std
+
+    def inverse(self, x: ArrayT) -> ArrayT:
+        """Standardised -> original units; numpy or torch, shape (..., N, M), dtype/device kept."""
+        mean, std = self._stats(x)
+        return x * std + mean
+
+    def to_dict(self) -> dict[str, list[float]]:
+        """JSON-safe ``{"mean": [...], "std": [...]}``."""
+        return {"mean": self.mean.tolist(), "std": self.std.tolist()}
+
+    @classmethod
+    def from_dict(cls, d: dict[str, Any]) -> Standardizer:
+        """Inverse of ``to_dict``."""
+        try:
+            return cls(d["mean"], d["std"])
+        except (KeyError, TypeError) as err:
+            raise ValueError(f"Standardizer.from_dict needs keys 'mean' and 'std', got {d!r}") from err
+
+    def __repr__(self) -> str:
+        return f"Standardizer(M={self.channels})"
