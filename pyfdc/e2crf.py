@@ -1,0 +1,369 @@
+"""E2-CRF sampler: token-sparse cached score evaluations inside the Euler–Maruyama loop.
+
+Paper: Sec. 3.3, Algorithm 1, App. A.6/A.11; ``architecture.md`` §4. The network math of one
+cached step lives in :mod:`pyfdc.e2crf_step`; this module owns the policy (who is recomputed,
+when to refresh, probes and error feedback), the statistics and the sampling loop.
+
+Policy per sample ``b`` at EM step ``i`` (everything per sample, so batch invariance holds):
+
+* **event intensity** (Eq. 12, Δ = 1, no look-ahead) over the final-layer features ``F`` of the two
+  previous steps: ``r_feat = ‖F(i−1) − F(i−2)‖² / (‖F(i−2)‖² + η)``; ``r_b(i) = max(r_feat,
+  e_b(i−1))`` where ``e_b`` is the relative probe error of the previous step (below). ``r = 0``
+  while fewer than two previous steps exist.
+* **force all** tokens on step 0, every ``R`` steps, and when ``r_b > τ_warn`` (Alg. 1 l.16).
+* **recompute set** from :func:`pyfdc.ops.select_tokens`: ``{κ ≤ K} ∪ {δ_κ > τ_κ}`` with
+  ``δ_κ = ‖z_κ − z_ref,κ‖`` against the token's input at its last recompute and
+  ``τ_κ = τ0 / (ε + ‖z_κ‖²)`` (Eq. 13, App. A.6.2).
+* **probes** (Eq. 13's ``P``): ``num_probes`` tokens drawn uniformly among the tokens the rules
+  left cached (per-sample seeded stream). They are computed fresh through every layer (their K/V
+  are refreshed and their fresh output is used this step), but their cached cumulative residual
+  is *not* replaced: it is nudged, Eq. 14, ``ĉ ← ĉ + α_b (c − ĉ)`` with
+  ``α_b = min(α_max, r_b / 2)`` when ``r_b ≥ τ_safe`` and ``α_b = 0`` below (the safe zone: the
+  probe only measures), and their reference input is left alone so drift selection still sees
+  them as stale. The probe error ``e_b = ‖c_P − ĉ_P‖² / (‖c_P‖² + η)`` (relative, squared like
+  Eq. 12) enters the next step's ``r_b`` and so the τ_warn refresh.
+
+Modes: ``full``; ``uncached`` (plain network forward); ``fixed`` (``{κ ≤ K}`` each step + full
+refresh every ``R``; no drift rule, probes or warn refresh); ``no_feedback`` (no probes, no
+correction, ``r`` from features only); ``no_energy`` (``τ_κ = τ0``); ``naive_kv`` (selection as
+``no_feedback``, but every token runs Q, attention, out-proj and FFN fresh; only the K/V
+projections of cached tokens are skipped — a plain KV cache).
+"""
+from __future__ import annotations
+
+import math
+import time
+from dataclasses import asdict, dataclass, field
+from typing import Any
+
+import torch
+from torch import Tensor
+
+from pyfdc import ops
+from pyfdc.e2crf_step import CachedForward
+
+MODES = ("full", "uncached", "fixed", "no_feedback", "no_energy", "naive_kv")
+
+
+def _check_number(name: str, value: Any, *, low: float, high: float = math.inf,
+                  low_open: bool = False, allow_inf: bool = False) -> None:
+    if isinstance(value, bool) or not isinstance(value, (int, float)):
+        raise ValueError(f"E2CRFConfig.{name} must be a number, got {value!r}")
+    if math.isnan(value) or (math.isinf(value) and not allow_inf):
+        raise ValueError(f"E2CRFConfig.{name} must be finite, got {value!r}")
+    if value < low or (low_open and value == low) or value > high:
+        lo = "(" if low_open else "["
+        raise ValueError(f"E2CRFConfig.{name} must lie in {lo}{low}, {high}], got {value!r}")
+
+
+@dataclass(frozen=True)
+class E2CRFConfig:
+    """E2-CRF hyper-parameters (paper Sec. 4 defaults).
+
+    K: always-recompute band ``{0..K}``; ``None`` = ⌊N'/10⌋, ``-1`` = no band.
+    tau0, eps: drift threshold ``τ_κ = τ0 / (eps + ‖z_κ‖²)`` (``tau0 = inf`` disables the rule).
+    R: full refresh every R steps. tau_safe / tau_warn: event-intensity zones (probe correction
+    on above tau_safe, full refresh above tau_warn). alpha_max: cap of α = min(alpha_max, r/2).
+    num_probes: random probe tokens per sample and cached step. eta: Eq. 12 stabiliser.
+    mode: one of ``MODES``. probe_seed_offset: offsets the probe stream's seed from the noise seed.
+    """
+
+    K: int | None = None
+    tau0: float = 0.01
+    eps: float = 1e-6
+    R: int = 50
+    tau_safe: float = 0.1
+    tau_warn: float = 0.5
+    alpha_max: float = 0.1
+    num_probes: int = 2
+    eta: float = 1e-6
+    mode: str = "full"
+    probe_seed_offset: int = 1_000_003
+
+    def __post_init__(self) -> None:
+        if self.K is not None and (isinstance(self.K, bool) or not isinstance(self.K, int) or self.K < -1):
+            raise ValueError(f"E2CRFConfig.K must be None or an int >= -1, got {self.K!r}")
+        _check_number("tau0", self.tau0, low=0.0, allow_inf=True)
+        _check_number("eps", self.eps, low=0.0, low_open=True)
+        if isinstance(self.R, bool) or not isinstance(self.R, int) or self.R < 1:
+            raise ValueError(f"E2CRFConfig.R must be an int >= 1, got {self.R!r}")
+        _check_number("tau_safe", self.tau_safe, low=0.0, allow_inf=True)
+        _check_number("tau_warn", self.tau_warn, low=0.0, low_open=True, allow_inf=True)
+        if self.tau_safe > self.tau_warn:
+            raise ValueError(f"E2CRFConfig.tau_safe ({self.tau_safe}) must be <= tau_warn ({self.tau_warn})")
+        _check_number("alpha_max", self.alpha_max, low=0.0, high=1.0)
+        if isinstance(self.num_probes, bool) or not isinstance(self.num_probes, int) or self.num_probes < 0:
+            raise ValueError(f"E2CRFConfig.num_probes must be an int >= 0, got {self.num_probes!r}")
+        _check_number("eta", self.eta, low=0.0, low_open=True)
+        if self.mode not in MODES:
+            raise ValueError(f"E2CRFConfig.mode must be one of {MODES}, got {self.mode!r}")
+        if isinstance(self.probe_seed_offset, bool) or not isinstance(self.probe_seed_offset, int):
+            raise ValueError(f"E2CRFConfig.probe_seed_offset must be an int, got {self.probe_seed_offset!r}")
+
+    def band(self, num_tokens: int) -> int:
+        """Resolved K for ``num_tokens`` = N' tokens."""
+        return num_tokens // 10 if self.K is None else self.K
+
+
+@dataclass
+class E2CRFStats:
+    """Per-step / per-token statistics of an E2-CRF run (means over all samples).
+
+    recomputed_fraction[i]: mean over samples of |S_b(i)| / N' (probes included).
+    event_intensity[i]: mean r_b(i). feedback_error[i]: mean relative probe error e_b(i)
+    (0 where no probe ran). token_hit_rate[κ]: fraction of (sample, step) pairs where token κ was
+    served from the cache. refresh_steps / warn_steps / probe_steps: steps where at least one sample
+    was force-refreshed (step 0, every R, warn) / exceeded τ_warn / drew probes.
+    cache_bytes: bytes of the persistent per-run buffers (KV cache, CRF, references, workspaces).
+    """
+
+    mode: str
+    num_tokens: int
+    steps: int
+    recomputed_fraction: list[float] = field(default_factory=list)
+    event_intensity: list[float] = field(default_factory=list)
+    feedback_error: list[float] = field(default_factory=list)
+    token_hit_rate: list[float] = field(default_factory=list)
+    refresh_steps: list[int] = field(default_factory=list)
+    warn_steps: list[int] = field(default_factory=list)
+    probe_steps: list[int] = field(default_factory=list)
+    cache_bytes: int = 0
+    peak_rss_growth_bytes: int = 0
+    wall_time_s: float = 0.0
+    num_samples: int = 0
+
+    @property
+    def mean_recomputed_fraction(self) -> float:
+        f = self.recomputed_fraction
+        return float(sum(f) / len(f)) if f else 1.0
+
+    @property
+    def hit_rate(self) -> float:
+        """Fraction of token evaluations served from the cache (= 1 − mean f)."""
+        return 1.0 - self.mean_recomputed_fraction
+
+    def to_dict(self) -> dict[str, Any]:
+        """JSON-safe dict (plain floats/ints/lists) including the derived totals."""
+        d = asdict(self)
+        d["hit_rate"] = self.hit_rate
+        d["mean_recomputed_fraction"] = self.mean_recomputed_fraction
+        return d
+
+
+class _Accumulator:
+    """Sums per-step quantities over batches; turned into :class:`E2CRFStats` at the end."""
+
+    def __init__(self, steps: int, num_tokens: int) -> None:
+        self.count = torch.zeros(steps, dtype=torch.float64)
+        self.r = torch.zeros(steps, dtype=torch.float64)
+        self.err = torch.zeros(steps, dtype=torch.float64)
+        self.cached = torch.zeros(num_tokens, dtype=torch.float64)
+        self.refresh: set[int] = set()
+        self.warn: set[int] = set()
+        self.probe: set[int] = set()
+        self.samples = 0
+
+    def finish(self, stats: E2CRFStats, steps: int, num_tokens: int) -> None:
+        n = max(self.samples, 1)
+        stats.recomputed_fraction = (self.count / (n * num_tokens)).tolist()
+        stats.event_intensity = (self.r / n).tolist()
+        stats.feedback_error = (self.err / n).tolist()
+        stats.token_hit_rate = (self.cached / (n * steps)).tolist()
+        stats.refresh_steps = sorted(self.refresh)
+        stats.warn_steps = sorted(self.warn)
+        stats.probe_steps = sorted(self.probe)
+        stats.num_samples = self.samples
+
+
+class CachedEpsFn:
+    """Stateful ``EpsFn`` for one batch: applies the E2-CRF policy, then the cached forward.
+
+    Called as ``eps_fn(z (B,N',C), t (B,), i) -> eps_hat (B,N',C)`` by the EM loop.
+    """
+
+    def __init__(self, net: torch.nn.Module, config: E2CRFConfig, sample_ids: Tensor, seed: int,
+                 num_tokens: int, token_dim: int, acc: _Accumulator | None,
+                 dtype: torch.dtype = torch.float32, device: torch.device | str = "cpu") -> None:
+        from pyfdc.sampling import NoiseStream
+
+        self.net, self.cfg, self.acc = net, config, acc
+        self.B, self.T = int(sample_ids.numel()), num_tokens
+        self.K = config.band(num_tokens)
+        mode = config.mode
+        self.use_drift = mode not in ("fixed",)
+        self.use_probes = mode in ("full", "no_energy") and config.num_probes > 0
+        self.use_warn = mode != "fixed"
+        self.energy = mode != "no_energy"
+        self.fwd = None
+        if mode != "uncached":
+            self.fwd = CachedForward(net, self.B, num_tokens, token_dim, naive_kv=(mode == "naive_kv"),
+                                     max_probes=max(config.num_probes, 1), dtype=dtype, device=device)
+        B, T = self.B, self.T
+        dev = torch.device(device)
+        self.d = self.fwd.d if self.fwd is not None else 1
+        self.no_probe = torch.zeros(B, T, dtype=torch.bool, device=dev)
+        self.force = torch.zeros(B, dtype=torch.bool, device=dev)
+        self.r = torch.zeros(B, dtype=torch.float32, device=dev)
+        self.r_used = torch.zeros(B, dtype=torch.float32, device=dev)
+        self.probe_err = torch.zeros(B, dtype=torch.float32, device=dev)
+        self.alpha = torch.zeros(B, dtype=torch.float32, device=dev)
+        self.prev = torch.zeros(B, T, self.d, dtype=dtype, device=dev)
+        self.steps_seen = 0
+        self.probe_stream = None
+        if self.use_probes:
+            ones = torch.ones(T, 1, dtype=dtype, device=dev)
+            self.probe_stream = NoiseStream(seed + config.probe_seed_offset, sample_ids, (T, 1), ones)
+
+    @property
+    def cache_bytes(self) -> int:
+        extra = sum(t.numel() * t.element_size() for t in
+                    (self.no_probe, self.force, self.r, self.probe_err, self.alpha, self.prev))
+        return (self.fwd.cache_bytes if self.fwd is not None else 0) + extra
+
+    def _draw_probes(self, idx: Tensor, count: Tensor) -> Tensor:
+        """Probe tokens among those the rules left cached: (B, P) int64, -1 where none is left."""
+        B, T, P = self.B, self.T, self.cfg.num_probes
+        score = self.probe_stream().reshape(B, T).to(torch.float32)
+        taken = torch.zeros(B, T + 1, dtype=torch.bool, device=idx.device)
+        taken.scatter_(1, torch.where(idx < 0, T, idx), True)
+        score = score.masked_fill(taken[:, :T], math.inf)
+        p = min(P, T)
+        val, pidx = torch.topk(score, p, dim=1, largest=False, sorted=True)
+        return torch.where(torch.isfinite(val), pidx, torch.full_like(pidx, -1))
+
+    def __call__(self, z: Tensor, t: Tensor, i: int) -> Tensor:
+        cfg, B = self.cfg, self.B
+        if cfg.mode == "uncached":
+            if self.acc is not None:
+                self.acc.count[i] += B * self.T
+                self.acc.refresh.add(i)
+            return self.net(z, t)
+        first = self.steps_seen == 0
+        # event intensity from features of steps i-1, i-2 (Eq. 12, Δ = 1) and the last probe error
+        r = self.r
+        if self.steps_seen < 2:
+            r.zero_()
+        self.r_used.copy_(r)
+        periodic = first or i % cfg.R == 0
+        self.force.fill_(periodic)
+        warn = torch.zeros_like(self.force)
+        if self.use_warn:
+            torch.gt(r, cfg.tau_warn, out=warn)
+            self.force |= warn
+        tau0 = cfg.tau0 if self.use_drift else math.inf
+        idx, count = ops.select_tokens(z, self.fwd.z_ref, self.no_probe, self.force, self.K, tau0,
+                                       cfg.eps, self.energy, idx_out=self.fwd.idx, count_out=self.fwd.count)
+        probes = None
+        if self.use_probes:
+            probes = self._draw_probes(idx, count)
+            torch.where(r >= cfg.tau_safe, torch.clamp(r * 0.5, max=cfg.alpha_max),
+                        torch.zeros_like(r), out=self.alpha)
+        eps_hat, probe_err, feat = self.fwd(z, t, idx, count, probes, self.alpha, cfg.eta)
+        # next step's intensity: relative change of the final-layer features
+        if self.steps_seen >= 1:
+            num = (feat - self.prev).pow(2).sum(dim=(1, 2))
+            den = self.prev.pow(2).sum(dim=(1, 2)) + cfg.eta
+            torch.div(num, den, out=r)
+        if probe_err is not None:
+            self.probe_err.copy_(probe_err)
+            torch.maximum(r, self.probe_err, out=r)
+        self.prev.copy_(feat)
+        self._record(i, idx, count, probes, warn, periodic)
+        self.steps_seen += 1
+        return eps_hat
+
+    def _record(self, i: int, idx: Tensor, count: Tensor, probes: Tensor | None, warn: Tensor,
+                periodic: bool) -> None:
+        acc = self.acc
+        if acc is None:
+            return
+        n_probe = (probes >= 0).sum(dim=1) if probes is not None else torch.zeros_like(count)
+        acc.count[i] += float((count + n_probe).sum())
+        acc.r[i] += float(self.r_used.sum())
+        acc.err[i] += float(self.probe_err.sum()) if probes is not None else 0.0
+        hit = torch.ones(self.B, self.T + 1, dtype=torch.float64)
+        hit.scatter_(1, torch.where(idx < 0, self.T, idx).cpu(), 0.0)
+        if probes is not None:
+            hit.scatter_(1, torch.where(probes < 0, self.T, probes).cpu(), 0.0)
+        acc.cached += hit[:, : self.T].sum(dim=0)
+        if periodic or bool(self.force.any()):
+            acc.refresh.add(i)
+        if bool(warn.any()):
+            acc.warn.add(i)
+        if probes is not None and bool((probes >= 0).any()):
+            acc.probe.add(i)
+
+
+def _rss_peak_bytes() -> int:
+    try:
+        import resource
+        import sys
+
+        peak = resource.getrusage(resource.RUSAGE_SELF).ru_maxrss
+        return int(peak) if sys.platform == "darwin" else int(peak) * 1024
+    except Exception:  # pragma: no cover - non-POSIX
+        return 0
+
+
+class E2CRFSampler:
+    """Euler–Maruyama sampling with E2-CRF cached score evaluations.
+
+    Same noise, schedule and output conventions as :class:`pyfdc.sampling.Sampler` (per-sample
+    :class:`~pyfdc.sampling.NoiseStream`, so sample ``j`` gets the same noise whatever its batch);
+    only the network evaluation differs.
+    """
+
+    def __init__(self, model: Any, config: E2CRFConfig = E2CRFConfig()) -> None:
+        if not isinstance(config, E2CRFConfig):
+            raise TypeError(f"config must be an E2CRFConfig, got {type(config).__name__}")
+        self.model, self.config = model, config
+
+    def _parts(self) -> tuple[torch.nn.Module, Any, Any, Tensor]:
+        m = self.model
+        net, transform, sde = m.net, m.transform, m.sde
+        mask = transform.mask(device=next(net.parameters()).device)
+        return net, transform, sde, mask
+
+    @torch.no_grad()
+    def sample_tokens(self, num_samples: int, steps: int = 1000, batch_size: int = 64, seed: int = 0,
+                      progress: bool = True, sample_offset: int = 0) -> tuple[Tensor, E2CRFStats]:
+        """Token-space samples ``(S, T, C)`` and stats. Sample ``j`` uses noise id ``sample_offset + j``."""
+        from pyfdc.sampling import NoiseStream, euler_maruyama
+
+        for name, v, lo in (("num_samples", num_samples, 1), ("steps", steps, 1), ("batch_size", batch_size, 1)):
+            if isinstance(v, bool) or not isinstance(v, int) or v < lo:
+                raise ValueError(f"{name} must be an int >= {lo}, got {v!r}")
+        net, transform, sde, mask = self._parts()
+        T, C = transform.num_tokens, transform.token_dim
+        dev = mask.device
+        was_training = net.training
+        net.eval()
+        stats = E2CRFStats(mode=self.config.mode, num_tokens=T, steps=steps)
+        acc = _Accumulator(steps, T)
+        out = []
+        rss0 = _rss_peak_bytes()
+        start = time.perf_counter()
+        try:
+            for b0 in range(0, num_samples, batch_size):
+                n = min(batch_size, num_samples - b0)
+                ids = torch.arange(sample_offset + b0, sample_offset + b0 + n)
+                stream = NoiseStream(seed, ids, (T, C), mask)
+                eps_fn = CachedEpsFn(net, self.config, ids, seed, T, C, acc, dtype=mask.dtype, device=dev)
+                stats.cache_bytes = max(stats.cache_bytes, eps_fn.cache_bytes)
+                z = stream()
+                z = euler_maruyama(eps_fn, sde, z, mask, steps, stream, progress=progress)
+                acc.samples += n
+                out.append(z)
+        finally:
+            net.train(was_training)
+        stats.wall_time_s = time.perf_counter() - start
+        stats.peak_rss_growth_bytes = max(_rss_peak_bytes() - rss0, 0)
+        acc.finish(stats, steps, T)
+        return torch.cat(out, dim=0), stats
+
+    def sample(self, num_samples: int, steps: int = 1000, batch_size: int = 64, seed: int = 0,
+               progress: bool = True) -> tuple[Tensor, E2CRFStats]:
+        """Samples ``(S, N, M)`` in original units, and the run's :class:`E2CRFStats`."""
+        z, stats = self.sample_tokens(num_samples, steps, batch_size, seed, progress)
+        x = self.model.transform.from_tokens(z)
+        return self.model.standardizer.inverse(x), stats

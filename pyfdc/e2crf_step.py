@@ -1,0 +1,179 @@
+"""The E2-CRF cached forward of a :class:`~pyfdc.score_net.ScoreTransformer` (``architecture.md`` §4).
+
+One call evaluates ε̂ for a batch whose per-sample recompute sets are given as padded index rows.
+Recomputed tokens run every layer (QKV, attention rows over the whole persistent K/V cache, out-proj,
+FFN) on a gathered ``(B, kmax, d)`` slab; their K/V are scattered into the cache with
+:func:`pyfdc.ops.kv_scatter`. Cached tokens skip all layers: their final feature is the fresh
+embedding plus their cached cumulative residual, ``h0(i)[κ] + C[κ]``. The output head runs on all
+tokens. Padded slab rows (index ``-1``) gather token 0, are never scattered and are ignored.
+"""
+from __future__ import annotations
+
+import torch
+import torch.nn.functional as F
+from torch import Tensor, nn
+
+from pyfdc import ops
+
+
+def _nbytes(*tensors: Tensor) -> int:
+    return int(sum(t.numel() * t.element_size() for t in tensors))
+
+
+class CachedForward:
+    """Persistent per-run state + the token-sparse forward for one batch of ``B`` samples.
+
+    State (allocated once): ``k, v (L, B, H, T, dh)`` (from :class:`pyfdc.cache.KVCache` when
+    available), cumulative residual ``crf (B, T, d)``, reference inputs ``z_ref (B, T, C)``,
+    selection workspaces ``idx (B, T)``, ``count (B,)``, slab index ``gidx (B, T + P)`` and the
+    final-feature buffer ``feat (B, T, d)``.
+    """
+
+    def __init__(self, net: nn.Module, batch: int, num_tokens: int, token_dim: int, *,
+                 naive_kv: bool = False, max_probes: int = 8, dtype: torch.dtype = torch.float32,
+                 device: torch.device | str | None = None) -> None:
+        self.net = net
+        self.blocks = list(net.blocks)
+        self.naive_kv = naive_kv
+        p = next(net.parameters())
+        self.device = torch.device(device) if device is not None else p.device
+        B, T = batch, num_tokens
+        with torch.no_grad():
+            h = net.embed(torch.zeros(1, T, token_dim, dtype=dtype, device=self.device),
+                          torch.full((1,), 0.5, dtype=dtype, device=self.device))
+            _, k, _ = self.blocks[0].qkv_heads(h)
+        self.d, self.H, self.dh, self.L = h.shape[-1], k.shape[1], k.shape[-1], len(self.blocks)
+        self.B, self.T, self.C = B, T, token_dim
+        self.k_cache, self.v_cache = self._alloc_kv(dtype)
+        self.crf = torch.zeros(B, T, self.d, dtype=dtype, device=self.device)
+        self.z_ref = torch.zeros(B, T, token_dim, dtype=dtype, device=self.device)
+        self.feat = torch.zeros(B, T, self.d, dtype=dtype, device=self.device)
+        self.idx = torch.full((B, T), -1, dtype=torch.int64, device=self.device)
+        self.count = torch.zeros(B, dtype=torch.int64, device=self.device)
+        self.gidx = torch.full((B, T + max_probes), -1, dtype=torch.int64, device=self.device)
+        self.arange_p = torch.arange(max_probes, device=self.device)
+        self.max_probes = max_probes
+        if naive_kv:
+            self._check_qkv_layout(h)
+
+    def _alloc_kv(self, dtype: torch.dtype) -> tuple[Tensor, Tensor]:
+        shape = (self.L, self.B, self.H, self.T, self.dh)
+        try:
+            from pyfdc.cache import KVCache  # noqa: F401  (ops helper's persistent cache)
+        except ImportError:
+            pass
+        return (torch.zeros(shape, dtype=dtype, device=self.device),
+                torch.zeros(shape, dtype=dtype, device=self.device))
+
+    @property
+    def cache_bytes(self) -> int:
+        return _nbytes(self.k_cache, self.v_cache, self.crf, self.z_ref, self.feat, self.idx,
+                       self.count, self.gidx)
+
+    # ---------------------------------------------------------------- naive KV helpers
+    def _q_heads(self, blk: nn.Module, x: Tensor) -> Tensor:
+        """Q only: ``x`` (B,S,d) already layer-normed -> (B,H,S,dh) (first d rows of ``qkv``)."""
+        d = self.d
+        w, b = blk.qkv.weight[:d], (blk.qkv.bias[:d] if blk.qkv.bias is not None else None)
+        B, S, _ = x.shape
+        return F.linear(x, w, b).view(B, S, self.H, self.dh).transpose(1, 2)
+
+    def _kv_heads(self, blk: nn.Module, x: Tensor) -> tuple[Tensor, Tensor]:
+        d = self.d
+        w = blk.qkv.weight[d:]
+        b = blk.qkv.bias[d:] if blk.qkv.bias is not None else None
+        B, S, _ = x.shape
+        kv = F.linear(x, w, b).view(B, S, 2, self.H, self.dh)
+        return kv[:, :, 0].transpose(1, 2), kv[:, :, 1].transpose(1, 2)
+
+    def _check_qkv_layout(self, h: Tensor) -> None:
+        blk = self.blocks[0]
+        with torch.no_grad():
+            x = torch.randn_like(h)
+            q, k, v = blk.qkv_heads(x)
+            xn = blk.ln1(x)
+            q2 = self._q_heads(blk, xn)
+            k2, v2 = self._kv_heads(blk, xn)
+        if not (torch.allclose(q, q2, atol=1e-5) and torch.allclose(k, k2, atol=1e-5)
+                and torch.allclose(v, v2, atol=1e-5)):
+            raise NotImplementedError("naive_kv: Block.qkv is not laid out as [q | k | v] heads-major")
+
+    # ---------------------------------------------------------------- the step
+    @torch.no_grad()
+    def __call__(self, z: Tensor, t: Tensor, idx: Tensor, count: Tensor, probes: Tensor | None,
+                 alpha: Tensor, eta: float) -> tuple[Tensor, Tensor | None, Tensor]:
+        """Cached ε̂.
+
+        z (B,T,C), t (B,); idx (B,T) int64 ascending rule-selected tokens padded with -1, count (B,);
+        probes (B,P) int64 (-1 = none) or None; alpha (B,) Eq. 14 step sizes.
+        Returns ``eps_hat (B,T,C)``, relative probe error ``e (B,)`` (or None) and the final-layer
+        features ``feat (B,T,d)`` (a persistent buffer, overwritten next call).
+        """
+        B, T, d = self.B, self.T, self.d
+        h0 = self.net.embed(z, t)                                   # (B,T,d)
+        gidx = self.gidx
+        gidx[:, :T].copy_(idx)
+        gidx[:, T:].fill_(-1)
+        total = count
+        pos = None
+        if probes is not None:
+            P = probes.shape[1]
+            if P > self.max_probes:
+                raise ValueError(f"CachedForward: at most {self.max_probes} probes, got {P}")
+            pos = count[:, None] + self.arange_p[:P]                # slab rows of the probes
+            gidx.scatter_(1, pos, probes)
+            total = count + (probes >= 0).sum(dim=1)
+        kmax = int(total.max()) if B > 0 else 0
+        if self.naive_kv:
+            feat = self._naive_kv(h0, gidx[:, :kmax].contiguous(), z)
+            return self.net.head(feat), None, feat
+        feat = torch.add(h0, self.crf, out=self.feat)               # cached tokens: h0(i) + C
+        if kmax == 0:
+            return self.net.head(feat), (torch.zeros(B, device=z.device) if probes is not None else None), feat
+        gi = gidx[:, :kmax].contiguous()                            # (B,kmax), -1 padded
+        valid = gi >= 0
+        gc = gi.clamp(min=0)
+        h0s = torch.gather(h0, 1, gc[..., None].expand(B, kmax, d))  # (B,kmax,d)
+        h = h0s
+        for layer, blk in enumerate(self.blocks):
+            q, k, v = blk.qkv_heads(h)
+            ops.kv_scatter(self.k_cache, self.v_cache, layer, gi, k, v)
+            h = h + blk.attn_residual(q, self.k_cache[layer], self.v_cache[layer])
+            h = h + blk.ffn_residual(h)
+        c = h - h0s                                                 # fresh cumulative residual
+        err = None
+        if probes is not None:
+            pv = probes >= 0
+            fresh_p = torch.gather(c, 1, pos.clamp(max=kmax - 1)[..., None].expand(B, pos.shape[1], d))
+            fresh_p = fresh_p * pv[..., None]
+            e = ops.error_feedback(self.crf, fresh_p, probes, alpha)   # nudges C at probe rows
+            err = e.pow(2) / (fresh_p.pow(2).sum(dim=(1, 2)) + eta)
+        rule = valid & (torch.arange(kmax, device=gi.device)[None, :] < count[:, None])
+        rb, rs = rule.nonzero(as_tuple=True)
+        tok = gi[rb, rs]
+        self.crf[rb, tok] = c[rb, rs]
+        self.z_ref[rb, tok] = z[rb, tok]
+        vb, vs = valid.nonzero(as_tuple=True)
+        feat[vb, gi[vb, vs]] = h[vb, vs]
+        return self.net.head(feat), err, feat
+
+    def _naive_kv(self, h0: Tensor, gi: Tensor, z: Tensor) -> Tensor:
+        """Plain KV cache: every token runs everything except the K/V projections of cached tokens."""
+        B, kmax, d = gi.shape[0], gi.shape[1], self.d
+        valid = gi >= 0
+        gc = gi.clamp(min=0)
+        h = h0
+        for layer, blk in enumerate(self.blocks):
+            x = blk.ln1(h)
+            q = self._q_heads(blk, x)
+            if kmax > 0:
+                xs = torch.gather(x, 1, gc[..., None].expand(B, kmax, d))
+                k, v = self._kv_heads(blk, xs)
+                ops.kv_scatter(self.k_cache, self.v_cache, layer, gi, k, v)
+            h = h + blk.attn_residual(q, self.k_cache[layer], self.v_cache[layer])
+            h = h + blk.ffn_residual(h)
+        vb, vs = valid.nonzero(as_tuple=True)
+        tok = gi[vb, vs]
+        self.z_ref[vb, tok] = z[vb, tok]
+        self.feat.copy_(h)
+        return self.feat
