@@ -1,0 +1,6 @@
+"""``python -m pyfdc ...``: same as the ``pyfdc`` command."""
+import sys
+
+from pyfdc.cli import main
+
+sys.exit(main())
