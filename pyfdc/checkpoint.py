@@ -93,7 +93,7 @@ def save_checkpoint(directory: str | Path, model: Any, extra: dict[str, Any] | N
         "model_config": _model_config_dict(model.net.config),
         "sde": model.sde.to_dict(),
         "transform": {"kind": transform.kind, "n": transform.n, "m": transform.m},
-        "standardizer": model.standardizer.to_dict(),
+        "standardizer": None if model.standardizer is None else model.standardizer.to_dict(),
         "dataset": meta.get("dataset"),
         "meta": meta,
         "extra": extra or {},
@@ -171,9 +171,10 @@ def load_checkpoint(directory: str | Path, map_location: str | torch.device = "c
     try:
         tr = config["transform"]
         transform = make_transform(tr["kind"], int(tr["n"]), int(tr["m"]))
-        mcfg = ModelConfig(**config["model_config"])
+        mcfg = ModelConfig.from_dict(config["model_config"])
         sde = VPSDE.from_dict(config["sde"])
-        standardizer = Standardizer.from_dict(config["standardizer"])
+        std_cfg = config["standardizer"]
+        standardizer = None if std_cfg is None else Standardizer.from_dict(std_cfg)
     except (KeyError, TypeError, ValueError) as exc:
         raise CheckpointError(f"{cfg_path}: invalid field ({type(exc).__name__}: {exc})") from exc
     if (mcfg.num_tokens, mcfg.token_dim) != (transform.num_tokens, transform.token_dim):

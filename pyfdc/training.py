@@ -381,9 +381,9 @@ def train(
                 if ema is not None:
                     _ema_update(ema, net, cfg.ema_decay, run["step"])
                 run["step"] += 1
-                loss_sum += float(loss) * len(zb)
+                loss_sum += float(loss.detach()) * len(zb)
                 bar.update(1)
-                bar.set_postfix(epoch=run["epoch"] + 1, loss=f"{float(loss):.4f}", lr=f"{lr:.2e}")
+                bar.set_postfix(epoch=run["epoch"] + 1, loss=f"{float(loss.detach()):.4f}", lr=f"{lr:.2e}")
             run["epoch"] += 1
             train_loss = loss_sum / len(z_fit)
             val = _val_loss(eval_net, z_val, sde, mask, cfg) if len(z_val) else train_loss

@@ -1,0 +1,156 @@
+"""Checkpoint round trip and every rejection path (truncated, corrupt, mismatched, wrong version)."""
+from __future__ import annotations
+
+import json
+from pathlib import Path
+
+import numpy as np
+import pytest
+import torch
+from safetensors.torch import load_file, save
+
+from pyfdc.checkpoint import (CONFIG_FILE, WEIGHTS_FILE, CheckpointError, load_checkpoint,
+                              read_config, save_checkpoint, update_checkpoint_extra)
+from pyfdc.data import Standardizer
+from pyfdc.model import DiffusionModel
+from pyfdc.score_net import ModelConfig, ScoreTransformer
+from pyfdc.sde import VPSDE
+from pyfdc.spectral import make_transform
+
+
+def _model(kind: str = "freq", n: int = 16, m: int = 2) -> DiffusionModel:
+    torch.manual_seed(0)
+    tr = make_transform(kind, n, m)
+    net = ScoreTransformer(ModelConfig(tr.num_tokens, tr.token_dim, d_model=16, n_layers=2, n_heads=2, d_ff=32))
+    x = np.random.default_rng(0).normal(3.0, 2.0, size=(20, n, m)).astype(np.float32)
+    return DiffusionModel(net, tr, VPSDE(beta_max=19.0), Standardizer.fit(x), meta={"dataset": "synth"})
+
+
+def _rehash(folder: Path) -> None:
+    """Make config.json agree with a hand-edited weights file (to reach the deeper checks)."""
+    import hashlib
+
+    cfg = json.loads((folder / CONFIG_FILE).read_text())
+    cfg["weights_sha256"] = hashlib.sha256((folder / WEIGHTS_FILE).read_bytes()).hexdigest()
+    (folder / CONFIG_FILE).write_text(json.dumps(cfg))
+
+
+@pytest.mark.parametrize("kind", ["freq", "time", "chart"])
+def test_round_trip_is_exact(tmp_path: Path, kind: str) -> None:
+    model = _model(kind)
+    save_checkpoint(tmp_path, model, {"training": {"best_epoch": 3, "loss": float("nan")}})
+    loaded = load_checkpoint(tmp_path)
+    for k, v in model.net.state_dict().items():
+        assert torch.equal(loaded.net.state_dict()[k], v), k
+    assert loaded.transform == model.transform and loaded.sde == model.sde
+    np.testing.assert_array_equal(loaded.standardizer.mean, model.standardizer.mean)
+    np.testing.assert_array_equal(loaded.standardizer.std, model.standardizer.std)
+    z = torch.randn(3, model.num_tokens, model.token_dim) * model.mask()
+    t = torch.rand(3)
+    with torch.no_grad():
+        assert torch.equal(loaded.eps(z, t), model.net.eval()(z, t))
+    assert loaded.meta["dataset"] == "synth"
+    cfg = read_config(tmp_path)
+    assert cfg["extra"]["training"] == {"best_epoch": 3, "loss": None}  # NaN stored as JSON null
+    assert cfg["transform"] == {"kind": kind, "n": 16, "m": 2}
+    assert sorted(p.name for p in tmp_path.iterdir()) == [CONFIG_FILE, WEIGHTS_FILE]  # no temp files
+
+
+def test_resave_and_update_extra(tmp_path: Path) -> None:
+    save_checkpoint(tmp_path / "a", _model(), {"x": 1})
+    update_checkpoint_extra(tmp_path / "a", {"y": 2})
+    assert read_config(tmp_path / "a")["extra"] == {"x": 1, "y": 2}
+    loaded = load_checkpoint(tmp_path / "a")
+    save_checkpoint(tmp_path / "b", loaded, {})  # load-time annotations must not leak into meta
+    assert "checkpoint" not in read_config(tmp_path / "b")["meta"]
+    load_checkpoint(tmp_path / "b")
+
+
+def test_checkpoint_error_is_value_error() -> None:
+    assert issubclass(CheckpointError, ValueError)
+
+
+def test_truncated_weights(tmp_path: Path) -> None:
+    save_checkpoint(tmp_path, _model(), {})
+    w = tmp_path / WEIGHTS_FILE
+    w.write_bytes(w.read_bytes()[:-100])
+    with pytest.raises(CheckpointError, match=r"model\.safetensors.*(truncated|corrupt)"):
+        load_checkpoint(tmp_path)
+
+
+def test_corrupt_safetensors_even_with_matching_hash(tmp_path: Path) -> None:
+    save_checkpoint(tmp_path, _model(), {})
+    (tmp_path / WEIGHTS_FILE).write_bytes(b"\x08\x00\x00\x00\x00\x00\x00\x00{notjson")
+    _rehash(tmp_path)
+    with pytest.raises(CheckpointError, match=r"model\.safetensors: corrupt safetensors"):
+        load_checkpoint(tmp_path)
+
+
+def test_missing_key(tmp_path: Path) -> None:
+    save_checkpoint(tmp_path, _model(), {})
+    tensors = load_file(tmp_path / WEIGHTS_FILE)
+    del tensors["out_proj.weight"]
+    (tmp_path / WEIGHTS_FILE).write_bytes(save(tensors))
+    _rehash(tmp_path)
+    with pytest.raises(CheckpointError, match=r"missing keys \['out_proj.weight'\]"):
+        load_checkpoint(tmp_path)
+
+
+def test_shape_mismatch(tmp_path: Path) -> None:
+    save_checkpoint(tmp_path, _model(), {})
+    cfg = json.loads((tmp_path / CONFIG_FILE).read_text())
+    cfg["model_config"]["d_ff"] = 48
+    (tmp_path / CONFIG_FILE).write_text(json.dumps(cfg))
+    with pytest.raises(CheckpointError, match=r"shape mismatch.*ff1\.weight"):
+        load_checkpoint(tmp_path)
+
+
+def test_transform_and_model_config_disagree(tmp_path: Path) -> None:
+    save_checkpoint(tmp_path, _model(), {})
+    cfg = json.loads((tmp_path / CONFIG_FILE).read_text())
+    cfg["transform"]["n"] = 20  # N' = 11 tokens, but the net was built for 9
+    (tmp_path / CONFIG_FILE).write_text(json.dumps(cfg))
+    with pytest.raises(CheckpointError, match="9 tokens"):
+        load_checkpoint(tmp_path)
+
+
+@pytest.mark.parametrize(("field", "value", "pattern"), [
+    ("format_version", 99, "format version 99 is not supported"),
+    ("format", "something-else", "not a pyfdc checkpoint"),
+    ("sde", {"beta_min": -1.0, "beta_max": 20.0, "t_eps": 1e-5}, "invalid field"),
+])
+def test_bad_config_fields(tmp_path: Path, field: str, value: object, pattern: str) -> None:
+    save_checkpoint(tmp_path, _model(), {})
+    cfg = json.loads((tmp_path / CONFIG_FILE).read_text())
+    cfg[field] = value
+    (tmp_path / CONFIG_FILE).write_text(json.dumps(cfg))
+    with pytest.raises(CheckpointError, match=pattern):
+        load_checkpoint(tmp_path)
+
+
+def test_missing_and_truncated_files(tmp_path: Path) -> None:
+    with pytest.raises(CheckpointError, match="does not exist"):
+        load_checkpoint(tmp_path / "nope")
+    save_checkpoint(tmp_path, _model(), {})
+    text = (tmp_path / CONFIG_FILE).read_text()
+    (tmp_path / CONFIG_FILE).write_text(text[: len(text) // 2])
+    with pytest.raises(CheckpointError, match=r"config\.json: corrupt or truncated JSON"):
+        load_checkpoint(tmp_path)
+    (tmp_path / CONFIG_FILE).unlink()
+    with pytest.raises(CheckpointError, match=r"config\.json: missing"):
+        load_checkpoint(tmp_path)
+    save_checkpoint(tmp_path, _model(), {})
+    (tmp_path / WEIGHTS_FILE).unlink()
+    with pytest.raises(CheckpointError, match=r"model\.safetensors: missing"):
+        load_checkpoint(tmp_path)
+
+
+def test_weights_from_another_save_are_rejected(tmp_path: Path) -> None:
+    a, b = _model(), _model()
+    with torch.no_grad():
+        b.net.out_proj.weight.add_(1.0)
+    save_checkpoint(tmp_path / "a", a, {})
+    save_checkpoint(tmp_path / "b", b, {})
+    (tmp_path / "a" / WEIGHTS_FILE).write_bytes((tmp_path / "b" / WEIGHTS_FILE).read_bytes())
+    with pytest.raises(CheckpointError, match="do not match the SHA-256"):
+        load_checkpoint(tmp_path / "a")
