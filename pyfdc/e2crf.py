@@ -34,12 +34,15 @@ from __future__ import annotations
 import math
 import time
 from dataclasses import asdict, dataclass, field
-from typing import Any
+from typing import TYPE_CHECKING, Any
 
 import torch
 from torch import Tensor
 
 from pyfdc import ops
+
+if TYPE_CHECKING:
+    from pyfdc.model import DiffusionModel
 from pyfdc.e2crf_step import CachedForward
 
 MODES = ("full", "uncached", "fixed", "no_feedback", "no_energy", "naive_kv")
@@ -313,7 +316,7 @@ class E2CRFSampler:
     only the network evaluation differs.
     """
 
-    def __init__(self, model: Any, config: E2CRFConfig = E2CRFConfig()) -> None:
+    def __init__(self, model: "DiffusionModel", config: E2CRFConfig = E2CRFConfig()) -> None:
         if not isinstance(config, E2CRFConfig):
             raise TypeError(f"config must be an E2CRFConfig, got {type(config).__name__}")
         self.model, self.config = model, config
@@ -321,7 +324,7 @@ class E2CRFSampler:
     def _parts(self) -> tuple[torch.nn.Module, Any, Any, Tensor]:
         m = self.model
         net, transform, sde = m.net, m.transform, m.sde
-        mask = transform.mask(device=next(net.parameters()).device)
+        mask = transform.mask(device=next(net.parameters()).device, dtype=torch.float32)
         return net, transform, sde, mask
 
     @torch.no_grad()
@@ -365,5 +368,4 @@ class E2CRFSampler:
                progress: bool = True) -> tuple[Tensor, E2CRFStats]:
         """Samples ``(S, N, M)`` in original units, and the run's :class:`E2CRFStats`."""
         z, stats = self.sample_tokens(num_samples, steps, batch_size, seed, progress)
-        x = self.model.transform.from_tokens(z)
-        return self.model.standardizer.inverse(x), stats
+        return self.model.tokens_to_data(z), stats
