@@ -284,16 +284,15 @@ def train(
         raise ValueError(f"dataset.train must have shape (n >= 2, N, M), got {train_x.shape}")
     if not np.isfinite(train_x).all():
         raise ValueError("dataset.train contains NaN or Inf")
-    out = Path(out_dir)
-    _prepare_out_dir(out, resume, overwrite)
-    t_start = time.perf_counter()
-    device = torch.device(cfg.device)
-
     n, n_steps_t, m = train_x.shape
-    fit_idx, val_idx = split_indices(n, cfg.val_fraction, cfg.seed)
-    standardizer = Standardizer.fit(train_x[fit_idx])
     transform = make_transform(transform_kind, n_steps_t, m)
     mcfg = resolve_model_config(model_config, transform.num_tokens, transform.token_dim)
+    fit_idx, val_idx = split_indices(n, cfg.val_fraction, cfg.seed)
+    out = Path(out_dir)
+    _prepare_out_dir(out, resume, overwrite)  # only after every argument has been checked
+    t_start = time.perf_counter()
+    device = torch.device(cfg.device)
+    standardizer = Standardizer.fit(train_x[fit_idx])
     sde = VPSDE()
     mask = transform.mask(device=device)
 

@@ -1,0 +1,171 @@
+"""Training loop: config validation, schedule, determinism, resume, held-out isolation, budget."""
+from __future__ import annotations
+
+import json
+from pathlib import Path
+from typing import Any
+
+import numpy as np
+import pytest
+import torch
+
+import pyfdc.training as training
+from pyfdc.checkpoint import load_checkpoint, read_config
+from pyfdc.data import TimeSeriesDataset
+from pyfdc.training import TrainConfig, lr_factor, split_indices, train
+
+TINY = {"d_model": 16, "n_layers": 1, "n_heads": 2, "d_ff": 32, "rff_dim": 8}
+
+
+def _dataset(n: int = 48, length: int = 16, m: int = 2) -> TimeSeriesDataset:
+    rng = np.random.default_rng(1)
+    t = np.arange(length)[None, :, None]
+    phase = rng.uniform(0, 2 * np.pi, size=(n, 1, m))
+    x = 5.0 + 2.0 * np.sin(2 * np.pi * t / 8 + phase) + 0.1 * rng.normal(size=(n, length, m))
+    return TimeSeriesDataset("synth", train=x[: n - 8], test=x[n - 8:])
+
+
+def _cfg(**kw: Any) -> TrainConfig:
+    base = {"epochs": 4, "batch_size": 16, "warmup_epochs": 1, "seed": 3}
+    return TrainConfig(**{**base, **kw})
+
+
+def _weights(model: Any) -> dict[str, torch.Tensor]:
+    return {k: v.clone() for k, v in model.net.state_dict().items()}
+
+
+def _same(a: dict[str, torch.Tensor], b: dict[str, torch.Tensor]) -> bool:
+    return a.keys() == b.keys() and all(torch.equal(a[k], b[k]) for k in a)
+
+
+@pytest.mark.parametrize(("field", "value"), [
+    ("epochs", 0), ("batch_size", 0), ("batch_size", 2.5), ("lr", 0.0), ("lr", float("nan")),
+    ("weight_decay", -1.0), ("warmup_epochs", 5), ("ema_decay", 1.0), ("val_fraction", 1.0),
+    ("seed", -1), ("grad_clip", 0.0), ("max_minutes", -2.0), ("val_repeats", 0),
+])
+def test_config_validation_names_the_field(field: str, value: Any) -> None:
+    with pytest.raises(ValueError, match=f"TrainConfig.{field}"):
+        _cfg(**{field: value})
+
+
+def test_lr_schedule_warmup_then_cosine() -> None:
+    f = [lr_factor(s, 4, 20) for s in range(20)]
+    assert f[:4] == pytest.approx([0.25, 0.5, 0.75, 1.0])
+    assert f[4] == 1.0 and all(a >= b for a, b in zip(f[4:], f[5:]))
+    assert f[-1] == pytest.approx(0.5 * (1 + np.cos(np.pi * 15 / 16)))
+    assert lr_factor(20, 4, 20) == pytest.approx(0.0, abs=1e-12)
+
+
+def test_split_is_seeded_disjoint_and_complete() -> None:
+    fit, val = split_indices(50, 0.2, 7)
+    assert len(val) == 10 and not set(fit) & set(val) and sorted([*fit, *val]) == list(range(50))
+    assert np.array_equal(val, split_indices(50, 0.2, 7)[1])
+    assert not np.array_equal(val, split_indices(50, 0.2, 8)[1])
+    assert len(split_indices(50, 0.0, 0)[1]) == 0
+
+
+def test_deterministic_under_seed_and_learns(tmp_path: Path) -> None:
+    ds = _dataset()
+    a = train(ds, tmp_path / "a", TINY, train_config=_cfg(), progress=False)
+    b = train(ds, tmp_path / "b", TINY, train_config=_cfg(), progress=False)
+    c = train(ds, tmp_path / "c", TINY, train_config=_cfg(seed=4), progress=False)
+    assert _same(_weights(a.model), _weights(b.model))
+    assert not _same(_weights(a.model), _weights(c.model))
+    assert [h["train_loss"] for h in a.history] == [h["train_loss"] for h in b.history]
+    assert a.history[-1]["train_loss"] < a.history[0]["train_loss"]
+    assert a.epochs_run == 4 and 1 <= a.best_epoch <= 4
+    assert a.best_val_loss == min(h["val_loss"] for h in a.history)
+    # the returned model is the saved best checkpoint, with the fit split's standardizer
+    assert _same(_weights(a.model), _weights(load_checkpoint(tmp_path / "a")))
+    fit, _ = split_indices(len(ds.train), 0.1, 3)
+    np.testing.assert_allclose(a.model.standardizer.mean, ds.train[fit].mean(axis=(0, 1)), rtol=1e-6)
+    assert read_config(tmp_path / "a")["extra"]["training"]["best_epoch"] == a.best_epoch
+    assert len(json.loads((tmp_path / "a" / "history.json").read_text())) == 4
+
+
+def test_resume_after_crash_equals_straight_run(tmp_path: Path, monkeypatch: pytest.MonkeyPatch) -> None:
+    ds = _dataset()
+    straight = train(ds, tmp_path / "straight", TINY, train_config=_cfg(ema_decay=0.9), progress=False)
+
+    real_val = training._val_loss
+    calls = {"n": 0}
+
+    def crash_in_epoch_3(*args: Any, **kw: Any) -> float:
+        calls["n"] += 1
+        if calls["n"] == 3:  # epoch 3's steps ran, its state was never saved
+            raise KeyboardInterrupt("simulated crash")
+        return real_val(*args, **kw)
+
+    monkeypatch.setattr(training, "_val_loss", crash_in_epoch_3)
+    with pytest.raises(KeyboardInterrupt):
+        train(ds, tmp_path / "crashed", TINY, train_config=_cfg(ema_decay=0.9), progress=False)
+    state = torch.load(tmp_path / "crashed" / training.STATE_FILE, weights_only=False)
+    assert state["run"]["epoch"] == 2
+    monkeypatch.setattr(training, "_val_loss", real_val)
+
+    resumed = train(ds, tmp_path / "crashed", TINY, train_config=_cfg(ema_decay=0.9), resume=True,
+                    progress=False)
+    assert resumed.epochs_run == 4 and resumed.best_epoch == straight.best_epoch
+    assert _same(_weights(resumed.model), _weights(straight.model))
+    end_a = torch.load(tmp_path / "straight" / training.STATE_FILE, weights_only=False)
+    end_b = torch.load(tmp_path / "crashed" / training.STATE_FILE, weights_only=False)
+    assert _same(end_a["net"], end_b["net"]) and _same(end_a["ema"], end_b["ema"])
+    assert [h["val_loss"] for h in resumed.history] == [h["val_loss"] for h in straight.history]
+
+
+def test_never_reads_the_heldout_split(tmp_path: Path) -> None:
+    ds = _dataset()
+
+    class NoTest:
+        name, train = ds.name, ds.train
+
+        @property
+        def test(self) -> np.ndarray:
+            raise AssertionError("training touched the held-out split")
+
+    train(NoTest(), tmp_path / "m", TINY, train_config=_cfg(epochs=1, warmup_epochs=0), progress=False)
+
+
+def test_output_folder_rules(tmp_path: Path) -> None:
+    ds, cfg = _dataset(), _cfg(epochs=1, warmup_epochs=0)
+    (tmp_path / "full").mkdir()
+    (tmp_path / "full" / "x.txt").write_text("keep")
+    with pytest.raises(FileExistsError, match="not empty"):
+        train(ds, tmp_path / "full", TINY, train_config=cfg, progress=False)
+    with pytest.raises(FileNotFoundError, match="nothing to resume"):
+        train(ds, tmp_path / "none", TINY, train_config=cfg, resume=True, progress=False)
+    train(ds, tmp_path / "m", TINY, train_config=cfg, progress=False)
+    with pytest.raises(ValueError, match="cannot resume.*lr"):
+        train(ds, tmp_path / "m", TINY, train_config=_cfg(epochs=1, warmup_epochs=0, lr=1e-2),
+              resume=True, progress=False)
+    with pytest.raises(ValueError, match="cannot resume.*model config"):
+        train(ds, tmp_path / "m", {**TINY, "d_ff": 16}, train_config=cfg, resume=True, progress=False)
+    train(ds, tmp_path / "m", TINY, train_config=cfg, overwrite=True, progress=False)
+    assert (tmp_path / "full" / "x.txt").read_text() == "keep"
+
+
+def test_time_budget_shrinks_schedule_and_stops(tmp_path: Path) -> None:
+    res = train(_dataset(), tmp_path / "m", TINY, train_config=_cfg(epochs=50, max_minutes=1e-6),
+                progress=False)
+    assert res.epochs_run == 1 and res.planned_epochs == 1 and res.summary()["epochs_run"] == 1
+
+
+def test_bad_inputs(tmp_path: Path) -> None:
+    ds = _dataset()
+    with pytest.raises(ValueError, match="tokens of width"):
+        from pyfdc.score_net import ModelConfig
+
+        train(ds, tmp_path / "a", ModelConfig(5, 2, d_model=16, n_layers=1, n_heads=2, d_ff=8),
+              train_config=_cfg(), progress=False)
+    with pytest.raises(TypeError, match="model_config"):
+        train(ds, tmp_path / "b", 42, train_config=_cfg(), progress=False)
+    with pytest.raises(ValueError, match="kind"):
+        train(ds, tmp_path / "c", TINY, transform_kind="wavelet", train_config=_cfg(), progress=False)
+    assert not any(tmp_path.iterdir())  # rejected before any folder is created
+
+
+@pytest.mark.parametrize("kind", ["time", "chart"])
+def test_other_token_layouts_train(tmp_path: Path, kind: str) -> None:
+    res = train(_dataset(), tmp_path / kind, TINY, transform_kind=kind,
+                train_config=_cfg(epochs=1, warmup_epochs=0), progress=False)
+    assert res.model.transform.kind == kind and res.model.num_tokens == 16
