@@ -63,7 +63,7 @@ def _check_number(name: str, value: Any, *, low: float, high: float = math.inf,
 class E2CRFConfig:
     """E2-CRF hyper-parameters (paper Sec. 4 defaults).
 
-    K: always-recompute band ``{0..K}``; ``None`` = ⌊N'/10⌋, ``-1`` = no band.
+    K: always-recompute band ``{0..K}`` (Eq. 13, so token 0 is always in); ``None`` = ⌊N'/10⌋.
     tau0, eps: drift threshold ``τ_κ = τ0 / (eps + ‖z_κ‖²)`` (``tau0 = inf`` disables the rule).
     R: full refresh every R steps. tau_safe / tau_warn: event-intensity zones (probe correction
     on above tau_safe, full refresh above tau_warn). alpha_max: cap of α = min(alpha_max, r/2).
@@ -84,8 +84,8 @@ class E2CRFConfig:
     probe_seed_offset: int = 1_000_003
 
     def __post_init__(self) -> None:
-        if self.K is not None and (isinstance(self.K, bool) or not isinstance(self.K, int) or self.K < -1):
-            raise ValueError(f"E2CRFConfig.K must be None or an int >= -1, got {self.K!r}")
+        if self.K is not None and (isinstance(self.K, bool) or not isinstance(self.K, int) or self.K < 0):
+            raise ValueError(f"E2CRFConfig.K must be None or an int >= 0, got {self.K!r}")
         _check_number("tau0", self.tau0, low=0.0, allow_inf=True)
         _check_number("eps", self.eps, low=0.0, low_open=True)
         if isinstance(self.R, bool) or not isinstance(self.R, int) or self.R < 1:
