@@ -129,9 +129,8 @@ def build_parser() -> argparse.ArgumentParser:
     p.add_argument("--samples", type=Path, required=True, metavar="DIR",
                    help="folder written by 'pyfdc sample' (or a .npy file)")
     p.add_argument("--data-root", type=Path, help="folder with the dataset's files (not needed for ecg)")
-    p.add_argument("--projections", type=pos_int, default=1000, help="projections per SW estimate (default: 1000)")
-    p.add_argument("--repeats", type=_typed(int, lambda v: v >= 2, "an integer >= 2"), default=10,
-                   help="independent projection draws for the standard error (default: 10)")
+    p.add_argument("--projections", type=_typed(int, lambda v: v >= 2, "an integer >= 2"), default=10_000,
+                   help="random projections of the SW estimate (default: 10000)")
     p.add_argument("--seed", type=nonneg_int, default=0, help="projection seed (default: 0)")
     _add_out(p)
 
@@ -255,8 +254,8 @@ def cmd_sample(args: argparse.Namespace) -> dict[str, Any]:
     if uses_e2crf and args.sampler != "e2crf":
         raise UsageError(f"--e2crf-* options need --sampler e2crf (got --sampler {args.sampler})")
     e2cfg = _e2crf_config(args) if args.sampler == "e2crf" else None  # validate before any work
-    out = _prepare_out(args.out, args.overwrite)
     model = load_checkpoint(args.checkpoint)
+    out = _prepare_out(args.out, args.overwrite)
     samples, stats, wall = draw_samples(model, args.sampler, args.num_samples, args.steps,
                                         args.batch_size, args.seed, args.progress, e2cfg)
     _save_npy(out / SAMPLES_FILE, samples)
@@ -280,20 +279,15 @@ def cmd_sample(args: argparse.Namespace) -> dict[str, Any]:
 # ----------------------------------------------------------------------------- evaluate
 
 
-def sw_report(x: Any, y: Any, projections: int, repeats: int, seed: int) -> dict[str, dict[str, float]]:
-    """SW2 of ``x`` to ``y`` (both ``(n, N, M)``) in time and frequency: mean, 2 s.e. over draws."""
-    import numpy as np
-    import torch
+def sw_report(x: Any, y: Any, projections: int, seed: int) -> dict[str, dict[str, float]]:
+    """SW2 of ``x`` to ``y`` (both ``(n, N, M)``), time and frequency: mean over projections and
+    2 standard errors of that mean (Monte-Carlo spread over the projections, see pyfdc.metrics)."""
+    from pyfdc.metrics import sliced_wasserstein_stats
 
-    from pyfdc.metrics import sliced_wasserstein
-
-    xt, yt = torch.as_tensor(np.asarray(x), dtype=torch.float32), torch.as_tensor(np.asarray(y), dtype=torch.float32)
     out: dict[str, dict[str, float]] = {}
     for domain in ("time", "freq"):
-        vals = np.array([float(sliced_wasserstein(xt, yt, n_projections=projections, seed=seed + r,
-                                                  domain=domain)) for r in range(repeats)])
-        out[domain] = {"mean": float(vals.mean()),
-                       "two_se": float(2 * vals.std(ddof=1) / math.sqrt(len(vals)))}
+        mean, two_se = sliced_wasserstein_stats(x, y, n_projections=projections, seed=seed, domain=domain)
+        out[domain] = {"mean": mean, "two_se": two_se}
     return out
 
 
@@ -314,7 +308,7 @@ def _load_samples(path: Path) -> tuple[Any, Path | None]:
     return arr, (file.parent if file.parent.joinpath(STATS_FILE).is_file() else None)
 
 
-def evaluate_samples(samples: Any, dataset: Any, out: Path, projections: int, repeats: int, seed: int,
+def evaluate_samples(samples: Any, dataset: Any, out: Path, projections: int, seed: int,
                      stats_dir: Path | None = None) -> dict[str, Any]:
     """SW to held-out (+ floor) and plots into ``out``; returns the metrics dict (also saved)."""
     from pyfdc import plots
@@ -326,9 +320,9 @@ def evaluate_samples(samples: Any, dataset: Any, out: Path, projections: int, re
                          f"{dataset.name!r} has (N, M) = {tuple(test.shape[1:])}")
     metrics: dict[str, Any] = {
         "dataset": dataset.name, "num_samples": int(len(samples)), "num_heldout": int(len(test)),
-        "projections": projections, "repeats": repeats, "seed": seed,
-        "sw_samples_vs_heldout": sw_report(samples, test, projections, repeats, seed),
-        "sw_floor_train_vs_heldout": sw_report(train, test, projections, repeats, seed),
+        "projections": projections, "seed": seed,
+        "sw_samples_vs_heldout": sw_report(samples, test, projections, seed),
+        "sw_floor_train_vs_heldout": sw_report(train, test, projections, seed),
     }
     plots.plot_spectral_density(test, samples, out / "spectral_density.png")
     plots.plot_sample_grid(samples, out / "sample_grid.png", real=test)
@@ -350,7 +344,7 @@ def cmd_evaluate(args: argparse.Namespace) -> dict[str, Any]:
     out = _prepare_out(args.out, args.overwrite)
     name = config.get("dataset") or "ecg"
     dataset = load_dataset(name, root=args.data_root)
-    metrics = evaluate_samples(samples, dataset, out, args.projections, args.repeats, args.seed, stats_dir)
+    metrics = evaluate_samples(samples, dataset, out, args.projections, args.seed, stats_dir)
     sw, floor = metrics["sw_samples_vs_heldout"], metrics["sw_floor_train_vs_heldout"]
     for d in ("time", "freq"):
         _echo(f"SW {d:4s}: samples {sw[d]['mean']:.4f} ± {sw[d]['two_se']:.4f}   "
@@ -384,7 +378,7 @@ def cmd_demo(args: argparse.Namespace) -> dict[str, Any]:
         _save_npy(sdir / SAMPLES_FILE, samples)
         if stats is not None:
             _write_json(sdir / STATS_FILE, stats)
-        m = evaluate_samples(samples, dataset, out / f"eval_{sampler}", 500, 5, args.seed,
+        m = evaluate_samples(samples, dataset, out / f"eval_{sampler}", 2000, args.seed,
                              sdir if stats is not None else None)
         f = stats["mean_recomputed_fraction"] if stats else 1.0
         rows.append((sampler, wall, args.num_samples / wall, f, m["sw_samples_vs_heldout"]))

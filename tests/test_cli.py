@@ -1,0 +1,146 @@
+"""CLI: --help, clean usage errors (exit 2, no traceback), tiny train -> sample -> evaluate, demo."""
+from __future__ import annotations
+
+import json
+import subprocess
+import sys
+from pathlib import Path
+
+import numpy as np
+import pytest
+
+from pyfdc.cli import METRICS_FILE, SAMPLE_INFO_FILE, SAMPLES_FILE, STATS_FILE, main
+
+REPO = Path(__file__).resolve().parents[1]
+
+
+def _run(capsys: pytest.CaptureFixture[str], *argv: str) -> tuple[int, str]:
+    try:
+        code = main([*argv])
+    except SystemExit as exc:  # argparse exits for --help and usage errors
+        code = int(exc.code or 0)
+    cap = capsys.readouterr()
+    return code, cap.out + cap.err
+
+
+@pytest.mark.parametrize("command", ["train", "sample", "evaluate", "demo"])
+def test_help(capsys: pytest.CaptureFixture[str], command: str) -> None:
+    code, text = _run(capsys, command, "--help")
+    assert code == 0 and f"usage: pyfdc {command}" in text and "--out" in text and "--overwrite" in text
+    assert "--tiny" not in text  # hidden test switch
+
+
+def test_python_m_pyfdc() -> None:
+    res = subprocess.run([sys.executable, "-m", "pyfdc", "--help"], capture_output=True, text=True,
+                         cwd=REPO, env={"PYTHONPATH": str(REPO), "PATH": "/usr/bin:/bin"}, timeout=120)
+    assert res.returncode == 0 and "train" in res.stdout and "evaluate" in res.stdout
+
+
+@pytest.fixture(scope="module")
+def checkpoint(tmp_path_factory: pytest.TempPathFactory) -> Path:
+    out = tmp_path_factory.mktemp("cli") / "model"
+    assert main(["train", "--tiny", "--epochs", "2", "--seed", "1", "--out", str(out), "--no-progress"]) == 0
+    return out
+
+
+def _bad(tmp: Path, ckpt: Path) -> list[tuple[list[str], str]]:
+    full = tmp / "full"
+    full.mkdir(exist_ok=True)
+    (full / "keep.txt").write_text("x")
+    corrupt = tmp / "corrupt"
+    corrupt.mkdir(exist_ok=True)
+    (corrupt / "config.json").write_text("{trunc")
+    return [
+        (["train", "--epochs", "0", "--out", str(tmp / "a")], "expected an integer >= 1"),
+        (["train", "--domain", "wavelet", "--out", str(tmp / "a")], "invalid choice"),
+        (["train", "--epochs", "5", "--warmup-epochs", "9", "--out", str(tmp / "a")], "exceeds --epochs"),
+        (["train", "--dataset", "nasdaq", "--data-root", str(tmp / "nowhere"), "--out", str(tmp / "a")], "nasdaq"),
+        (["train", "--out", str(full)], "not empty"),
+        (["train", "--resume", "--out", str(tmp / "fresh")], "nothing to resume"),
+        (["sample", "--out", str(tmp / "s")], "--checkpoint"),
+        (["sample", "--checkpoint", str(tmp / "missing"), "--out", str(tmp / "s")], "does not exist"),
+        (["sample", "--checkpoint", str(corrupt), "--out", str(tmp / "s")], "corrupt or truncated JSON"),
+        (["sample", "--checkpoint", str(ckpt), "--e2crf-R", "5", "--out", str(tmp / "s")], "need --sampler e2crf"),
+        (["sample", "--checkpoint", str(ckpt), "--sampler", "e2crf", "--e2crf-tau-safe", "0.9",
+          "--e2crf-tau-warn", "0.5", "--out", str(tmp / "s")], "tau_safe"),
+        (["sample", "--checkpoint", str(ckpt), "--steps", "-3", "--out", str(tmp / "s")], "expected an integer >= 1"),
+        (["evaluate", "--checkpoint", str(ckpt), "--samples", str(tmp / "none"), "--out", str(tmp / "e")],
+         "not found"),
+    ]
+
+
+def test_bad_arguments_exit_2_without_traceback(capsys: pytest.CaptureFixture[str], tmp_path: Path,
+                                                checkpoint: Path) -> None:
+    for argv, message in _bad(tmp_path, checkpoint):
+        code, text = _run(capsys, *argv)
+        assert code == 2, (argv, text)
+        assert message in text, (argv, text)
+        assert "Traceback" not in text, argv
+    assert not (tmp_path / "s").exists()  # bad sampler options are rejected before --out is created
+
+
+def test_train_sample_evaluate(capsys: pytest.CaptureFixture[str], tmp_path: Path, checkpoint: Path) -> None:
+    cfg = json.loads((checkpoint / "config.json").read_text())
+    assert cfg["dataset"] == "ecg" and cfg["extra"]["training"]["epochs_run"] == 2
+
+    em = tmp_path / "em"
+    base = ["sample", "--checkpoint", str(checkpoint), "--num-samples", "6", "--steps", "8",
+            "--batch-size", "4", "--no-progress"]
+    assert _run(capsys, *base, "--out", str(em))[0] == 0
+    x = np.load(em / SAMPLES_FILE)
+    assert x.shape == (6, 187, 1) and x.dtype == np.float32 and np.isfinite(x).all()
+    info = json.loads((em / SAMPLE_INFO_FILE).read_text())
+    assert info["sampler"] == "em" and info["steps"] == 8 and info["series_per_second"] > 0
+    assert not (em / STATS_FILE).exists()
+
+    # same seed, same checkpoint -> the same series; an existing --out needs --overwrite
+    code, text = _run(capsys, *base, "--out", str(em))
+    assert code == 2 and "not empty" in text
+    assert _run(capsys, *base, "--out", str(em), "--overwrite")[0] == 0
+    np.testing.assert_array_equal(np.load(em / SAMPLES_FILE), x)
+
+    e2 = tmp_path / "e2crf"
+    assert _run(capsys, *base, "--sampler", "e2crf", "--e2crf-R", "4", "--e2crf-K", "2", "--out", str(e2))[0] == 0
+    stats = json.loads((e2 / STATS_FILE).read_text())
+    assert len(stats["recomputed_fraction"]) == 8 and len(stats["event_intensity"]) == 8
+    assert 0 in stats["refresh_steps"] and 4 in stats["refresh_steps"]
+    assert json.loads((e2 / SAMPLE_INFO_FILE).read_text())["e2crf_config"]["R"] == 4
+
+    assert _run(capsys, *base, "--sampler", "ddim", "--out", str(tmp_path / "ddim"))[0] == 0
+
+    for name, samples in (("ev_em", em), ("ev_e2", e2)):
+        code, text = _run(capsys, "evaluate", "--checkpoint", str(checkpoint), "--samples", str(samples),
+                          "--projections", "200", "--out", str(tmp_path / name), "--no-progress")
+        assert code == 0, text
+        m = json.loads((tmp_path / name / METRICS_FILE).read_text())
+        for key in ("sw_samples_vs_heldout", "sw_floor_train_vs_heldout"):
+            for dom in ("time", "freq"):
+                assert m[key][dom]["mean"] > 0 and m[key][dom]["two_se"] > 0
+        assert m["num_samples"] == 6 and m["num_heldout"] > 0
+        pngs = {p.name for p in (tmp_path / name).glob("*.png")}
+        assert {"spectral_density.png", "sample_grid.png"} <= pngs
+        assert ("e2crf_stats.png" in pngs) == (samples == e2)
+
+
+def test_evaluate_rejects_mismatched_shapes(capsys: pytest.CaptureFixture[str], tmp_path: Path,
+                                             checkpoint: Path) -> None:
+    np.save(tmp_path / "wrong.npy", np.zeros((4, 100, 1), dtype=np.float32))
+    code, text = _run(capsys, "evaluate", "--checkpoint", str(checkpoint), "--samples", str(tmp_path / "wrong.npy"),
+                      "--out", str(tmp_path / "e"))
+    assert code == 2 and "(N, M) = (100, 1)" in text and "Traceback" not in text
+
+
+def test_resume_via_cli(capsys: pytest.CaptureFixture[str], tmp_path: Path) -> None:
+    out = str(tmp_path / "m")
+    assert _run(capsys, "train", "--tiny", "--epochs", "1", "--out", out, "--no-progress")[0] == 0
+    code, text = _run(capsys, "train", "--tiny", "--epochs", "2", "--out", out, "--resume", "--no-progress")
+    assert code == 0 and "trained 2 epochs" in text
+
+
+def test_demo_tiny(capsys: pytest.CaptureFixture[str], tmp_path: Path) -> None:
+    code, text = _run(capsys, "demo", "--tiny", "--epochs", "2", "--minutes", "1", "--num-samples", "4",
+                      "--steps", "6", "--out", str(tmp_path / "demo"), "--no-progress")
+    assert code == 0, text
+    assert "| em |" in text and "| e2crf |" in text and "floor" in text
+    assert (tmp_path / "demo" / "demo_results.md").is_file()
+    assert (tmp_path / "demo" / "eval_e2crf" / "e2crf_stats.png").is_file()
