@@ -161,7 +161,7 @@ def sliced_wasserstein_stats(
 ) -> tuple[float, float]:
     """(SW_p, 2 standard errors) where the error is the Monte-Carlo spread over the L projections."""
     w = sliced_wasserstein_projections(x, y, n_projections, p, seed, chunk_size, domain)
-    se = float(w.std(unbiased=True) / np.sqrt(len(w))) if len(w) > 1 else float("nan")
+    se = float(w.std(correction=1) / np.sqrt(len(w))) if len(w) > 1 else float("nan")
     return float(w.mean()), 2.0 * se
 
 
