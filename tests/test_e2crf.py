@@ -221,3 +221,46 @@ def test_sample_argument_validation(model):
 def test_stats_defaults():
     s = E2CRFStats(mode="full", num_tokens=3, steps=0)
     assert s.mean_recomputed_fraction == 1.0 and s.hit_rate == 0.0
+
+
+@pytest.mark.parametrize("naive_kv", [False, True])
+def test_sparse_step_on_a_fresh_cache_reproduces_the_full_forward(model, naive_kv):
+    """After a full refresh at (z, t), a sparse step at the same (z, t) must give the plain forward.
+
+    Exercises the gathered path (per-sample subsets of different sizes, -1 padding, probes, K/V scatter)
+    — every cached quantity equals its fresh value, so only rounding of h0 + (h − h0) can differ.
+    """
+    from pyfdc.e2crf_step import CachedForward
+
+    B, C = 3, model.transform.token_dim
+    g = torch.Generator().manual_seed(0)
+    z = torch.randn(B, T, C, generator=g) * model.transform.mask()
+    t = torch.tensor([0.9, 0.5, 0.1])
+    fwd = CachedForward(model.net, B, T, C, naive_kv=naive_kv, max_probes=2)
+    full = torch.ones(B, dtype=torch.bool)
+    no_probe = torch.zeros(B, T, dtype=torch.bool)
+    idx, count = ops.select_tokens(z, fwd.z_ref, no_probe, full, 0, 0.0, 1e-6)
+    fwd(z, t, idx.clone(), count.clone(), None, torch.zeros(B), 1e-6)
+    with torch.no_grad():
+        want = model.net(z, t)
+    # sample b recomputes tokens {0} ∪ a random subset of size 3 b, then probes two of the others
+    idx = torch.full((B, T), -1, dtype=torch.int64)
+    count = torch.zeros(B, dtype=torch.int64)
+    probes = torch.full((B, 2), -1, dtype=torch.int64)
+    for b in range(B):
+        rest = torch.randperm(T - 1, generator=g)[: 3 * b] + 1
+        chosen = torch.cat([torch.zeros(1, dtype=torch.int64), rest]).sort().values
+        idx[b, : len(chosen)], count[b] = chosen, len(chosen)
+        others = [k for k in range(T) if k not in set(chosen.tolist())]
+        probes[b, : min(2, b)] = torch.tensor(others[: min(2, b)], dtype=torch.int64)
+    # poison what the step must overwrite: K/V of every recomputed/probed token, CRF of recomputed ones
+    for b in range(B):
+        rows = idx[b, : count[b]] if naive_kv else torch.cat([idx[b, : count[b]], probes[b][probes[b] >= 0]])
+        fwd.k_cache[:, b, :, rows] = 1e3
+        fwd.v_cache[:, b, :, rows] = -1e3
+        fwd.crf[b, idx[b, : count[b]]] = 1e3
+    eps_hat, err, _ = fwd(z, t, idx, count, None if naive_kv else probes, torch.full((B,), 0.1), 1e-6)
+    # fp32: cached rows use h0 + (h - h0) instead of h (one extra rounding of O(|h|) ~ 1e-7 relative)
+    torch.testing.assert_close(eps_hat, want, rtol=1e-5, atol=1e-5)
+    if err is not None:
+        assert float(err.max()) < 1e-8  # a fresh cache has (almost) no error to feed back
