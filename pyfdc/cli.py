@@ -23,7 +23,7 @@ STATS_FILE = "e2crf_stats.json"
 METRICS_FILE = "metrics.json"
 
 # Hidden test/demo override: a tiny network that trains in seconds.
-TINY_MODEL = {"d_model": 32, "n_layers": 2, "n_heads": 2, "d_ff": 64}
+TINY_MODEL = {"d_model": 16, "n_layers": 1, "n_heads": 2, "d_ff": 32, "rff_dim": 8}
 
 
 class UsageError(Exception):

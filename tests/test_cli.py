@@ -39,7 +39,7 @@ def test_python_m_pyfdc() -> None:
 @pytest.fixture(scope="module")
 def checkpoint(tmp_path_factory: pytest.TempPathFactory) -> Path:
     out = tmp_path_factory.mktemp("cli") / "model"
-    assert main(["train", "--tiny", "--epochs", "2", "--seed", "1", "--out", str(out), "--no-progress"]) == 0
+    assert main(["train", "--tiny", "--epochs", "1", "--seed", "1", "--out", str(out), "--no-progress"]) == 0
     return out
 
 
@@ -81,7 +81,7 @@ def test_bad_arguments_exit_2_without_traceback(capsys: pytest.CaptureFixture[st
 
 def test_train_sample_evaluate(capsys: pytest.CaptureFixture[str], tmp_path: Path, checkpoint: Path) -> None:
     cfg = json.loads((checkpoint / "config.json").read_text())
-    assert cfg["dataset"] == "ecg" and cfg["extra"]["training"]["epochs_run"] == 2
+    assert cfg["dataset"] == "ecg" and cfg["extra"]["training"]["epochs_run"] == 1
 
     em = tmp_path / "em"
     base = ["sample", "--checkpoint", str(checkpoint), "--num-samples", "6", "--steps", "8",
@@ -138,7 +138,7 @@ def test_resume_via_cli(capsys: pytest.CaptureFixture[str], tmp_path: Path) -> N
 
 
 def test_demo_tiny(capsys: pytest.CaptureFixture[str], tmp_path: Path) -> None:
-    code, text = _run(capsys, "demo", "--tiny", "--epochs", "2", "--minutes", "1", "--num-samples", "4",
+    code, text = _run(capsys, "demo", "--tiny", "--epochs", "1", "--minutes", "1", "--num-samples", "4",
                       "--steps", "6", "--out", str(tmp_path / "demo"), "--no-progress")
     assert code == 0, text
     assert "| em |" in text and "| e2crf |" in text and "floor" in text
