@@ -1,0 +1,97 @@
+"""``DiffusionModel``: score network + token transform + SDE + standardizer, the object samplers take."""
+from __future__ import annotations
+
+from dataclasses import dataclass, field
+from typing import Any, Protocol, runtime_checkable
+
+import torch
+from torch import Tensor
+
+from pyfdc.score_net import ScoreTransformer
+from pyfdc.sde import VPSDE
+from pyfdc.spectral import TokenTransform
+
+__all__ = ["DiffusionModel", "ScalerLike"]
+
+
+@runtime_checkable
+class ScalerLike(Protocol):
+    """What the model needs from :class:`pyfdc.data.Standardizer`: per-channel maps on ``(..., N, M)``."""
+
+    def transform(self, x: Any) -> Any: ...
+
+    def inverse(self, x: Any) -> Any: ...
+
+
+@dataclass
+class DiffusionModel:
+    """A trained (or fresh) diffusion model in token space.
+
+    On construction the network's output mask is set to ``transform.mask()`` so pinned coordinates
+    (Im of DC / Nyquist) are exactly zero in every prediction, however the network was built.
+    """
+
+    net: ScoreTransformer
+    transform: TokenTransform
+    sde: VPSDE = field(default_factory=VPSDE)
+    scaler: ScalerLike | None = None
+    meta: dict[str, Any] = field(default_factory=dict)
+
+    def __post_init__(self) -> None:
+        if not isinstance(self.transform, TokenTransform):
+            raise TypeError(f"transform must be a TokenTransform, got {type(self.transform).__name__}")
+        if not isinstance(self.sde, VPSDE):
+            raise TypeError(f"sde must be a VPSDE, got {type(self.sde).__name__}")
+        if self.scaler is not None and not isinstance(self.scaler, ScalerLike):
+            raise TypeError(f"scaler must have transform()/inverse() or be None, got {type(self.scaler).__name__}")
+        cfg = getattr(self.net, "config", None)
+        if cfg is None or not hasattr(self.net, "mask"):
+            raise TypeError(f"net must be a ScoreTransformer, got {type(self.net).__name__}")
+        shape = (self.transform.num_tokens, self.transform.token_dim)
+        if (cfg.num_tokens, cfg.token_dim) != shape:
+            raise ValueError(
+                f"net expects (T, C) = ({cfg.num_tokens}, {cfg.token_dim}) tokens but the "
+                f"{self.transform.kind!r} transform gives {shape}"
+            )
+        with torch.no_grad():
+            self.net.mask.copy_(self.transform.mask(device=self.net.mask.device, dtype=self.net.mask.dtype))
+
+    @property
+    def standardizer(self) -> ScalerLike | None:
+        """Alias of :attr:`scaler`."""
+        return self.scaler
+
+    @property
+    def num_tokens(self) -> int:
+        return self.transform.num_tokens
+
+    @property
+    def token_dim(self) -> int:
+        return self.transform.token_dim
+
+    @property
+    def device(self) -> torch.device:
+        return self.net.mask.device
+
+    def mask(self, dtype: torch.dtype = torch.float32) -> Tensor:
+        """``(T, C)`` free-coordinate mask on the network's device."""
+        return self.transform.mask(device=self.device, dtype=dtype)
+
+    def eps(self, z: Tensor, t: Tensor) -> Tensor:
+        """Predicted noise ``(B, T, C)`` for tokens ``z (B, T, C)`` at times ``t (B,)``."""
+        return self.net(z, t)
+
+    def score(self, z: Tensor, t: Tensor) -> Tensor:
+        """Score ``-eps_hat / sigma(t)``, ``(B, T, C)``."""
+        return -self.net(z, t) / self.sde.marginal(t)[1][:, None, None]
+
+    def tokens_to_data(self, z: Tensor) -> Tensor:
+        """Tokens ``(B, T, C)`` -> series ``(B, N, M)`` in original units (standardizer inverted)."""
+        x = self.transform.from_tokens(z)
+        return self.scaler.inverse(x) if self.scaler is not None else x
+
+    def data_to_tokens(self, x: Tensor) -> Tensor:
+        """Series ``(B, N, M)`` in original units -> standardized tokens ``(B, T, C)``."""
+        if self.scaler is not None:
+            x = self.scaler.transform(x)
+        return self.transform.to_tokens(x)
