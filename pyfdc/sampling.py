@@ -14,7 +14,7 @@ Predictions are multiplied by the mask and noise is masked, so pinned coordinate
 from __future__ import annotations
 
 import math
-from collections.abc import Callable
+from collections.abc import Callable, Iterable
 from typing import TYPE_CHECKING
 
 import torch
@@ -121,12 +121,12 @@ def _grid(sde: VPSDE, steps: int, schedule: str = "uniform") -> list[float]:
     return [1.0] + [sde.t_eps + span * (1.0 - i / steps) ** power for i in range(1, steps)] + [sde.t_eps]
 
 
-def _steps_iter(steps: int, progress: bool, desc: str) -> range:
+def _steps_iter(steps: int, progress: bool, desc: str) -> Iterable[int]:
     if not progress:
         return range(steps)
     from tqdm.auto import tqdm
 
-    return tqdm(range(steps), desc=desc, unit="step", leave=False, dynamic_ncols=True)  # type: ignore[return-value]
+    return tqdm(range(steps), desc=desc, unit="step", leave=False, dynamic_ncols=True)
 
 
 @torch.no_grad()
