@@ -2,10 +2,14 @@
 
 One call evaluates ε̂ for a batch whose per-sample recompute sets are given as padded index rows.
 Recomputed tokens run every layer (QKV, attention rows over the whole persistent K/V cache, out-proj,
-FFN) on a gathered ``(B, kmax, d)`` slab; their K/V are scattered into the cache with
-:func:`pyfdc.ops.kv_scatter`. Cached tokens skip all layers: their final feature is the fresh
-embedding plus their cached cumulative residual, ``h0(i)[κ] + C[κ]``. The output head runs on all
-tokens. Padded slab rows (index ``-1``) gather token 0, are never scattered and are ignored.
+FFN); their K/V are scattered into the cache with :func:`pyfdc.ops.kv_scatter`. Cached tokens skip
+all layers: their final feature is the fresh embedding plus their cached cumulative residual,
+``h0(i)[κ] + C[κ]``. The output head runs on all tokens.
+
+Batch layout: when samples recompute different numbers of tokens, the row-wise work (LayerNorms,
+QKV, FFN — most of the FLOPs) runs on the *packed* valid rows ``(nnz, d)``; only attention uses the
+padded ``(B, H, kmax, dh)`` layout. So the cost follows the mean recomputed fraction, not the max.
+A full refresh (every token of every sample) takes a dense path with no gathers.
 """
 from __future__ import annotations
 
@@ -52,6 +56,9 @@ class CachedForward:
         self.count = torch.zeros(B, dtype=torch.int64, device=self.device)
         self.gidx = torch.full((B, T + max_probes), -1, dtype=torch.int64, device=self.device)
         self.arange_p = torch.arange(max_probes, device=self.device)
+        self.rowmap = torch.full((B, T + max_probes), -1, dtype=torch.int64, device=self.device)
+        pad = (B, T + max_probes, self.H, self.dh)
+        self.q_pad, self.k_pad, self.v_pad = (torch.zeros(pad, dtype=dtype, device=self.device) for _ in range(3))
         self.max_probes = max_probes
         if naive_kv:
             self._check_qkv_layout(h)
@@ -68,7 +75,7 @@ class CachedForward:
     @property
     def cache_bytes(self) -> int:
         return _nbytes(self.k_cache, self.v_cache, self.crf, self.z_ref, self.feat, self.idx,
-                       self.count, self.gidx)
+                       self.count, self.gidx, self.rowmap, self.q_pad, self.k_pad, self.v_pad)
 
     # ---------------------------------------------------------------- naive KV helpers
     def _q_heads(self, blk: nn.Module, x: Tensor) -> Tensor:
@@ -135,30 +142,59 @@ class CachedForward:
             return self.net.head(feat), (torch.zeros(B, device=z.device) if probes is not None else None), feat
         gi = gidx[:, :kmax].contiguous()                            # (B,kmax), -1 padded
         valid = gi >= 0
-        gc = gi.clamp(min=0)
-        h0s = torch.gather(h0, 1, gc[..., None].expand(B, kmax, d))  # (B,kmax,d)
-        h = h0s
+        pb, ps = valid.nonzero(as_tuple=True)                       # packed rows: sample, slab slot
+        tok = gi[pb, ps]
+        if pb.numel() == B * kmax:                                  # no padding (e.g. B = 1): slab as is
+            h0p = h0.gather(1, gi[..., None].expand(B, kmax, d))
+            hp = self._layers_slab(h0p, gi).reshape(-1, d)
+            h0p = h0p.reshape(-1, d)
+        else:                                                       # row-wise work on packed rows only
+            h0p = h0[pb, tok]
+            hp = self._layers_packed(h0p, gi, pb, ps)
+        c = hp - h0p                                                # fresh cumulative residual (nnz,d)
+        err = None
+        if probes is not None:
+            rowmap = self.rowmap[:, :kmax]
+            rowmap[pb, ps] = torch.arange(pb.numel(), device=pb.device)
+            pv = probes >= 0
+            rows = rowmap.gather(1, pos.clamp(max=kmax - 1))        # (B,P) packed row of each probe
+            fresh_p = c[rows.clamp(min=0)] * pv[..., None]          # (B,P,d)
+            e = ops.error_feedback(self.crf, fresh_p, probes, alpha)   # Eq. 14 nudge at probe rows
+            err = e.pow(2) / (fresh_p.pow(2).sum(dim=(1, 2)) + eta)
+        rule = ps < count[pb]                                       # rule-selected (not probe) rows
+        rb, rt = pb[rule], tok[rule]
+        self.crf[rb, rt] = c[rule]
+        self.z_ref[rb, rt] = z[rb, rt]
+        feat[pb, tok] = hp
+        return self.net.head(feat), err, feat
+
+    def _layers_slab(self, h: Tensor, gi: Tensor) -> Tensor:
+        """All layers on a dense slab ``h (B,kmax,d)`` of recomputed tokens ``gi (B,kmax)``."""
         for layer, blk in enumerate(self.blocks):
             q, k, v = blk.qkv_heads(h)
             ops.kv_scatter(self.k_cache, self.v_cache, layer, gi, k, v)
             h = h + blk.attn_residual(q, self.k_cache[layer], self.v_cache[layer])
             h = h + blk.ffn_residual(h)
-        c = h - h0s                                                 # fresh cumulative residual
-        err = None
-        if probes is not None:
-            pv = probes >= 0
-            fresh_p = torch.gather(c, 1, pos.clamp(max=kmax - 1)[..., None].expand(B, pos.shape[1], d))
-            fresh_p = fresh_p * pv[..., None]
-            e = ops.error_feedback(self.crf, fresh_p, probes, alpha)   # nudges C at probe rows
-            err = e.pow(2) / (fresh_p.pow(2).sum(dim=(1, 2)) + eta)
-        rule = valid & (torch.arange(kmax, device=gi.device)[None, :] < count[:, None])
-        rb, rs = rule.nonzero(as_tuple=True)
-        tok = gi[rb, rs]
-        self.crf[rb, tok] = c[rb, rs]
-        self.z_ref[rb, tok] = z[rb, tok]
-        vb, vs = valid.nonzero(as_tuple=True)
-        feat[vb, gi[vb, vs]] = h[vb, vs]
-        return self.net.head(feat), err, feat
+        return h
+
+    def _layers_packed(self, hp: Tensor, gi: Tensor, pb: Tensor, ps: Tensor) -> Tensor:
+        """All layers with row-wise work (LN, QKV, FFN) on packed rows ``hp (nnz,d)``.
+
+        Only attention needs per-sample structure: Q/K/V rows are placed into persistent padded
+        ``(B, T, H, dh)`` buffers (slots ``(pb, ps)``); padded slots hold stale finite values, their
+        K/V are skipped by ``kv_scatter`` (index -1) and their attention rows are dropped.
+        """
+        B, kmax = gi.shape
+        for layer, blk in enumerate(self.blocks):
+            q, k, v = blk.qkv_heads(hp[None])                       # (1,H,nnz,dh)
+            for pad, x in ((self.q_pad, q), (self.k_pad, k), (self.v_pad, v)):
+                pad[pb, ps] = x[0].transpose(0, 1)                   # (nnz,H,dh)
+            ops.kv_scatter(self.k_cache, self.v_cache, layer, gi,
+                           self.k_pad[:, :kmax].transpose(1, 2), self.v_pad[:, :kmax].transpose(1, 2))
+            a = blk.attn_residual(self.q_pad[:, :kmax].transpose(1, 2), self.k_cache[layer], self.v_cache[layer])
+            hp = hp + a[pb, ps]
+            hp = hp + blk.ffn_residual(hp[None])[0]
+        return hp
 
     def _refresh_all(self, h0: Tensor, z: Tensor) -> tuple[Tensor, None, Tensor]:
         """Every token of every sample recomputed: the plain forward, writing the cache densely.
