@@ -1,0 +1,41 @@
+// Per-element E2-CRF math shared by the CPU loops and the CUDA threads, so both compute the same
+// thing in the same order. acc_t is at::opmath_type<scalar_t>: float for half/bfloat16/float,
+// double for double (the reference twins use the same promotion).
+#pragma once
+
+#include <cmath>
+
+#if defined(__CUDACC__)
+#define PYFDC_HD __host__ __device__ __forceinline__
+#else
+#define PYFDC_HD inline
+#endif
+
+namespace pyfdc {
+
+PYFDC_HD float root(float x) { return sqrtf(x); }
+PYFDC_HD double root(double x) { return sqrt(x); }
+
+// Energy-weighted threshold (App. A.6.2): tau_k = tau0 / (eps + E_k), E_k = ||z_k||^2.
+// Without energy weighting the threshold is tau0 for every token.
+template <typename acc_t>
+PYFDC_HD acc_t threshold(acc_t tau0, acc_t eps, acc_t energy, bool energy_weighted) {
+  return energy_weighted ? tau0 / (eps + energy) : tau0;
+}
+
+// High-change rule of Eq. (13): delta_k = ||z_k - z_ref,k||_2 > tau_k.
+template <typename acc_t>
+PYFDC_HD bool drifted(acc_t drift_sq, acc_t tau) {
+  return root(drift_sq) > tau;
+}
+
+// Error-feedback correction, Eq. (14): c_hat <- c_hat + alpha (c - c_hat), with diff = c - c_hat
+// in acc_t. The correction alpha*diff is rounded to the cache's dtype before it is added (what an
+// in-place add of a correction tensor does; exact same result as single rounding for fp32/fp64).
+template <typename scalar_t, typename acc_t>
+PYFDC_HD scalar_t ef_update(scalar_t cached, acc_t diff, acc_t alpha) {
+  const scalar_t correction = static_cast<scalar_t>(alpha * diff);
+  return static_cast<scalar_t>(static_cast<acc_t>(cached) + static_cast<acc_t>(correction));
+}
+
+}  // namespace pyfdc
