@@ -18,6 +18,7 @@ import torch.nn.functional as F
 from torch import Tensor, nn
 
 from pyfdc import ops
+from pyfdc.cache import KVCache
 
 
 def _nbytes(*tensors: Tensor) -> int:
@@ -27,10 +28,10 @@ def _nbytes(*tensors: Tensor) -> int:
 class CachedForward:
     """Persistent per-run state + the token-sparse forward for one batch of ``B`` samples.
 
-    State (allocated once): ``k, v (L, B, H, T, dh)`` (from :class:`pyfdc.cache.KVCache` when
-    available), cumulative residual ``crf (B, T, d)``, reference inputs ``z_ref (B, T, C)``,
-    selection workspaces ``idx (B, T)``, ``count (B,)``, slab index ``gidx (B, T + P)`` and the
-    final-feature buffer ``feat (B, T, d)``.
+    State (allocated once): a :class:`pyfdc.cache.KVCache` — ``k, v (L, B, H, T, dh)``, cumulative
+    residual ``crf (B, T, d)``, reference inputs ``z_ref (B, T, C)``, selection workspaces
+    ``idx (B, T)``, ``count (B,)``, ``err (B,)`` — plus the slab index ``gidx (B, T + P)``, the
+    packed-row map, padded Q/K/V staging ``(B, T + P, H, dh)`` and the final features ``feat (B, T, d)``.
     """
 
     def __init__(self, net: nn.Module, batch: int, num_tokens: int, token_dim: int, *,
@@ -48,12 +49,11 @@ class CachedForward:
             _, k, _ = self.blocks[0].qkv_heads(h)
         self.d, self.H, self.dh, self.L = h.shape[-1], k.shape[1], k.shape[-1], len(self.blocks)
         self.B, self.T, self.C = B, T, token_dim
-        self.k_cache, self.v_cache = self._alloc_kv(dtype)
-        self.crf = torch.zeros(B, T, self.d, dtype=dtype, device=self.device)
-        self.z_ref = torch.zeros(B, T, token_dim, dtype=dtype, device=self.device)
+        self.cache = KVCache(self.L, B, self.H, T, self.dh, token_dim, device=self.device, dtype=dtype)
+        c = self.cache
+        self.k_cache, self.v_cache, self.crf, self.z_ref = c.k, c.v, c.crf, c.z_ref
+        self.idx, self.count, self.err = c.idx, c.count, c.err
         self.feat = torch.zeros(B, T, self.d, dtype=dtype, device=self.device)
-        self.idx = torch.full((B, T), -1, dtype=torch.int64, device=self.device)
-        self.count = torch.zeros(B, dtype=torch.int64, device=self.device)
         self.gidx = torch.full((B, T + max_probes), -1, dtype=torch.int64, device=self.device)
         self.arange_p = torch.arange(max_probes, device=self.device)
         self.rowmap = torch.full((B, T + max_probes), -1, dtype=torch.int64, device=self.device)
@@ -63,19 +63,10 @@ class CachedForward:
         if naive_kv:
             self._check_qkv_layout(h)
 
-    def _alloc_kv(self, dtype: torch.dtype) -> tuple[Tensor, Tensor]:
-        shape = (self.L, self.B, self.H, self.T, self.dh)
-        try:
-            from pyfdc.cache import KVCache  # noqa: F401  (ops helper's persistent cache)
-        except ImportError:
-            pass
-        return (torch.zeros(shape, dtype=dtype, device=self.device),
-                torch.zeros(shape, dtype=dtype, device=self.device))
-
     @property
     def cache_bytes(self) -> int:
-        return _nbytes(self.k_cache, self.v_cache, self.crf, self.z_ref, self.feat, self.idx,
-                       self.count, self.gidx, self.rowmap, self.q_pad, self.k_pad, self.v_pad)
+        return _nbytes(*self.cache.state_dict().values(), self.feat, self.gidx, self.rowmap,
+                       self.q_pad, self.k_pad, self.v_pad)
 
     # ---------------------------------------------------------------- naive KV helpers
     def _q_heads(self, blk: nn.Module, x: Tensor) -> Tensor:
@@ -159,7 +150,7 @@ class CachedForward:
             pv = probes >= 0
             rows = rowmap.gather(1, pos.clamp(max=kmax - 1))        # (B,P) packed row of each probe
             fresh_p = c[rows.clamp(min=0)] * pv[..., None]          # (B,P,d)
-            e = ops.error_feedback(self.crf, fresh_p, probes, alpha)   # Eq. 14 nudge at probe rows
+            e = ops.error_feedback(self.crf, fresh_p, probes, alpha, err_out=self.err)  # Eq. 14 nudge
             err = e.pow(2) / (fresh_p.pow(2).sum(dim=(1, 2)) + eta)
         rule = ps < count[pb]                                       # rule-selected (not probe) rows
         rb, rt = pb[rule], tok[rule]
