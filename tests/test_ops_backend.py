@@ -7,6 +7,7 @@ import json
 import os
 import subprocess
 import sys
+import tempfile
 
 import pytest
 import torch
@@ -30,8 +31,10 @@ print(json.dumps({"backend": ops.backend("cpu"), "count": count.tolist(),
 
 
 def _probe(mode, **env):
+    # cwd outside the checkout: `python -c` puts the cwd first on sys.path, and the checkout's
+    # pyfdc/ has no compiled module.
     out = subprocess.run([sys.executable, "-c", PROBE, mode], capture_output=True, text=True, check=True,
-                         env={**os.environ, **env}, timeout=300)
+                         env={**os.environ, **env}, timeout=300, cwd=tempfile.gettempdir())
     return json.loads(out.stdout.strip().splitlines()[-1])
 
 
