@@ -133,14 +133,14 @@ def _fmt_sw(row: Row, base: Row, dom: str) -> str:
 def _table(rows: list[Row], base: Row, batch: int, n: int) -> str:
     lines = [f"\n### batch {batch} ({n} samples per round, median wall time over rounds)\n",
              "| run | steps | wall s | speedup | mean f | ideal 1/f | achieved | SW time (Δ vs uncached) "
-             "| SW freq (Δ vs uncached) | cache MiB |",
-             "|---|---|---|---|---|---|---|---|---|---|"]
+             "| SW freq (Δ vs uncached) | cache MiB | peak RSS growth after step 10, MiB |",
+             "|---|---|---|---|---|---|---|---|---|---|---|"]
     for r in rows:
         sp = base.time / r.time if r.time > 0 else math.nan
         ideal = 1.0 / r.f if r.f > 0 else math.inf
         lines.append(f"| {r.name} | {r.steps} | {r.time:.3f} | {sp:.2f}× | {r.f:.3f} | {ideal:.2f}× | "
                      f"{sp / ideal * 100:.0f}% | {_fmt_sw(r, base, 'time')} | {_fmt_sw(r, base, 'freq')} | "
-                     f"{r.cache_bytes / 2**20:.2f} |")
+                     f"{r.cache_bytes / 2**20:.2f} | {r.rss_growth / 2**20:.2f} |")
     return "\n".join(lines)
 
 
@@ -167,9 +167,10 @@ def run(args: argparse.Namespace) -> str:
         for m in modes:
             _cached(model, cfgs[m], min(3, args.steps), min(n, batch), batch, 0)
         for r in range(args.repeats):
-            x, t = _uncached(model, args.steps, n, batch, r, "em")
+            x, t, st = _cached(model, E2CRFConfig(mode="uncached"), args.steps, n, batch, r)
             rows["uncached"].times.append(t)
             rows["uncached"].samples.append(x)
+            rows["uncached"].rss_growth = max(rows["uncached"].rss_growth, st.peak_rss_growth_bytes)
             for m in modes:
                 x, t, st = _cached(model, cfgs[m], args.steps, n, batch, r)
                 row = rows[m]

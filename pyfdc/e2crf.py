@@ -156,16 +156,14 @@ class E2CRFStats:
 
 
 class _Accumulator:
-    """Sums per-step quantities over batches; turned into :class:`E2CRFStats` at the end."""
+    """Per-step sums over batches, kept as device tensors (no host sync per step); see E2CRFStats."""
 
-    def __init__(self, steps: int, num_tokens: int) -> None:
-        self.count = torch.zeros(steps, dtype=torch.float64)
-        self.r = torch.zeros(steps, dtype=torch.float64)
-        self.err = torch.zeros(steps, dtype=torch.float64)
-        self.cached = torch.zeros(num_tokens, dtype=torch.float64)
-        self.refresh: set[int] = set()
-        self.warn: set[int] = set()
-        self.probe: set[int] = set()
+    def __init__(self, steps: int, num_tokens: int, device: torch.device | str = "cpu") -> None:
+        z = dict(dtype=torch.float64, device=device)
+        self.count, self.r, self.err = (torch.zeros(steps, **z) for _ in range(3))
+        self.cached = torch.zeros(num_tokens, **z)
+        self.refresh, self.warn, self.probe = (torch.zeros(steps, dtype=torch.bool, device=device)
+                                               for _ in range(3))
         self.samples = 0
 
     def finish(self, stats: E2CRFStats, steps: int, num_tokens: int) -> None:
@@ -174,9 +172,9 @@ class _Accumulator:
         stats.event_intensity = (self.r / n).tolist()
         stats.feedback_error = (self.err / n).tolist()
         stats.token_hit_rate = (self.cached / (n * steps)).tolist()
-        stats.refresh_steps = sorted(self.refresh)
-        stats.warn_steps = sorted(self.warn)
-        stats.probe_steps = sorted(self.probe)
+        stats.refresh_steps = self.refresh.nonzero().flatten().tolist()
+        stats.warn_steps = self.warn.nonzero().flatten().tolist()
+        stats.probe_steps = self.probe.nonzero().flatten().tolist()
         stats.num_samples = self.samples
 
 
@@ -209,6 +207,7 @@ class CachedEpsFn:
         dev = torch.device(device)
         self.d = self.fwd.d if self.fwd is not None else 1
         self.no_probe = torch.zeros(B, T, dtype=torch.bool, device=dev)
+        self.taken = torch.zeros(B, T + 1, dtype=torch.bool, device=dev)
         self.force = torch.zeros(B, dtype=torch.bool, device=dev)
         self.r = torch.zeros(B, dtype=torch.float32, device=dev)
         self.r_used = torch.zeros(B, dtype=torch.float32, device=dev)
@@ -244,7 +243,7 @@ class CachedEpsFn:
         if cfg.mode == "uncached":
             if self.acc is not None:
                 self.acc.count[i] += B * self.T
-                self.acc.refresh.add(i)
+                self.acc.refresh[i] = True
             self.steps_seen += 1
             if self.steps_seen == self.WARM_STEPS:
                 self.rss_warm = _rss_peak_bytes()
@@ -290,21 +289,20 @@ class CachedEpsFn:
         acc = self.acc
         if acc is None:
             return
-        n_probe = (probes >= 0).sum(dim=1) if probes is not None else torch.zeros_like(count)
-        acc.count[i] += float((count + n_probe).sum())
-        acc.r[i] += float(self.r_used.sum())
-        acc.err[i] += float(self.probe_err.sum()) if probes is not None else 0.0
-        hit = torch.ones(self.B, self.T + 1, dtype=torch.float64)
-        hit.scatter_(1, torch.where(idx < 0, self.T, idx).cpu(), 0.0)
+        T = self.T
+        taken = self.taken
+        taken.zero_()
+        taken.scatter_(1, torch.where(idx < 0, T, idx), True)
         if probes is not None:
-            hit.scatter_(1, torch.where(probes < 0, self.T, probes).cpu(), 0.0)
-        acc.cached += hit[:, : self.T].sum(dim=0)
-        if periodic or bool(self.force.any()):
-            acc.refresh.add(i)
-        if bool(warn.any()):
-            acc.warn.add(i)
-        if probes is not None and bool((probes >= 0).any()):
-            acc.probe.add(i)
+            taken.scatter_(1, torch.where(probes < 0, T, probes), True)
+            acc.err[i] += self.probe_err.sum()
+            acc.probe[i] |= (probes >= 0).any()
+        recomputed = taken[:, :T]
+        acc.count[i] += recomputed.sum()
+        acc.cached += (~recomputed).sum(dim=0)
+        acc.r[i] += self.r_used.sum()
+        acc.refresh[i] |= self.force.any() | periodic
+        acc.warn[i] |= warn.any()
 
 
 def _rss_peak_bytes() -> int:
@@ -352,7 +350,7 @@ class E2CRFSampler:
         was_training = net.training
         net.eval()
         stats = E2CRFStats(mode=self.config.mode, num_tokens=T, steps=steps)
-        acc = _Accumulator(steps, T)
+        acc = _Accumulator(steps, T, dev)
         out = []
         growth = 0
         start = time.perf_counter()
