@@ -69,6 +69,9 @@ class E2CRFConfig:
     on above tau_safe, full refresh above tau_warn). alpha_max: cap of α = min(alpha_max, r/2).
     num_probes: random probe tokens per sample and cached step. eta: Eq. 12 stabiliser.
     mode: one of ``MODES``. probe_seed_offset: offsets the probe stream's seed from the noise seed.
+    dense_fraction: when a step's selected rows (probes included) cover at least this fraction of
+    the batch's B·N' tokens, the cached step runs every row densely and masks the writes (same
+    result, no gather/scatter overhead); 1.0 = only for full refreshes. Speed knob, not a policy.
     """
 
     K: int | None = None
@@ -82,6 +85,7 @@ class E2CRFConfig:
     eta: float = 1e-6
     mode: str = "full"
     probe_seed_offset: int = 1_000_003
+    dense_fraction: float = 0.85
 
     def __post_init__(self) -> None:
         if self.K is not None and (isinstance(self.K, bool) or not isinstance(self.K, int) or self.K < 0):
@@ -100,6 +104,7 @@ class E2CRFConfig:
         _check_number("eta", self.eta, low=0.0, low_open=True)
         if self.mode not in MODES:
             raise ValueError(f"E2CRFConfig.mode must be one of {MODES}, got {self.mode!r}")
+        _check_number("dense_fraction", self.dense_fraction, low=0.0, high=1.0)
         if isinstance(self.probe_seed_offset, bool) or not isinstance(self.probe_seed_offset, int):
             raise ValueError(f"E2CRFConfig.probe_seed_offset must be an int, got {self.probe_seed_offset!r}")
 
@@ -118,8 +123,8 @@ class E2CRFStats:
     served from the cache. refresh_steps / warn_steps / probe_steps: steps where at least one sample
     was force-refreshed (step 0, every R, warn) / exceeded τ_warn / drew probes.
     cache_bytes: bytes of the persistent per-run buffers (KV cache, CRF, references, workspaces).
-    peak_rss_growth_bytes: growth of the process's peak RSS from step 10 to the end of a batch (max
-    over batches): ~0 when the loop allocates nothing persistent per step once warmed up.
+    peak_rss_growth_bytes: max RSS sampled every 10 steps after warm-up minus the RSS at step 10 (max
+    over batches): ~0 when the loop holds on to nothing new per step once warmed up.
     """
 
     mode: str
@@ -184,7 +189,7 @@ class CachedEpsFn:
     Called as ``eps_fn(z (B,N',C), t (B,), i) -> eps_hat (B,N',C)`` by the EM loop.
     """
 
-    WARM_STEPS = 10  # peak-memory growth is measured from here to the end of the batch
+    WARM_STEPS = 10  # memory growth is measured from here to the end of the batch
 
     def __init__(self, net: torch.nn.Module, config: E2CRFConfig, sample_ids: Tensor, seed: int,
                  num_tokens: int, token_dim: int, acc: _Accumulator | None,
@@ -202,7 +207,8 @@ class CachedEpsFn:
         self.fwd = None
         if mode != "uncached":
             self.fwd = CachedForward(net, self.B, num_tokens, token_dim, naive_kv=(mode == "naive_kv"),
-                                     max_probes=max(config.num_probes, 1), dtype=dtype, device=device)
+                                     max_probes=max(config.num_probes, 1),
+                                     dense_fraction=config.dense_fraction, dtype=dtype, device=device)
         B, T = self.B, self.T
         dev = torch.device(device)
         self.d = self.fwd.d if self.fwd is not None else 1
@@ -216,6 +222,7 @@ class CachedEpsFn:
         self.prev = torch.zeros(B, T, self.d, dtype=dtype, device=dev)
         self.steps_seen = 0
         self.rss_warm: int | None = None
+        self.rss_max = 0
         self.probe_stream = None
         if self.use_probes:
             ones = torch.ones(T, 1, dtype=dtype, device=dev)
@@ -244,9 +251,7 @@ class CachedEpsFn:
             if self.acc is not None:
                 self.acc.count[i] += B * self.T
                 self.acc.refresh[i] = True
-            self.steps_seen += 1
-            if self.steps_seen == self.WARM_STEPS:
-                self.rss_warm = _rss_peak_bytes()
+            self._memory_probe()
             return self.net(z, t)
         first = self.steps_seen == 0
         # event intensity from features of steps i-1, i-2 (Eq. 12, Δ = 1) and the last probe error
@@ -279,10 +284,22 @@ class CachedEpsFn:
             torch.maximum(r, self.probe_err, out=r)
         self.prev.copy_(feat)
         self._record(i, idx, count, probes, warn, periodic)
-        self.steps_seen += 1
-        if self.steps_seen == self.WARM_STEPS:
-            self.rss_warm = _rss_peak_bytes()
+        self._memory_probe()
         return eps_hat
+
+    def _memory_probe(self) -> None:
+        """Count the step; sample the RSS every 10 steps from step ``WARM_STEPS`` on."""
+        self.steps_seen += 1
+        if self.steps_seen >= self.WARM_STEPS and self.steps_seen % 10 == 0:
+            now = _rss_bytes()
+            if self.rss_warm is None:
+                self.rss_warm = now
+            self.rss_max = max(self.rss_max, now)
+
+    @property
+    def rss_growth(self) -> int:
+        """Max sampled RSS after warm-up minus the RSS at warm-up (bytes, >= 0)."""
+        return 0 if self.rss_warm is None else max(self.rss_max - self.rss_warm, 0)
 
     def _record(self, i: int, idx: Tensor, count: Tensor, probes: Tensor | None, warn: Tensor,
                 periodic: bool) -> None:
@@ -305,7 +322,15 @@ class CachedEpsFn:
         acc.warn[i] |= warn.any()
 
 
-def _rss_peak_bytes() -> int:
+def _rss_bytes() -> int:
+    """Current resident set size (Linux ``/proc``), else the peak RSS; 0 if neither is available."""
+    try:
+        with open("/proc/self/statm") as fh:
+            import os
+
+            return int(fh.read().split()[1]) * os.sysconf("SC_PAGE_SIZE")
+    except (OSError, ValueError, IndexError):
+        pass
     try:
         import resource
         import sys
@@ -363,8 +388,7 @@ class E2CRFSampler:
                 stats.cache_bytes = max(stats.cache_bytes, eps_fn.cache_bytes)
                 z = stream()
                 z = euler_maruyama(eps_fn, sde, z, mask, steps, stream, progress=progress)
-                if eps_fn.rss_warm is not None:
-                    growth = max(growth, _rss_peak_bytes() - eps_fn.rss_warm)
+                growth = max(growth, eps_fn.rss_growth)
                 acc.samples += n
                 out.append(z)
         finally:

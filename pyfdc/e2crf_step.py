@@ -35,11 +35,12 @@ class CachedForward:
     """
 
     def __init__(self, net: nn.Module, batch: int, num_tokens: int, token_dim: int, *,
-                 naive_kv: bool = False, max_probes: int = 8, dtype: torch.dtype = torch.float32,
+                 naive_kv: bool = False, max_probes: int = 8, dense_fraction: float = 0.85, dtype: torch.dtype = torch.float32,
                  device: torch.device | str | None = None) -> None:
         self.net = net
         self.blocks = list(net.blocks)
         self.naive_kv = naive_kv
+        self.dense_fraction = dense_fraction
         p = next(net.parameters())
         self.device = torch.device(device) if device is not None else p.device
         B, T = batch, num_tokens
@@ -56,6 +57,9 @@ class CachedForward:
         self.feat = torch.zeros(B, T, self.d, dtype=dtype, device=self.device)
         self.gidx = torch.full((B, T + max_probes), -1, dtype=torch.int64, device=self.device)
         self.arange_p = torch.arange(max_probes, device=self.device)
+        self.rule_mask = torch.zeros(B, T + 1, dtype=torch.bool, device=self.device)
+        self.sel_mask = torch.zeros(B, T + 1, dtype=torch.bool, device=self.device)
+        self.arange_t = torch.arange(T, device=self.device)
         self.rowmap = torch.full((B, T + max_probes), -1, dtype=torch.int64, device=self.device)
         pad = (B, T + max_probes, self.H, self.dh)
         self.q_pad, self.k_pad, self.v_pad = (torch.zeros(pad, dtype=dtype, device=self.device) for _ in range(3))
@@ -128,6 +132,8 @@ class CachedForward:
         if int(count.min()) == T:                                  # full refresh: no probe is left
             eps_hat, _, feat = self._refresh_all(h0, z)
             return eps_hat, (torch.zeros(B, dtype=z.dtype, device=z.device) if probes is not None else None), feat
+        if int(total.sum()) >= self.dense_fraction * B * T:        # cheaper to compute every row
+            return self._masked_dense(h0, z, idx, probes, alpha, eta)
         feat = torch.add(h0, self.crf, out=self.feat)               # cached tokens: h0(i) + C
         if kmax == 0:
             return self.net.head(feat), (torch.zeros(B, device=z.device) if probes is not None else None), feat
@@ -186,6 +192,42 @@ class CachedForward:
             hp = hp + a[pb, ps]
             hp = hp + blk.ffn_residual(hp[None])[0]
         return hp
+
+    def _masked_dense(self, h0: Tensor, z: Tensor, idx: Tensor, probes: Tensor | None, alpha: Tensor,
+                      eta: float) -> tuple[Tensor, Tensor | None, Tensor]:
+        """Same result as the gathered path, computed densely: every row runs every layer, but only
+        the selected rows write K/V (``kv_scatter`` with a diagonal index, -1 elsewhere), CRF and
+        references, and only their outputs are used — cached rows still read ``h0 + C``. Used when
+        the selection covers most tokens, where gathers/scatters would cost more than they save.
+        Row-for-row the same math, so batch invariance is unaffected by which path a batch takes.
+        """
+        B, T, d = self.B, self.T, self.d
+        rule, sel = self.rule_mask, self.sel_mask
+        rule.zero_()
+        rule.scatter_(1, torch.where(idx < 0, T, idx), True)
+        sel.copy_(rule)
+        if probes is not None:
+            sel.scatter_(1, torch.where(probes < 0, T, probes), True)
+        rule_t, sel_t = rule[:, :T], sel[:, :T]
+        didx = torch.where(sel_t, self.arange_t, -1)                # row κ -> token κ when selected
+        h = h0
+        for layer, blk in enumerate(self.blocks):
+            q, k, v = blk.qkv_heads(h)
+            ops.kv_scatter(self.k_cache, self.v_cache, layer, didx, k, v)
+            h = h + blk.attn_residual(q, self.k_cache[layer], self.v_cache[layer])
+            h = h + blk.ffn_residual(h)
+        c = h - h0
+        err = None
+        if probes is not None:
+            pv = probes >= 0
+            fresh_p = c.gather(1, probes.clamp(min=0)[..., None].expand(B, probes.shape[1], d)) * pv[..., None]
+            e = ops.error_feedback(self.crf, fresh_p, probes, alpha, err_out=self.err)  # Eq. 14 nudge
+            err = e.pow(2) / (fresh_p.pow(2).sum(dim=(1, 2)) + eta)
+        torch.where(rule_t[..., None], c, self.crf, out=self.crf)
+        torch.where(rule_t[..., None], z, self.z_ref, out=self.z_ref)
+        torch.add(h0, self.crf, out=self.feat)
+        torch.where(sel_t[..., None], h, self.feat, out=self.feat)
+        return self.net.head(self.feat), err, self.feat
 
     def _refresh_all(self, h0: Tensor, z: Tensor) -> tuple[Tensor, None, Tensor]:
         """Every token of every sample recomputed: the plain forward, writing the cache densely.

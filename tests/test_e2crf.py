@@ -89,9 +89,13 @@ def test_band_covering_all_tokens_degenerates_to_uncached(model):
     assert stats.probe_steps == []  # nothing left to probe
 
 
-def test_batch_invariance(model):
-    """Each sample of a batch of 4 follows its own trajectory, as if run alone with its noise."""
-    cfg = E2CRFConfig(**CACHING)
+@pytest.mark.parametrize("dense_fraction", [0.85, 1.0, 0.0])
+def test_batch_invariance(model, dense_fraction):
+    """Each sample of a batch of 4 follows its own trajectory, as if run alone with its noise.
+
+    Whatever path (packed, slab, masked-dense) the batch and the single runs take.
+    """
+    cfg = E2CRFConfig(**CACHING, dense_fraction=dense_fraction)
     xb, sb = _run(model, cfg, n=4, batch=4, seed=7)
     assert 0.0 < sb.mean_recomputed_fraction < 1.0, "the config must actually cache"
     fracs = []
@@ -201,7 +205,7 @@ def test_reference_and_compiled_ops_give_same_samples(model, monkeypatch):
     (dict(eps=0.0), "eps"), (dict(R=0), "R"), (dict(R=2.0), "R"), (dict(tau_warn=0.0), "tau_warn"),
     (dict(tau_safe=0.6, tau_warn=0.5), "tau_safe"), (dict(alpha_max=1.5), "alpha_max"),
     (dict(num_probes=-1), "num_probes"), (dict(eta=0.0), "eta"), (dict(mode="fast"), "mode"),
-    (dict(tau_safe=True), "tau_safe"),
+    (dict(tau_safe=True), "tau_safe"), (dict(dense_fraction=1.5), "dense_fraction"),
 ])
 def test_config_validation(kwargs, match):
     with pytest.raises(ValueError, match=match):
@@ -223,8 +227,8 @@ def test_stats_defaults():
     assert s.mean_recomputed_fraction == 1.0 and s.hit_rate == 0.0
 
 
-@pytest.mark.parametrize("naive_kv", [False, True])
-def test_sparse_step_on_a_fresh_cache_reproduces_the_full_forward(model, naive_kv):
+@pytest.mark.parametrize("naive_kv, dense_fraction", [(False, 1.0), (False, 0.0), (True, 1.0)])
+def test_sparse_step_on_a_fresh_cache_reproduces_the_full_forward(model, naive_kv, dense_fraction):
     """After a full refresh at (z, t), a sparse step at the same (z, t) must give the plain forward.
 
     Exercises the gathered path (per-sample subsets of different sizes, -1 padding, probes, K/V scatter)
@@ -236,7 +240,7 @@ def test_sparse_step_on_a_fresh_cache_reproduces_the_full_forward(model, naive_k
     g = torch.Generator().manual_seed(0)
     z = torch.randn(B, T, C, generator=g) * model.transform.mask()
     t = torch.tensor([0.9, 0.5, 0.1])
-    fwd = CachedForward(model.net, B, T, C, naive_kv=naive_kv, max_probes=2)
+    fwd = CachedForward(model.net, B, T, C, naive_kv=naive_kv, max_probes=2, dense_fraction=dense_fraction)
     full = torch.ones(B, dtype=torch.bool)
     no_probe = torch.zeros(B, T, dtype=torch.bool)
     idx, count = ops.select_tokens(z, fwd.z_ref, no_probe, full, 0, 0.0, 1e-6)
