@@ -44,9 +44,10 @@ _STATE_FORMAT = 1
 class TrainConfig:
     """Optimisation hyper-parameters (paper defaults: 200 epochs, batch 64, lr 1e-3, 20 warmup).
 
-    ``max_minutes`` is a wall-clock budget: training stops after the last epoch that is expected
-    to finish within it, and after the first epoch the cosine horizon is shrunk to the number of
-    epochs that fit, so the learning rate still anneals (such runs are not bit-reproducible).
+    ``max_minutes`` is a wall-clock budget for this call: after each of the first three epochs
+    the cosine horizon is set to the number of epochs expected to fit (at most ``epochs``; warmup
+    scaled alike), so the learning rate anneals before time runs out, and training stops early
+    if an epoch would overrun. Such runs depend on timing, so they are not bit-reproducible.
     ``val_repeats`` draws of (t, noise) per validation series reduce the variance of the
     validation loss; they use a fixed generator, so epochs are compared on identical draws.
     """
@@ -342,6 +343,7 @@ def train(
         return DiffusionModel(module, transform, sde, standardizer, meta=dict(meta))
 
     def summary(stopped: bool) -> dict[str, Any]:
+        stopped = stopped or (budget_s is not None and run["epoch"] < cfg.epochs)
         return TrainResult(
             model=None, out_dir=out, epochs_run=run["epoch"], planned_epochs=run["planned_epochs"],
             best_epoch=run["best_epoch"],
@@ -352,6 +354,8 @@ def train(
     budget_s = None if cfg.max_minutes is None else 60.0 * cfg.max_minutes
     elapsed0 = run["elapsed"]
     stopped = False
+    marks: list[float] = []  # wall clock at the end of each epoch of this session (before saving)
+    save_s = 0.0
     bar = tqdm(total=run["planned_epochs"] * steps_per_epoch, initial=run["step"],
                disable=not progress, desc="train", unit="step", dynamic_ncols=True)
     net.train()
@@ -394,15 +398,14 @@ def train(
             run["history"].append({"epoch": run["epoch"], "train_loss": train_loss,
                                    "val_loss": val, "lr": lr, "seconds": round(epoch_s, 3)})
             bar.set_postfix(epoch=run["epoch"], loss=f"{train_loss:.4f}", val=f"{val:.4f}")
-            if budget_s is not None and run["epoch"] == 1 and not resume:
-                fit = max(1, int(budget_s // max(epoch_s, 1e-9)))
-                if fit < run["planned_epochs"]:
-                    run["warmup_epochs"] = min(fit, round(run["warmup_epochs"] * fit / run["planned_epochs"]))
-                    run["planned_epochs"] = fit
-                    bar.total = fit * steps_per_epoch
-                    bar.refresh()
+            marks.append(time.perf_counter())
+            if budget_s is not None and not resume and run["epoch"] <= 3:
+                _fit_schedule_to_budget(run, cfg, budget_s, marks, t_start)
+                bar.total = run["planned_epochs"] * steps_per_epoch
+                bar.refresh()
             if budget_s is not None and run["epoch"] < run["planned_epochs"]:
-                stopped = run["elapsed"] - elapsed0 + epoch_s > budget_s
+                # stop if the next epoch (timed like this one, saves included) would overrun
+                stopped = time.perf_counter() - t_start + epoch_s + save_s > budget_s
             if improved:
                 save_checkpoint(out, model_of(eval_net),
                                 {"training": {**summary(stopped), "train_config": cfg.to_dict()}})
@@ -414,6 +417,7 @@ def train(
                 "noise_rng": noise_gen.get_state(), "run": copy.deepcopy(run),
             })
             atomic_write_text(out / HISTORY_FILE, json.dumps(run["history"], indent=1))
+            save_s = time.perf_counter() - marks[-1]
             if stopped:
                 break
     finally:
@@ -426,8 +430,23 @@ def train(
     best = load_checkpoint(out)
     return TrainResult(model=best, out_dir=out, epochs_run=run["epoch"],
                        planned_epochs=run["planned_epochs"], best_epoch=run["best_epoch"],
-                       best_val_loss=final["best_val_loss"], stopped_by_budget=stopped,
+                       best_val_loss=final["best_val_loss"], stopped_by_budget=final["stopped_by_budget"],
                        wall_seconds=run["elapsed"], history=list(run["history"]))
+
+
+def _fit_schedule_to_budget(run: dict[str, Any], cfg: TrainConfig, budget_s: float,
+                            marks: list[float], t_start: float) -> None:
+    """Set the cosine horizon (and scaled warmup) to the epochs expected to fit ``budget_s``.
+
+    Called after each of the first few epochs: the first epoch carries one-off start-up costs,
+    so later calls time epochs 2.. only (saves included). The horizon never exceeds ``cfg.epochs``.
+    """
+    now = marks[-1]
+    per_epoch = (now - marks[0]) / (len(marks) - 1) if len(marks) > 1 else now - t_start
+    fit = run["epoch"] + int(max(0.0, budget_s - (now - t_start)) // max(per_epoch, 1e-9))
+    planned = max(run["epoch"], min(cfg.epochs, fit), 1)
+    run["planned_epochs"] = planned
+    run["warmup_epochs"] = min(planned, round(cfg.warmup_epochs * planned / cfg.epochs))
 
 
 def _cfg_dict(mcfg: Any) -> dict[str, Any]:

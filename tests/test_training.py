@@ -147,7 +147,10 @@ def test_output_folder_rules(tmp_path: Path) -> None:
 def test_time_budget_shrinks_schedule_and_stops(tmp_path: Path) -> None:
     res = train(_dataset(), tmp_path / "m", TINY, train_config=_cfg(epochs=50, max_minutes=1e-6),
                 progress=False)
-    assert res.epochs_run == 1 and res.planned_epochs == 1 and res.summary()["epochs_run"] == 1
+    assert res.epochs_run == 1 and res.planned_epochs == 1 and res.stopped_by_budget
+    generous = train(_dataset(), tmp_path / "g", TINY, train_config=_cfg(epochs=3, max_minutes=30.0),
+                     progress=False)
+    assert generous.epochs_run == generous.planned_epochs == 3 and not generous.stopped_by_budget
 
 
 def test_bad_inputs(tmp_path: Path) -> None:
@@ -169,3 +172,15 @@ def test_other_token_layouts_train(tmp_path: Path, kind: str) -> None:
     res = train(_dataset(), tmp_path / kind, TINY, transform_kind=kind,
                 train_config=_cfg(epochs=1, warmup_epochs=0), progress=False)
     assert res.model.transform.kind == kind and res.model.num_tokens == 16
+
+
+def test_schedule_fitted_to_budget_ignores_slow_first_epoch() -> None:
+    cfg = _cfg(epochs=100, warmup_epochs=20)
+    run = {"epoch": 1, "planned_epochs": 100, "warmup_epochs": 20}
+    training._fit_schedule_to_budget(run, cfg, 10.0, [2.0], t_start=0.0)  # 2 s/epoch, 8 s left
+    assert (run["planned_epochs"], run["warmup_epochs"]) == (5, 1)
+    run["epoch"] = 2  # epoch 2 took 1 s: re-plan from epochs 2.. only -> 7 more
+    training._fit_schedule_to_budget(run, cfg, 10.0, [2.0, 3.0], t_start=0.0)
+    assert (run["planned_epochs"], run["warmup_epochs"]) == (9, 2)
+    training._fit_schedule_to_budget(run, cfg, 1e6, [2.0, 3.0], t_start=0.0)
+    assert run["planned_epochs"] == 100  # never beyond cfg.epochs
