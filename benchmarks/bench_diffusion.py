@@ -55,6 +55,8 @@ def parse_args(argv: list[str] | None = None) -> argparse.Namespace:
     p.add_argument("--minutes", type=float, default=15.0, help="training budget per model (default: 15)")
     p.add_argument("--epochs", type=int, default=5000, help="epoch cap; the budget usually binds first")
     p.add_argument("--config", choices=("small", "paper"), default="small")
+    p.add_argument("--lr", type=float, default=1e-3, help="peak learning rate (paper: 1e-3)")
+    p.add_argument("--ema", type=float, default=None, metavar="DECAY", help="EMA of the weights (default: off)")
     p.add_argument("--num-samples", type=int, default=1000)
     p.add_argument("--steps", type=int, default=1000, help="Euler-Maruyama steps")
     p.add_argument("--batch-size", type=int, default=64, help="sampling batch size")
@@ -84,7 +86,7 @@ def train_or_reuse(ds: Any, folder: Path, domain: str, args: argparse.Namespace)
         model = load_checkpoint(folder)
         return model, model.meta.get("extra", {}).get("training", {})
     cfg = TrainConfig(epochs=args.epochs, warmup_epochs=max(1, args.epochs // 10), seed=args.seed,
-                      max_minutes=args.minutes)
+                      max_minutes=args.minutes, lr=args.lr, ema_decay=args.ema)
     print(f"training {domain} ({args.config}) for <= {args.minutes} min ...", file=sys.stderr, flush=True)
     res = train(ds, folder, args.config, transform_kind=domain, train_config=cfg, overwrite=True)
     return res.model, res.summary()
@@ -127,7 +129,7 @@ def main(argv: list[str] | None = None) -> dict[str, Any]:
     n, m = ds.length, ds.channels
     res: dict[str, Any] = {
         "dataset": ds.name, "n_train": len(ds.train), "n_heldout": len(ds.test), "N": n, "M": m,
-        "config": args.config, "minutes_per_model": args.minutes, "num_samples": args.num_samples,
+        "config": args.config, "lr": args.lr, "ema": args.ema, "minutes_per_model": args.minutes, "num_samples": args.num_samples,
         "steps": args.steps, "projections": args.projections, "threads": torch.get_num_threads(),
         "seed": args.seed, "quick": args.quick, "pyfdc_version": __version__, "torch": torch.__version__,
         "machine": platform.machine(), "processor": platform.processor(), "rows": {}, "throughput": {},
