@@ -152,6 +152,7 @@ class CachedForward:
         err = None
         if probes is not None:
             rowmap = self.rowmap[:, :kmax]
+            rowmap.fill_(-1)                                        # no stale rows from earlier steps
             rowmap[pb, ps] = torch.arange(pb.numel(), device=pb.device)
             pv = probes >= 0
             rows = rowmap.gather(1, pos.clamp(max=kmax - 1))        # (B,P) packed row of each probe
