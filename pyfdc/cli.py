@@ -66,17 +66,17 @@ def _add_sampler_args(p: argparse.ArgumentParser) -> None:
     p.add_argument("--sampler", choices=("em", "ddim", "e2crf"), default="em",
                    help="em: Euler-Maruyama (paper default); ddim: deterministic few-step; "
                         "e2crf: cached Euler-Maruyama (default: em)")
-    p.add_argument("--steps", type=pos_int, default=1000, help="reverse steps (default: 1000)")
-    p.add_argument("--batch-size", type=pos_int, default=64, help="series per batch (default: 64)")
+    p.add_argument("--steps", metavar="T", type=pos_int, default=1000, help="reverse steps (default: 1000)")
+    p.add_argument("--batch-size", metavar="B", type=pos_int, default=64, help="series per batch (default: 64)")
     p.add_argument("--seed", type=nonneg_int, default=0, help="noise seed (default: 0)")
     g = p.add_argument_group("E2-CRF (with --sampler e2crf; defaults are the paper's)")
-    g.add_argument("--e2crf-K", dest="e2crf_K", type=_typed(int, lambda v: v >= -1, "an integer >= -1"),
+    g.add_argument("--e2crf-K", dest="e2crf_K", metavar="K", type=_typed(int, lambda v: v >= -1, "an integer >= -1"),
                    help="always-recompute band {0..K} (default: N'//10; -1 = none)")
-    g.add_argument("--e2crf-tau0", type=nonneg_float, help="drift threshold tau0 (default: 0.01)")
-    g.add_argument("--e2crf-R", dest="e2crf_R", type=pos_int, help="full refresh every R steps (default: 50)")
-    g.add_argument("--e2crf-probes", type=nonneg_int, help="probe tokens per cached step (default: 2)")
-    g.add_argument("--e2crf-tau-warn", type=pos_float, help="event intensity forcing a refresh (default: 0.5)")
-    g.add_argument("--e2crf-tau-safe", type=nonneg_float, help="event intensity enabling correction (default: 0.1)")
+    g.add_argument("--e2crf-tau0", metavar="TAU0", type=nonneg_float, help="drift threshold tau0 (default: 0.01)")
+    g.add_argument("--e2crf-R", dest="e2crf_R", metavar="R", type=pos_int, help="full refresh every R steps (default: 50)")
+    g.add_argument("--e2crf-probes", metavar="P", type=nonneg_int, help="probe tokens per cached step (default: 2)")
+    g.add_argument("--e2crf-tau-warn", metavar="TAU", type=pos_float, help="event intensity forcing a refresh (default: 0.5)")
+    g.add_argument("--e2crf-tau-safe", metavar="TAU", type=nonneg_float, help="event intensity enabling correction (default: 0.1)")
     g.add_argument("--e2crf-mode", choices=("full", "uncached", "fixed", "no_feedback", "no_energy", "naive_kv"),
                    help="ablation mode (default: full)")
 
@@ -92,23 +92,23 @@ def build_parser() -> argparse.ArgumentParser:
     p = sub.add_parser("train", help="train a diffusion model", description=(
         "Train a score network on a dataset's train split (a validation split is carved from it; "
         "the held-out split is never used). --out becomes a checkpoint folder."))
-    p.add_argument("--dataset", default="ecg", help="dataset name (default: ecg, embedded)")
-    p.add_argument("--data-root", type=Path, help="folder with the dataset's files (not needed for ecg)")
+    p.add_argument("--dataset", metavar="NAME", default="ecg", help="dataset name (default: ecg, embedded)")
+    p.add_argument("--data-root", metavar="DIR", type=Path, help="folder with the dataset's files (not needed for ecg)")
     p.add_argument("--config", choices=("small", "paper"), default="small",
                    help="network size: small (CPU) or paper (10 layers, 3.2M params) (default: small)")
     p.add_argument("--domain", choices=("freq", "time", "chart"), default="freq",
                    help="token layout: freq (half-spectrum, default), time or chart (N-token spectrum)")
-    p.add_argument("--epochs", type=pos_int, default=200, help="epochs (default: 200)")
-    p.add_argument("--batch-size", type=pos_int, default=64, help="batch size (default: 64)")
-    p.add_argument("--lr", type=pos_float, default=1e-3, help="peak learning rate (default: 1e-3)")
-    p.add_argument("--weight-decay", type=nonneg_float, default=1e-2, help="AdamW weight decay (default: 0.01)")
-    p.add_argument("--warmup-epochs", type=nonneg_int,
+    p.add_argument("--epochs", metavar="E", type=pos_int, default=200, help="epochs (default: 200)")
+    p.add_argument("--batch-size", metavar="B", type=pos_int, default=64, help="batch size (default: 64)")
+    p.add_argument("--lr", metavar="LR", type=pos_float, default=1e-3, help="peak learning rate (default: 1e-3)")
+    p.add_argument("--weight-decay", metavar="WD", type=nonneg_float, default=1e-2, help="AdamW weight decay (default: 0.01)")
+    p.add_argument("--warmup-epochs", metavar="E", type=nonneg_int,
                    help="linear warmup epochs (default: 10%% of --epochs, as the paper's 20/200)")
     p.add_argument("--ema", type=open_unit_float, metavar="DECAY", help="keep an EMA of the weights")
-    p.add_argument("--val-fraction", type=unit_float, default=0.1,
+    p.add_argument("--val-fraction", metavar="F", type=unit_float, default=0.1,
                    help="fraction of the train split used for validation (default: 0.1)")
     p.add_argument("--seed", type=nonneg_int, default=0, help="seed (default: 0)")
-    p.add_argument("--max-minutes", type=pos_float, help="wall-clock budget; the LR schedule is fitted to it")
+    p.add_argument("--max-minutes", metavar="MIN", type=pos_float, help="wall-clock budget; the LR schedule is fitted to it")
     p.add_argument("--resume", action="store_true", help="continue an interrupted run in --out")
     p.add_argument("--tiny", action="store_true", help=argparse.SUPPRESS)
     _add_out(p)
@@ -117,7 +117,7 @@ def build_parser() -> argparse.ArgumentParser:
         "Sample series (original units) from a trained checkpoint; writes samples.npy, "
         "sample_info.json and, for e2crf, e2crf_stats.json."))
     p.add_argument("--checkpoint", type=Path, required=True, metavar="DIR", help="checkpoint folder")
-    p.add_argument("--num-samples", type=pos_int, default=1000, help="series to draw (default: 1000)")
+    p.add_argument("--num-samples", metavar="S", type=pos_int, default=1000, help="series to draw (default: 1000)")
     _add_sampler_args(p)
     _add_out(p)
 
@@ -128,8 +128,8 @@ def build_parser() -> argparse.ArgumentParser:
     p.add_argument("--checkpoint", type=Path, required=True, metavar="DIR", help="checkpoint folder")
     p.add_argument("--samples", type=Path, required=True, metavar="DIR",
                    help="folder written by 'pyfdc sample' (or a .npy file)")
-    p.add_argument("--data-root", type=Path, help="folder with the dataset's files (not needed for ecg)")
-    p.add_argument("--projections", type=_typed(int, lambda v: v >= 2, "an integer >= 2"), default=10_000,
+    p.add_argument("--data-root", metavar="DIR", type=Path, help="folder with the dataset's files (not needed for ecg)")
+    p.add_argument("--projections", metavar="L", type=_typed(int, lambda v: v >= 2, "an integer >= 2"), default=10_000,
                    help="random projections of the SW estimate (default: 10000)")
     p.add_argument("--seed", type=nonneg_int, default=0, help="projection seed (default: 0)")
     _add_out(p)
@@ -137,12 +137,12 @@ def build_parser() -> argparse.ArgumentParser:
     p = sub.add_parser("demo", help="end-to-end demo on the embedded ECG (a few minutes)", description=(
         "Train the small model briefly on the embedded ECG, sample with em and e2crf, "
         "evaluate both and print a table."))
-    p.add_argument("--minutes", type=pos_float, default=1.5, help="training budget (default: 1.5)")
-    p.add_argument("--num-samples", type=pos_int, default=32, help="series per sampler (default: 32)")
-    p.add_argument("--steps", type=pos_int, default=1000, help="EM steps (default: 1000)")
+    p.add_argument("--minutes", metavar="MIN", type=pos_float, default=1.5, help="training budget (default: 1.5)")
+    p.add_argument("--num-samples", metavar="S", type=pos_int, default=32, help="series per sampler (default: 32)")
+    p.add_argument("--steps", metavar="T", type=pos_int, default=1000, help="EM steps (default: 1000)")
     p.add_argument("--seed", type=nonneg_int, default=0, help="seed (default: 0)")
     p.add_argument("--tiny", action="store_true", help=argparse.SUPPRESS)
-    p.add_argument("--epochs", type=pos_int, default=200, help=argparse.SUPPRESS)
+    p.add_argument("--epochs", metavar="E", type=pos_int, default=200, help=argparse.SUPPRESS)
     _add_out(p)
     return parser
 
