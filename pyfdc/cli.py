@@ -62,6 +62,22 @@ def _add_out(p: argparse.ArgumentParser, required: bool = True) -> None:
     p.add_argument("--no-progress", dest="progress", action="store_false", help="hide progress bars")
 
 
+def _add_device(p: argparse.ArgumentParser) -> None:
+    p.add_argument("--device", default="cpu", help="torch device, e.g. cpu or cuda:0 (default: cpu)")
+
+
+def _check_device(name: str) -> str:
+    import torch
+
+    try:
+        dev = torch.device(name)
+    except (RuntimeError, ValueError) as exc:
+        raise UsageError(f"--device {name!r} is not a torch device ({exc})") from None
+    if dev.type == "cuda" and not torch.cuda.is_available():
+        raise UsageError(f"--device {name}: CUDA is not available in this torch build/machine")
+    return name
+
+
 def _add_sampler_args(p: argparse.ArgumentParser) -> None:
     p.add_argument("--sampler", choices=("em", "ddim", "e2crf"), default="em",
                    help="em: Euler-Maruyama (paper default); ddim: deterministic few-step; "
@@ -110,6 +126,7 @@ def build_parser() -> argparse.ArgumentParser:
     p.add_argument("--seed", type=nonneg_int, default=0, help="seed (default: 0)")
     p.add_argument("--max-minutes", metavar="MIN", type=pos_float, help="wall-clock budget; the LR schedule is fitted to it")
     p.add_argument("--resume", action="store_true", help="continue an interrupted run in --out")
+    _add_device(p)
     p.add_argument("--tiny", action="store_true", help=argparse.SUPPRESS)
     _add_out(p)
 
@@ -119,6 +136,7 @@ def build_parser() -> argparse.ArgumentParser:
     p.add_argument("--checkpoint", type=Path, required=True, metavar="DIR", help="checkpoint folder")
     p.add_argument("--num-samples", metavar="S", type=pos_int, default=1000, help="series to draw (default: 1000)")
     _add_sampler_args(p)
+    _add_device(p)
     _add_out(p)
 
     p = sub.add_parser("evaluate", help="score samples against held-out data", description=(
@@ -195,7 +213,8 @@ def cmd_train(args: argparse.Namespace) -> dict[str, Any]:
                          "or --resume an interrupted run")
     cfg = TrainConfig(epochs=args.epochs, batch_size=args.batch_size, lr=args.lr,
                       weight_decay=args.weight_decay, warmup_epochs=warmup, ema_decay=args.ema,
-                      val_fraction=args.val_fraction, seed=args.seed, max_minutes=args.max_minutes)
+                      val_fraction=args.val_fraction, seed=args.seed, max_minutes=args.max_minutes,
+                      device=_check_device(args.device))
     dataset = load_dataset(args.dataset, root=args.data_root)
     model_config: Any = dict(TINY_MODEL) if args.tiny else args.config
     result = train(dataset, args.out, model_config=model_config, transform_kind=args.domain,
@@ -254,7 +273,7 @@ def cmd_sample(args: argparse.Namespace) -> dict[str, Any]:
     if uses_e2crf and args.sampler != "e2crf":
         raise UsageError(f"--e2crf-* options need --sampler e2crf (got --sampler {args.sampler})")
     e2cfg = _e2crf_config(args) if args.sampler == "e2crf" else None  # validate before any work
-    model = load_checkpoint(args.checkpoint)
+    model = load_checkpoint(args.checkpoint, map_location=_check_device(args.device))
     out = _prepare_out(args.out, args.overwrite)
     samples, stats, wall = draw_samples(model, args.sampler, args.num_samples, args.steps,
                                         args.batch_size, args.seed, args.progress, e2cfg)

@@ -64,6 +64,7 @@ def _bad(tmp: Path, ckpt: Path) -> list[tuple[list[str], str]]:
         (["sample", "--checkpoint", str(ckpt), "--sampler", "e2crf", "--e2crf-tau-safe", "0.9",
           "--e2crf-tau-warn", "0.5", "--out", str(tmp / "s")], "tau_safe"),
         (["sample", "--checkpoint", str(ckpt), "--steps", "-3", "--out", str(tmp / "s")], "expected an integer >= 1"),
+        (["sample", "--checkpoint", str(ckpt), "--device", "gpu7", "--out", str(tmp / "s")], "not a torch device"),
         (["evaluate", "--checkpoint", str(ckpt), "--samples", str(tmp / "none"), "--out", str(tmp / "e")],
          "not found"),
     ]
