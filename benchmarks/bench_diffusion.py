@@ -11,7 +11,8 @@ What it does (issue 3, "What must be shown"):
 4. Measures the sampling throughput (series/s at ``--steps`` steps) of the same network fed the
    N' half-spectrum tokens, N time tokens and N chart tokens (Crabbe et al.'s layout).
 
-Full run (the lead's; about 35 min on 2 cores)::
+Full run (about an hour on 2 idle cores: 2 × 15 min training, and 1,000 × 1,000 EM steps take
+roughly 10-20 min per model with the small config)::
 
     PYTHONPATH=. python benchmarks/bench_diffusion.py --out bench_out/diffusion
 
