@@ -230,7 +230,7 @@ def _save_state(path: Path, state: dict[str, Any]) -> None:
 
 def _load_state(path: Path) -> dict[str, Any]:
     try:
-        state = torch.load(path, map_location="cpu", weights_only=False)
+        state = torch.load(path, map_location="cpu", weights_only=True)  # no arbitrary pickles
     except Exception as exc:  # truncated / corrupt pickle
         raise ValueError(f"{path}: cannot read training state ({type(exc).__name__}: {exc})") from exc
     if not isinstance(state, dict) or state.get("format") != _STATE_FORMAT:

@@ -184,3 +184,12 @@ def test_schedule_fitted_to_budget_ignores_slow_first_epoch() -> None:
     assert (run["planned_epochs"], run["warmup_epochs"]) == (9, 2)
     training._fit_schedule_to_budget(run, cfg, 1e6, [2.0, 3.0], t_start=0.0)
     assert run["planned_epochs"] == 100  # never beyond cfg.epochs
+
+
+def test_truncated_train_state_is_a_clear_error(tmp_path: Path) -> None:
+    cfg = _cfg(epochs=1, warmup_epochs=0)
+    train(_dataset(), tmp_path / "m", TINY, train_config=cfg, progress=False)
+    state = tmp_path / "m" / training.STATE_FILE
+    state.write_bytes(state.read_bytes()[:200])
+    with pytest.raises(ValueError, match=r"train_state\.pt: cannot read training state"):
+        train(_dataset(), tmp_path / "m", TINY, train_config=cfg, resume=True, progress=False)
