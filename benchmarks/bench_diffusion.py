@@ -38,7 +38,7 @@ import torch
 from pyfdc import __version__
 from pyfdc._io import atomic_write_text
 from pyfdc.checkpoint import load_checkpoint
-from pyfdc.cli import sw_report
+from pyfdc.cli import gaussian_baseline, sw_report
 from pyfdc.data import load_dataset
 from pyfdc.model import DiffusionModel
 from pyfdc.sampling import Sampler
@@ -72,14 +72,6 @@ def parse_args(argv: list[str] | None = None) -> argparse.Namespace:
         args.num_samples, args.steps, args.projections = 32, 20, 500
         args.batch_size, args.throughput_steps, args.repeats = 32, 5, 2
     return args
-
-
-def gaussian_baseline(train_x: np.ndarray, n: int, seed: int) -> np.ndarray:
-    """``n`` draws from N(mean, cov) fitted to the flattened train series; shape ``(n, N, M)``."""
-    flat = train_x.reshape(len(train_x), -1).astype(np.float64)
-    mean, cov = flat.mean(axis=0), np.cov(flat, rowvar=False)
-    draws = np.random.default_rng(seed).multivariate_normal(mean, cov, size=n, method="eigh")
-    return draws.reshape(n, *train_x.shape[1:]).astype(np.float32)
 
 
 def train_or_reuse(ds: Any, folder: Path, domain: str, args: argparse.Namespace) -> tuple[Any, dict[str, Any]]:

@@ -142,6 +142,18 @@ def test_demo_tiny(capsys: pytest.CaptureFixture[str], tmp_path: Path) -> None:
     code, text = _run(capsys, "demo", "--tiny", "--epochs", "1", "--minutes", "1", "--num-samples", "4",
                       "--steps", "6", "--out", str(tmp_path / "demo"), "--no-progress")
     assert code == 0, text
-    assert "| em |" in text and "| e2crf |" in text and "floor" in text
+    assert "| em |" in text and "| e2crf |" in text and "floor" in text and "Gaussian" in text
     assert (tmp_path / "demo" / "demo_results.md").is_file()
     assert (tmp_path / "demo" / "eval_e2crf" / "e2crf_stats.png").is_file()
+
+
+def test_gaussian_baseline_matches_moments() -> None:
+    from pyfdc.cli import gaussian_baseline
+
+    rng = np.random.default_rng(0)
+    x = (rng.normal(size=(400, 3, 2)) * [1.0, 3.0] + 5.0).astype(np.float32)
+    g = gaussian_baseline(x, 4000, seed=1)
+    assert g.shape == (4000, 3, 2) and g.dtype == np.float32
+    # 4000 draws: s.e. of a mean ~ 3/sqrt(4000) ~ 0.05, of a std ~ 3/sqrt(8000) ~ 0.035; 0.2 is > 4 s.e.
+    np.testing.assert_allclose(g.mean(axis=0), x.mean(axis=0), atol=0.2)
+    np.testing.assert_allclose(g.std(axis=0), x.std(axis=0), atol=0.2)
