@@ -138,8 +138,10 @@ def _table(rows: list[Row], base: Row, batch: int, n: int) -> str:
     for r in rows:
         sp = base.time / r.time if r.time > 0 else math.nan
         ideal = 1.0 / r.f if r.f > 0 else math.inf
-        lines.append(f"| {r.name} | {r.steps} | {r.time:.3f} | {sp:.2f}× | {r.f:.3f} | {ideal:.2f}× | "
-                     f"{sp / ideal * 100:.0f}% | {_fmt_sw(r, base, 'time')} | {_fmt_sw(r, base, 'freq')} | "
+        cached = r is not base and not r.name.startswith("uncached")
+        ideal_s, ach_s = (f"{ideal:.2f}×", f"{sp / ideal * 100:.0f}%") if cached else ("—", "—")
+        lines.append(f"| {r.name} | {r.steps} | {r.time:.3f} | {sp:.2f}× | {r.f:.3f} | {ideal_s} | "
+                     f"{ach_s} | {_fmt_sw(r, base, 'time')} | {_fmt_sw(r, base, 'freq')} | "
                      f"{r.cache_bytes / 2**20:.2f} | {r.rss_growth / 2**20:.2f} |")
     return "\n".join(lines)
 
