@@ -8,7 +8,9 @@ rounds in which every mode samples with the same seed (round r uses seed r, so a
 same noise). Wall times are medians over rounds; SW (time and frequency domain, ± 2 s.e. over the
 projections) is computed on the union of the rounds' samples against the held-out split. Because the
 sampler is batch invariant, samples (hence SW) do not depend on the batch size: SW is computed at
-the first batch size only. Extra rows: uncached EM and DDIM with the step count that matches the
+the first batch size only. "paired RMS dev." is the RMS difference (original units) between a
+run's samples and the uncached samples drawn with the same noise — a low-variance quality signal
+that SW on a few hundred samples cannot give. Extra rows: uncached EM and DDIM with the step count that matches the
 ``full`` run's wall time, and the uncached network on the N-token (time-domain-length) layout.
 """
 from __future__ import annotations
@@ -41,6 +43,7 @@ class Row:
     cache_bytes: int = 0
     rss_growth: int = 0
     sw: dict[str, tuple[float, float]] = field(default_factory=dict)
+    paired_rms: float = math.nan  # RMS of (x − x_uncached), same noise; only for the same step count
 
     @property
     def time(self) -> float:
@@ -133,8 +136,8 @@ def _fmt_sw(row: Row, base: Row, dom: str) -> str:
 def _table(rows: list[Row], base: Row, batch: int, n: int) -> str:
     lines = [f"\n### batch {batch} ({n} samples per round, median wall time over rounds)\n",
              "| run | steps | wall s | speedup | mean f | ideal 1/f | achieved | SW time (Δ vs uncached) "
-             "| SW freq (Δ vs uncached) | cache MiB | peak RSS growth after step 10, MiB |",
-             "|---|---|---|---|---|---|---|---|---|---|---|"]
+             "| SW freq (Δ vs uncached) | paired RMS dev. | cache MiB | peak RSS growth after step 10, MiB |",
+             "|---|---|---|---|---|---|---|---|---|---|---|---|"]
     for r in rows:
         sp = base.time / r.time if r.time > 0 else math.nan
         ideal = 1.0 / r.f if r.f > 0 else math.inf
@@ -142,6 +145,7 @@ def _table(rows: list[Row], base: Row, batch: int, n: int) -> str:
         ideal_s, ach_s = (f"{ideal:.2f}×", f"{sp / ideal * 100:.0f}%") if cached else ("—", "—")
         lines.append(f"| {r.name} | {r.steps} | {r.time:.3f} | {sp:.2f}× | {r.f:.3f} | {ideal_s} | "
                      f"{ach_s} | {_fmt_sw(r, base, 'time')} | {_fmt_sw(r, base, 'freq')} | "
+                     f"{'—' if math.isnan(r.paired_rms) else f'{r.paired_rms:.4f}'} | "
                      f"{r.cache_bytes / 2**20:.2f} | {r.rss_growth / 2**20:.2f} |")
     return "\n".join(lines)
 
@@ -193,6 +197,10 @@ def run(args: argparse.Namespace) -> str:
                 row.f = 1.0
                 extra.append(row)
         all_rows = list(rows.values()) + extra
+        ref = torch.cat(base.samples).double()
+        for row in all_rows:
+            if row.steps == base.steps and row.samples:
+                row.paired_rms = float((torch.cat(row.samples).double() - ref).pow(2).mean().sqrt())
         if bi == 0:
             _sw(all_rows, test, args.projections)
         for row in all_rows:
@@ -204,6 +212,7 @@ def run(args: argparse.Namespace) -> str:
                    f"({tN / tn:.2f}× faster on the half-spectrum layout)")
         results["batches"][str(batch)] = {
             r.name: {"steps": r.steps, "time_s": r.time, "times_s": r.times, "f": r.f, "sw": r.sw,
+                     "paired_rms": r.paired_rms,
                      "cache_bytes": r.cache_bytes, "peak_rss_growth_bytes": r.rss_growth} for r in all_rows}
         results["batches"][str(batch)]["forward_ms"] = {"half_spectrum": tn * 1e3, "n_tokens": tN * 1e3}
     text = "\n".join(out) + "\n"
