@@ -1,4 +1,4 @@
-"""Command line: ``pyfdc train | sample | evaluate | demo`` (also ``python -m pyfdc``).
+"""Command line: ``pyfdc train | sample | evaluate | benchmark | demo`` (also ``python -m pyfdc``).
 
 Every command writes into an ``--out`` folder that must be new or empty unless ``--overwrite``
 is given; every file is written atomically. Bad arguments and bad inputs (missing or corrupt
@@ -139,6 +139,20 @@ def build_parser() -> argparse.ArgumentParser:
     _add_device(p)
     _add_out(p)
 
+    p = sub.add_parser("benchmark", help="time E2-CRF against uncached sampling, side by side", description=(
+        "Same checkpoint, same seeds and steps, one process: uncached Euler-Maruyama vs E2-CRF "
+        "(after a warm-up, median of --repeats). Prints wall time, speedup, recomputed fraction f, "
+        "the FLOP-ideal 1/f and the paired RMS deviation from the uncached samples. The full "
+        "ablation/quality benchmark is benchmarks/bench_e2crf.py."))
+    p.add_argument("--checkpoint", type=Path, metavar="DIR",
+                   help="checkpoint folder (default: the shipped ECG model)")
+    p.add_argument("--num-samples", metavar="S", type=pos_int, default=64, help="series per run (default: 64)")
+    p.add_argument("--repeats", metavar="R", type=pos_int, default=3, help="timed repeats (default: 3)")
+    _add_sampler_args(p)
+    p.set_defaults(sampler="e2crf")
+    _add_device(p)
+    p.add_argument("--no-progress", dest="progress", action="store_false", help=argparse.SUPPRESS)
+
     p = sub.add_parser("evaluate", help="score samples against held-out data", description=(
         "Sliced Wasserstein distances (time and frequency, mean +/- 2 s.e.) of samples to the "
         "dataset's held-out split, next to the train-vs-held-out floor; spectral density and "
@@ -153,9 +167,12 @@ def build_parser() -> argparse.ArgumentParser:
     _add_out(p)
 
     p = sub.add_parser("demo", help="end-to-end demo on the embedded ECG (a few minutes)", description=(
-        "Train the small model briefly on the embedded ECG, sample with em and e2crf, "
-        "evaluate both and print a table."))
-    p.add_argument("--minutes", metavar="MIN", type=pos_float, default=1.5, help="training budget (default: 1.5)")
+        "Sample the embedded ECG with the shipped pretrained small model (or, with --minutes, a model "
+        "trained here from scratch) using uncached Euler-Maruyama and E2-CRF, evaluate both against "
+        "the held-out beats, write plots and print a table."))
+    p.add_argument("--minutes", metavar="MIN", type=pos_float, default=None,
+                   help="train a fresh small model for MIN minutes instead of using the shipped one "
+                        "(<= 6 min gives visibly worse samples on 2 CPU cores)")
     p.add_argument("--num-samples", metavar="S", type=pos_int, default=32, help="series per sampler (default: 32)")
     p.add_argument("--steps", metavar="T", type=pos_int, default=1000, help="EM steps (default: 1000)")
     p.add_argument("--seed", type=nonneg_int, default=0, help="seed (default: 0)")
@@ -382,6 +399,55 @@ def cmd_evaluate(args: argparse.Namespace) -> dict[str, Any]:
     return metrics
 
 
+# ----------------------------------------------------------------------------- benchmark
+
+
+def cmd_benchmark(args: argparse.Namespace) -> dict[str, Any]:
+    import statistics
+
+    import numpy as np
+
+    from pyfdc.checkpoint import load_checkpoint
+    from pyfdc.pretrained import pretrained_path
+
+    if args.sampler != "e2crf":
+        raise UsageError(f"benchmark compares e2crf with uncached em; --sampler {args.sampler} is not timed here")
+    e2cfg = _e2crf_config(args)
+    path = args.checkpoint if args.checkpoint is not None else pretrained_path()
+    model = load_checkpoint(path, map_location=_check_device(args.device))
+    run = dict(num_samples=args.num_samples, steps=args.steps, batch_size=args.batch_size, seed=args.seed,
+               progress=False)
+    warm = dict(run, num_samples=min(args.num_samples, args.batch_size), steps=min(args.steps, 20))
+    for sampler in ("em", "e2crf"):  # warm-up: allocator, kernels, thread pools
+        draw_samples(model, sampler, warm["num_samples"], warm["steps"], args.batch_size, args.seed, False, e2cfg)
+    times: dict[str, list[float]] = {"em": [], "e2crf": []}
+    outs: dict[str, Any] = {}
+    fs: list[float] = []
+    for r in range(args.repeats):
+        _echo(f"repeat {r + 1}/{args.repeats}")
+        for sampler in ("em", "e2crf"):
+            x, stats, wall = draw_samples(model, sampler, args.num_samples, args.steps, args.batch_size,
+                                          args.seed, args.progress, e2cfg)
+            times[sampler].append(wall)
+            outs[sampler] = x
+            if stats is not None:
+                fs.append(float(stats["mean_recomputed_fraction"]))
+    em, e2 = statistics.median(times["em"]), statistics.median(times["e2crf"])
+    f = statistics.median(fs)
+    rms = float(np.sqrt(np.mean((outs["e2crf"] - outs["em"]) ** 2)))
+    scale = float(np.sqrt(np.mean(outs["em"] ** 2)))
+    res = {"checkpoint": str(path), "steps": args.steps, "batch_size": args.batch_size,
+           "num_samples": args.num_samples, "em_seconds": em, "e2crf_seconds": e2, "speedup": em / e2,
+           "recomputed_fraction": f, "flop_ideal": 1.0 / f, "achieved_of_ideal": (em / e2) * f,
+           "paired_rms_dev": rms, "sample_rms": scale, "mode": e2cfg.mode}
+    print("| sampler | median wall s | speedup | f | 1/f | achieved of 1/f | paired RMS dev. |")
+    print("|---|---|---|---|---|---|---|")
+    print(f"| em (uncached) | {em:.2f} | 1.00x | 1.00 | 1.00 | – | 0 |")
+    print(f"| e2crf ({e2cfg.mode}) | {e2:.2f} | {em / e2:.2f}x | {f:.3f} | {1 / f:.2f} | "
+          f"{res['achieved_of_ideal']:.0%} | {rms:.4f} (sample RMS {scale:.3f}) |")
+    return res
+
+
 # ----------------------------------------------------------------------------- demo
 
 
@@ -391,16 +457,30 @@ def cmd_demo(args: argparse.Namespace) -> dict[str, Any]:
 
     out = _prepare_out(args.out, args.overwrite)
     dataset = load_dataset("ecg")
-    _echo(f"[1/3] training the {'tiny' if args.tiny else 'small'} model for <= {args.minutes} min "
-          f"on {dataset.train.shape[0]} ECG beats")
-    cfg = TrainConfig(epochs=args.epochs, warmup_epochs=round(0.1 * args.epochs), seed=args.seed,
-                      max_minutes=args.minutes)
-    result = train(dataset, out / "model", model_config=dict(TINY_MODEL) if args.tiny else "small",
-                   train_config=cfg, progress=args.progress, overwrite=args.overwrite)
+    if args.minutes is None and not args.tiny:
+        from pyfdc.checkpoint import load_checkpoint
+        from pyfdc.pretrained import pretrained_path
+
+        path = pretrained_path("ecg_small_freq")
+        _echo(f"[1/3] loading the shipped small model ({path})")
+        model = load_checkpoint(path)
+        summary = model.meta.get("extra", {}).get("training", {})
+        trained = f"shipped model trained {summary.get('epochs_run', '?')} epochs " \
+                  f"({summary.get('wall_seconds', float('nan')):.0f} s)"
+    else:
+        minutes = 1.5 if args.minutes is None else args.minutes
+        _echo(f"[1/3] training the {'tiny' if args.tiny else 'small'} model for <= {minutes} min "
+              f"on {dataset.train.shape[0]} ECG beats")
+        cfg = TrainConfig(epochs=args.epochs, warmup_epochs=round(0.1 * args.epochs), seed=args.seed,
+                          max_minutes=minutes)
+        result = train(dataset, out / "model", model_config=dict(TINY_MODEL) if args.tiny else "small",
+                       train_config=cfg, progress=args.progress, overwrite=args.overwrite)
+        model = result.model
+        trained = f"model trained here {result.epochs_run} epochs ({result.wall_seconds:.0f} s)"
     rows = []
     for i, sampler in enumerate(("em", "e2crf")):
         _echo(f"[{2 + i}/3] sampling {args.num_samples} series, {args.steps} steps, sampler {sampler}")
-        samples, stats, wall = draw_samples(result.model, sampler, args.num_samples, args.steps, 64,
+        samples, stats, wall = draw_samples(model, sampler, args.num_samples, args.steps, 64,
                                             args.seed, args.progress)
         sdir = out / f"samples_{sampler}"
         sdir.mkdir(exist_ok=True)
@@ -414,8 +494,7 @@ def cmd_demo(args: argparse.Namespace) -> dict[str, Any]:
     gauss = gaussian_baseline(dataset.train, args.num_samples, args.seed)
     refs = [("Gaussian fitted to train", None, None, None, sw_report(gauss, dataset.test, 2000, args.seed)),
             ("train split (floor)", None, None, None, m["sw_floor_train_vs_heldout"])]
-    lines = [f"SW to {len(dataset.test)} held-out beats; model trained {result.epochs_run} epochs "
-             f"({result.wall_seconds:.0f} s)", "",
+    lines = [f"SW to {len(dataset.test)} held-out beats; {trained}", "",
              "| sampler | wall s | series/s | speedup vs em | recomputed f | SW time (±2se) | SW freq (±2se) |",
              "|---|---|---|---|---|---|---|"]
     em_wall = rows[0][1]
@@ -435,6 +514,7 @@ def cmd_demo(args: argparse.Namespace) -> dict[str, Any]:
 
 COMMANDS: dict[str, Callable[[argparse.Namespace], dict[str, Any]]] = {
     "train": cmd_train, "sample": cmd_sample, "evaluate": cmd_evaluate, "demo": cmd_demo,
+    "benchmark": cmd_benchmark,
 }
 
 

@@ -157,3 +157,34 @@ def test_gaussian_baseline_matches_moments() -> None:
     # 4000 draws: s.e. of a mean ~ 3/sqrt(4000) ~ 0.05, of a std ~ 3/sqrt(8000) ~ 0.035; 0.2 is > 4 s.e.
     np.testing.assert_allclose(g.mean(axis=0), x.mean(axis=0), atol=0.2)
     np.testing.assert_allclose(g.std(axis=0), x.std(axis=0), atol=0.2)
+
+
+def test_benchmark_help(capsys: pytest.CaptureFixture[str]) -> None:
+    code, text = _run(capsys, "benchmark", "--help")
+    assert code == 0 and "usage: pyfdc benchmark" in text and "--repeats" in text
+
+
+def test_benchmark_on_shipped_model(capsys: pytest.CaptureFixture[str]) -> None:
+    # Forcing a full refresh every step (R=1) makes E2-CRF compute exactly what uncached EM does,
+    # so the paired deviation must be ~0 (float32 round-off through 1 + 5 steps: far below 1e-3)
+    # and the recomputed fraction exactly 1.
+    code, text = _run(capsys, "benchmark", "--num-samples", "2", "--batch-size", "2", "--steps", "5",
+                      "--repeats", "1", "--e2crf-R", "1")
+    assert code == 0, text
+    row = next(line for line in text.splitlines() if line.startswith("| e2crf"))
+    cells = [c.strip() for c in row.strip("|").split("|")]
+    assert float(cells[3]) == 1.0  # f
+    assert float(cells[6].split()[0]) < 1e-3
+
+
+def test_benchmark_rejects_non_e2crf(capsys: pytest.CaptureFixture[str]) -> None:
+    code, text = _run(capsys, "benchmark", "--sampler", "ddim", "--steps", "2")
+    assert code == 2 and "benchmark compares e2crf" in text and "Traceback" not in text
+
+
+def test_demo_uses_shipped_model(capsys: pytest.CaptureFixture[str], tmp_path: Path) -> None:
+    code, text = _run(capsys, "demo", "--num-samples", "4", "--steps", "6", "--out", str(tmp_path / "d"),
+                      "--no-progress")
+    assert code == 0, text
+    assert "shipped model trained" in text and not (tmp_path / "d" / "model").exists()
+    assert (tmp_path / "d" / "eval_em" / METRICS_FILE).is_file()

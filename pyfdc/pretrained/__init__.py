@@ -1,0 +1,23 @@
+"""Checkpoints shipped inside the package (no download at run time).
+
+``ecg_small_freq``: the ``small`` half-spectrum model trained on the embedded ECG's train split for
+12 minutes on a 2-core CPU with
+``pyfdc train --dataset ecg --config small --domain freq --epochs 3000 --max-minutes 12 --seed 0``
+(666 epochs; see its ``config.json``). Used by ``pyfdc demo`` so the demo shows a converged model
+in a couple of minutes.
+"""
+from __future__ import annotations
+
+from pathlib import Path
+
+PRETRAINED: dict[str, Path] = {"ecg_small_freq": Path(__file__).with_name("ecg_small_freq")}
+
+
+def pretrained_path(name: str = "ecg_small_freq") -> Path:
+    """Folder of a shipped checkpoint (load it with :func:`pyfdc.checkpoint.load_checkpoint`)."""
+    if name not in PRETRAINED:
+        raise ValueError(f"unknown pretrained checkpoint {name!r}; available: {sorted(PRETRAINED)}")
+    path = PRETRAINED[name]
+    if not (path / "config.json").is_file():
+        raise FileNotFoundError(f"pretrained checkpoint {name!r} is missing from the installation ({path})")
+    return path

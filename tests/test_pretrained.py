@@ -1,0 +1,36 @@
+"""The checkpoint shipped for the demo loads from the installed package and samples real series."""
+from __future__ import annotations
+
+import numpy as np
+import pytest
+import torch
+
+from pyfdc.checkpoint import load_checkpoint
+from pyfdc.data import load_dataset
+from pyfdc.pretrained import pretrained_path
+from pyfdc.sampling import Sampler
+
+
+def test_shipped_checkpoint_matches_embedded_ecg() -> None:
+    model = load_checkpoint(pretrained_path("ecg_small_freq"))
+    ds = load_dataset("ecg")
+    assert model.transform.kind == "freq"
+    assert (model.transform.n, model.transform.m) == (ds.length, ds.channels)
+    # Its standardizer was fitted on the embedded train split: the channel mean must match the
+    # train fit minus the validation part (a different dataset would be far off).
+    assert model.scaler is not None
+    mean = float(np.asarray(model.scaler.to_dict()["mean"]).ravel()[0])
+    assert abs(mean - float(ds.train.mean())) < 0.05 * float(ds.train.std())
+
+
+def test_shipped_checkpoint_samples() -> None:
+    torch.set_num_threads(1)
+    model = load_checkpoint(pretrained_path())
+    x = Sampler(model, "ddim").sample(4, steps=8, batch_size=4, seed=0, progress=False)
+    assert x.shape == (4, 187, 1)
+    assert torch.isfinite(x).all()
+
+
+def test_unknown_pretrained_name() -> None:
+    with pytest.raises(ValueError, match="unknown pretrained checkpoint"):
+        pretrained_path("nope")
