@@ -215,11 +215,13 @@ class CachedEpsFn:
         self.no_probe = torch.zeros(B, T, dtype=torch.bool, device=dev)
         self.taken = torch.zeros(B, T + 1, dtype=torch.bool, device=dev)
         self.force = torch.zeros(B, dtype=torch.bool, device=dev)
+        self.warn = torch.zeros(B, dtype=torch.bool, device=dev)
         self.r = torch.zeros(B, dtype=torch.float32, device=dev)
         self.r_used = torch.zeros(B, dtype=torch.float32, device=dev)
         self.probe_err = torch.zeros(B, dtype=torch.float32, device=dev)
         self.alpha = torch.zeros(B, dtype=torch.float32, device=dev)
         self.prev = torch.zeros(B, T, self.d, dtype=dtype, device=dev)
+        self.prev_sq = torch.zeros(B, dtype=dtype, device=dev)  # ‖prev‖² per sample, kept with prev
         self.steps_seen = 0
         self.rss_warm: int | None = None
         self.rss_max = 0
@@ -231,16 +233,20 @@ class CachedEpsFn:
     @property
     def cache_bytes(self) -> int:
         extra = sum(t.numel() * t.element_size() for t in
-                    (self.no_probe, self.force, self.r, self.probe_err, self.alpha, self.prev))
+                    (self.no_probe, self.taken, self.force, self.warn, self.r, self.probe_err, self.alpha,
+                    self.prev, self.prev_sq))
         return (self.fwd.cache_bytes if self.fwd is not None else 0) + extra
 
-    def _draw_probes(self, idx: Tensor, count: Tensor) -> Tensor:
-        """Probe tokens among those the rules left cached: (B, P) int64, -1 where none is left."""
+    def _mark_selected(self, idx: Tensor) -> None:
+        """``taken[b, κ]`` = token κ is in sample b's recompute set (column T absorbs the -1 padding)."""
+        self.taken.zero_()
+        self.taken.scatter_(1, torch.where(idx < 0, self.T, idx), True)
+
+    def _draw_probes(self) -> Tensor:
+        """Probe tokens among those the rules left cached (``taken`` must be marked): (B, P) int64, -1 where none is left."""
         B, T, P = self.B, self.T, self.cfg.num_probes
         score = self.probe_stream().reshape(B, T).to(torch.float32)
-        taken = torch.zeros(B, T + 1, dtype=torch.bool, device=idx.device)
-        taken.scatter_(1, torch.where(idx < 0, T, idx), True)
-        score = score.masked_fill(taken[:, :T], math.inf)
+        score = score.masked_fill(self.taken[:, :T], math.inf)
         p = min(P, T)
         val, pidx = torch.topk(score, p, dim=1, largest=False, sorted=True)
         return torch.where(torch.isfinite(val), pidx, torch.full_like(pidx, -1))
@@ -261,7 +267,8 @@ class CachedEpsFn:
         self.r_used.copy_(r)
         periodic = first or i % cfg.R == 0
         self.force.fill_(periodic)
-        warn = torch.zeros_like(self.force)
+        warn = self.warn
+        warn.zero_()
         if self.use_warn:
             torch.gt(r, cfg.tau_warn, out=warn)
             self.force |= warn
@@ -269,20 +276,22 @@ class CachedEpsFn:
         idx, count = ops.select_tokens(z, self.fwd.z_ref, self.no_probe, self.force, self.K, tau0,
                                        cfg.eps, self.energy, idx_out=self.fwd.idx, count_out=self.fwd.count)
         probes = None
+        if self.use_probes or self.acc is not None:
+            self._mark_selected(idx)  # once per step: probes and stats both read it
         if self.use_probes:
-            probes = self._draw_probes(idx, count)
+            probes = self._draw_probes()
             torch.where(r >= cfg.tau_safe, torch.clamp(r * 0.5, max=cfg.alpha_max),
                         torch.zeros_like(r), out=self.alpha)
         eps_hat, probe_err, feat = self.fwd(z, t, idx, count, probes, self.alpha, cfg.eta)
         # next step's intensity: relative change of the final-layer features
         if self.steps_seen >= 1:
             num = (feat - self.prev).pow(2).sum(dim=(1, 2))
-            den = self.prev.pow(2).sum(dim=(1, 2)) + cfg.eta
-            torch.div(num, den, out=r)
+            torch.div(num, self.prev_sq + cfg.eta, out=r)
         if probe_err is not None:
             self.probe_err.copy_(probe_err)
             torch.maximum(r, self.probe_err, out=r)
         self.prev.copy_(feat)
+        torch.sum(feat.pow(2), dim=(1, 2), out=self.prev_sq)
         self._record(i, idx, count, probes, warn, periodic)
         self._memory_probe()
         return eps_hat
@@ -307,9 +316,7 @@ class CachedEpsFn:
         if acc is None:
             return
         T = self.T
-        taken = self.taken
-        taken.zero_()
-        taken.scatter_(1, torch.where(idx < 0, T, idx), True)
+        taken = self.taken  # marked with the recompute set in __call__
         if probes is not None:
             taken.scatter_(1, torch.where(probes < 0, T, probes), True)
             acc.err[i] += self.probe_err.sum()
