@@ -94,6 +94,7 @@ def save_checkpoint(directory: str | Path, model: Any, extra: dict[str, Any] | N
         "sde": model.sde.to_dict(),
         "transform": {"kind": transform.kind, "n": transform.n, "m": transform.m},
         "standardizer": None if model.standardizer is None else model.standardizer.to_dict(),
+        "token_scaler": None if getattr(model, "token_scaler", None) is None else model.token_scaler.to_dict(),
         "dataset": meta.get("dataset"),
         "meta": meta,
         "extra": extra or {},
@@ -152,6 +153,7 @@ def load_checkpoint(directory: str | Path, map_location: str | torch.device = "c
     from pyfdc.score_net import ModelConfig, ScoreTransformer
     from pyfdc.sde import VPSDE
     from pyfdc.spectral import make_transform
+    from pyfdc.token_scaler import TokenScaler
 
     folder = Path(directory)
     config = read_config(folder)
@@ -175,6 +177,11 @@ def load_checkpoint(directory: str | Path, map_location: str | torch.device = "c
         sde = VPSDE.from_dict(config["sde"])
         std_cfg = config["standardizer"]
         standardizer = None if std_cfg is None else Standardizer.from_dict(std_cfg)
+        ts_cfg = config.get("token_scaler")  # absent in checkpoints written before per-token scaling
+        token_scaler = None if ts_cfg is None else TokenScaler.from_dict(ts_cfg)
+        if token_scaler is not None and token_scaler.shape != (transform.num_tokens, transform.token_dim):
+            raise ValueError(f"token_scaler is {token_scaler.shape}, transform gives "
+                             f"({transform.num_tokens}, {transform.token_dim})")
     except (KeyError, TypeError, ValueError) as exc:
         raise CheckpointError(f"{cfg_path}: invalid field ({type(exc).__name__}: {exc})") from exc
     if (mcfg.num_tokens, mcfg.token_dim) != (transform.num_tokens, transform.token_dim):
@@ -201,4 +208,4 @@ def load_checkpoint(directory: str | Path, map_location: str | torch.device = "c
     meta.setdefault("dataset", config.get("dataset"))
     meta["checkpoint"] = str(folder)
     meta["extra"] = config.get("extra", {})
-    return DiffusionModel(net, transform, sde, standardizer, meta=meta)
+    return DiffusionModel(net, transform, sde, standardizer, meta=meta, token_scaler=token_scaler)

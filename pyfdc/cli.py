@@ -79,8 +79,9 @@ def _check_device(name: str) -> str:
 
 
 def _add_sampler_args(p: argparse.ArgumentParser) -> None:
-    p.add_argument("--sampler", choices=("em", "ddim", "e2crf"), default="em",
-                   help="em: Euler-Maruyama (paper default); ddim: deterministic few-step; "
+    p.add_argument("--sampler", choices=("em", "ddim", "dpm2m", "e2crf"), default="em",
+                   help="em: Euler-Maruyama (paper default); ddim: deterministic first order; dpm2m: "
+                        "DPM-Solver++(2M), deterministic second order (best at few steps); "
                         "e2crf: cached Euler-Maruyama (default: em)")
     p.add_argument("--steps", metavar="T", type=pos_int, default=1000, help="reverse steps (default: 1000)")
     p.add_argument("--batch-size", metavar="B", type=pos_int, default=64, help="series per batch (default: 64)")
@@ -114,6 +115,9 @@ def build_parser() -> argparse.ArgumentParser:
                    help="network size: small (CPU) or paper (10 layers, 3.2M params) (default: small)")
     p.add_argument("--domain", choices=("freq", "time", "chart"), default="freq",
                    help="token layout: freq (half-spectrum, default), time or chart (N-token spectrum)")
+    p.add_argument("--scaling", choices=("channel", "token"), default="channel",
+                   help="standardise per channel in time only, or also every token coordinate after the "
+                        "transform (equal SNR across frequencies) (default: channel)")
     p.add_argument("--epochs", metavar="E", type=pos_int, default=200, help="epochs (default: 200)")
     p.add_argument("--batch-size", metavar="B", type=pos_int, default=64, help="batch size (default: 64)")
     p.add_argument("--lr", metavar="LR", type=pos_float, default=1e-3, help="peak learning rate (default: 1e-3)")
@@ -236,7 +240,7 @@ def cmd_train(args: argparse.Namespace) -> dict[str, Any]:
     model_config: Any = dict(TINY_MODEL) if args.tiny else args.config
     result = train(dataset, args.out, model_config=model_config, transform_kind=args.domain,
                    train_config=cfg, resume=args.resume, progress=args.progress,
-                   overwrite=args.overwrite)
+                   overwrite=args.overwrite, scaling=args.scaling)
     summary = result.summary()
     _echo(f"trained {summary['epochs_run']} epochs in {summary['wall_seconds']:.1f}s; best val loss "
           f"{summary['best_val_loss']} at epoch {summary['best_epoch']}; checkpoint: {args.out}")

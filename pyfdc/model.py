@@ -10,6 +10,7 @@ from torch import Tensor
 from pyfdc.score_net import ScoreTransformer
 from pyfdc.sde import VPSDE
 from pyfdc.spectral import TokenTransform
+from pyfdc.token_scaler import TokenScaler
 
 __all__ = ["DiffusionModel", "ScalerLike"]
 
@@ -36,6 +37,7 @@ class DiffusionModel:
     sde: VPSDE = field(default_factory=VPSDE)
     scaler: ScalerLike | None = None
     meta: dict[str, Any] = field(default_factory=dict)
+    token_scaler: TokenScaler | None = None
 
     def __post_init__(self) -> None:
         if not isinstance(self.transform, TokenTransform):
@@ -44,6 +46,13 @@ class DiffusionModel:
             raise TypeError(f"sde must be a VPSDE, got {type(self.sde).__name__}")
         if self.scaler is not None and not isinstance(self.scaler, ScalerLike):
             raise TypeError(f"scaler must have transform()/inverse() or be None, got {type(self.scaler).__name__}")
+        if self.token_scaler is not None:
+            if not isinstance(self.token_scaler, TokenScaler):
+                raise TypeError(f"token_scaler must be a TokenScaler or None, got {type(self.token_scaler).__name__}")
+            want = (self.transform.num_tokens, self.transform.token_dim)
+            if self.token_scaler.shape != want:
+                raise ValueError(f"token_scaler is fitted for (T, C) = {self.token_scaler.shape} but the "
+                                 f"{self.transform.kind!r} transform gives {want}")
         cfg = getattr(self.net, "config", None)
         if cfg is None or not hasattr(self.net, "mask"):
             raise TypeError(f"net must be a ScoreTransformer, got {type(self.net).__name__}")
@@ -85,13 +94,23 @@ class DiffusionModel:
         """Score ``-eps_hat / sigma(t)``, ``(B, T, C)``."""
         return -self.net(z, t) / self.sde.marginal(t)[1][:, None, None]
 
+    @property
+    def scaling(self) -> str:
+        """``"token"`` when tokens are standardised per coordinate, else ``"channel"``."""
+        return "channel" if self.token_scaler is None else "token"
+
     def tokens_to_data(self, z: Tensor) -> Tensor:
-        """Tokens ``(B, T, C)`` -> series ``(B, N, M)`` in original units (standardizer inverted)."""
+        """Model tokens ``(B, T, C)`` -> series ``(B, N, M)`` in original units (both scalings inverted)."""
+        if self.token_scaler is not None:
+            z = self.token_scaler.inverse(z) * self.transform.mask(device=z.device, dtype=z.dtype)
         x = self.transform.from_tokens(z)
         return self.scaler.inverse(x) if self.scaler is not None else x
 
     def data_to_tokens(self, x: Tensor) -> Tensor:
-        """Series ``(B, N, M)`` in original units -> standardized tokens ``(B, T, C)``."""
+        """Series ``(B, N, M)`` in original units -> model tokens ``(B, T, C)`` (what the SDE runs on)."""
         if self.scaler is not None:
             x = self.scaler.transform(x)
-        return self.transform.to_tokens(x)
+        z = self.transform.to_tokens(x)
+        if self.token_scaler is not None:
+            z = self.token_scaler.transform(z) * self.transform.mask(device=z.device, dtype=z.dtype)
+        return z

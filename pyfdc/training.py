@@ -250,6 +250,7 @@ def train(
     resume: bool = False,
     progress: bool = True,
     overwrite: bool = False,
+    scaling: str = "channel",
 ) -> TrainResult:
     """Train a diffusion model on ``dataset.train`` and checkpoint it into ``out_dir``.
 
@@ -264,6 +265,8 @@ def train(
             ``max_minutes`` may change).
         progress: show a tqdm bar with the running loss.
         overwrite: replace an existing checkpoint in ``out_dir``.
+        scaling: ``"channel"`` (per-channel standardisation in time only) or ``"token"`` (also
+            standardise every token coordinate after the transform; see :mod:`pyfdc.token_scaler`).
 
     Returns:
         :class:`TrainResult` whose ``model`` is the best-validation (EMA when enabled) model.
@@ -285,6 +288,10 @@ def train(
         raise ValueError(f"dataset.train must have shape (n >= 2, N, M), got {train_x.shape}")
     if not np.isfinite(train_x).all():
         raise ValueError("dataset.train contains NaN or Inf")
+    from pyfdc.token_scaler import SCALINGS, TokenScaler
+
+    if scaling not in SCALINGS:
+        raise ValueError(f"scaling must be one of {SCALINGS}, got {scaling!r}")
     n, n_steps_t, m = train_x.shape
     transform = make_transform(transform_kind, n_steps_t, m)
     mcfg = resolve_model_config(model_config, transform.num_tokens, transform.token_dim)
@@ -297,9 +304,18 @@ def train(
     sde = VPSDE()
     mask = transform.mask(device=device)
 
+    def raw_tokens(idx: np.ndarray) -> Tensor:
+        x = torch.as_tensor(standardizer.transform(train_x[idx]), dtype=torch.float64)
+        return transform.to_tokens(x) * transform.mask(dtype=torch.float64)
+
+    # fitted on the fit split only, like the standardizer (validation stays unseen)
+    token_scaler = TokenScaler.fit(raw_tokens(fit_idx), transform.mask()) if scaling == "token" else None
+
     def tokens(idx: np.ndarray) -> Tensor:
-        x = torch.as_tensor(standardizer.transform(train_x[idx]), dtype=torch.float32)
-        return transform.to_tokens(x).to(device) * mask
+        z = raw_tokens(idx)
+        if token_scaler is not None:
+            z = token_scaler.transform(z)
+        return z.to(device=device, dtype=torch.float32) * mask
 
     z_fit, z_val = tokens(fit_idx), tokens(val_idx)
 
@@ -314,6 +330,7 @@ def train(
     meta = {
         "dataset": getattr(dataset, "name", None),
         "transform_kind": transform_kind,
+        "scaling": scaling,
         "train_fingerprint": _fingerprint(train_x),
         "n_fit": int(len(fit_idx)),
         "n_val": int(len(val_idx)),
@@ -340,7 +357,7 @@ def train(
     eval_net = ema if ema is not None else net
 
     def model_of(module: nn.Module) -> Any:
-        return DiffusionModel(module, transform, sde, standardizer, meta=dict(meta))
+        return DiffusionModel(module, transform, sde, standardizer, meta=dict(meta), token_scaler=token_scaler)
 
     def summary(stopped: bool) -> dict[str, Any]:
         stopped = stopped or (budget_s is not None and run["epoch"] < cfg.epochs)
@@ -460,8 +477,8 @@ def _check_resume(state: dict[str, Any], cfg: TrainConfig, meta: dict[str, Any],
     for key, value in cfg.to_dict().items():
         if key not in ("epochs", "max_minutes", "device") and old.get(key) != value:
             problems.append(f"{key}: checkpoint {old.get(key)!r} vs now {value!r}")
-    for key in ("train_fingerprint", "transform_kind", "n_fit", "n_val"):
-        if state["meta"].get(key) != meta[key]:
+    for key in ("train_fingerprint", "transform_kind", "scaling", "n_fit", "n_val"):
+        if state["meta"].get(key, "channel" if key == "scaling" else None) != meta[key]:
             problems.append(f"{key}: checkpoint {state['meta'].get(key)!r} vs now {meta[key]!r}")
     if state["model_config"] != _cfg_dict(mcfg):
         problems.append(f"model config: checkpoint {state['model_config']} vs now {_cfg_dict(mcfg)}")

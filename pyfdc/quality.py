@@ -1,0 +1,351 @@
+"""The quality yardstick: classifier two-sample tests, per-band spectral error, paired deviation.
+
+Two questions, two references (see ``docs/QUALITY.md``):
+
+* *Sampler* questions (did caching or fewer steps change what is sampled?): candidate vs the
+  uncached 1,000-step EM set of the same model, next to the **floor** (a second uncached 1,000-step
+  set with another seed). :func:`sampler_report`.
+* *Model* questions (does the model sample the data?): generated vs held-out series, next to the
+  data floor (train vs held-out) and a fitted Gaussian. :func:`data_report`.
+
+The headline is the C2ST: the cross-validated held-out accuracy of a classifier telling set A from
+set B (0.5 = indistinguishable, 1.0 = disjoint), with a Wilson 95% interval. Two classifiers, since
+each is blind where the other sees:
+
+* ``"hgb"`` — gradient-boosted trees (scikit-learn ``HistGradientBoostingClassifier``) on ~20
+  per-series summary statistics per channel (:func:`summary_features`: moments, quantiles,
+  roughness, first/last values, edge levels, log power in 8 frequency bands). Sharp on anything a
+  statistic captures (jitter, a wandering pad, a band's power, heavy tails), non-linear in them;
+  blind to the *shape* of a series beyond those statistics (e.g. where a peak sits).
+* ``"linear"`` — standardised logistic regression on the raw series + log |rFFT| + roughness +
+  max (:func:`raw_features`). Sees every time step and every bin, but only linearly: a strong
+  signal in one statistic is diluted among hundreds of raw features.
+
+scikit-learn is the optional ``eval`` extra (also in ``test``); everything else needs only numpy.
+"""
+from __future__ import annotations
+
+import math
+from dataclasses import asdict, dataclass
+from typing import Any
+
+import numpy as np
+
+__all__ = [
+    "C2ST_CLASSIFIERS", "C2STResult", "summary_features", "raw_features", "c2st", "c2st_report",
+    "band_edges", "band_spectral_error", "paired_deviation", "constant_pad", "shape_stats",
+    "gaussian_baseline", "sampler_report", "data_report",
+]
+
+C2ST_CLASSIFIERS: tuple[str, ...] = ("hgb", "linear")
+_LOG_FLOOR = 1e-12  # power floor inside log(.): far below any real band power in float32 data
+
+
+def _series(x: Any, arg: str) -> np.ndarray:
+    """``(S, N, M)`` float64 array; a one-line error naming ``arg`` otherwise."""
+    try:
+        import torch
+
+        if isinstance(x, torch.Tensor):
+            x = x.detach().cpu().numpy()
+    except ImportError:  # pragma: no cover - torch is a hard dependency of pyfdc
+        pass
+    arr = np.asarray(x)
+    if arr.ndim == 2:
+        arr = arr[:, :, None]
+    if arr.ndim != 3 or arr.shape[0] < 1 or arr.shape[1] < 2 or arr.shape[2] < 1:
+        raise ValueError(f"{arg} must have shape (S, N >= 2, M) (or (S, N)), got {list(arr.shape)}")
+    if not np.issubdtype(arr.dtype, np.number):
+        raise TypeError(f"{arg} must be numeric, got {arr.dtype}")
+    arr = arr.astype(np.float64, copy=False)
+    if not np.isfinite(arr).all():
+        raise ValueError(f"{arg} contains NaN/Inf")
+    return arr
+
+
+def _same_shape(a: np.ndarray, b: np.ndarray, names: tuple[str, str]) -> None:
+    if a.shape[1:] != b.shape[1:]:
+        raise ValueError(f"{names[0]} and {names[1]} must share (N, M), got {a.shape[1:]} and {b.shape[1:]}")
+
+
+def _sklearn() -> Any:
+    try:
+        import sklearn  # noqa: F401
+    except ImportError as exc:
+        raise ImportError("the C2ST needs scikit-learn: pip install 'pyfdc[eval]' (or scikit-learn)") from exc
+    return sklearn
+
+
+# ----------------------------------------------------------------------------- features
+
+
+def _log_band_power(x: np.ndarray, n_bands: int) -> np.ndarray:
+    """``(S, N, M)`` -> ``(S, n_bands, M)`` log mean power in geometric bands of bins 1..N//2."""
+    power = np.abs(np.fft.rfft(x, axis=1, norm="ortho")) ** 2  # (S, N', M)
+    nb = power.shape[1]
+    if nb < 2:
+        return np.zeros((x.shape[0], 0, x.shape[2]))
+    edges = np.unique(np.round(np.geomspace(1, nb, n_bands + 1)).astype(int))
+    bands = [power[:, lo:max(hi, lo + 1)].mean(axis=1) for lo, hi in zip(edges[:-1], edges[1:])]
+    return np.log(np.stack(bands, axis=1) + _LOG_FLOOR)
+
+
+def summary_features(x: Any, n_bands: int = 8) -> np.ndarray:
+    """Per-series summary statistics ``(S, F)`` for the ``"hgb"`` C2ST.
+
+    Per channel: mean, std, min, max, 5%/95% quantiles, mean |Δx| (roughness), mean |Δ²x|, first and
+    last value, mean |x - x_last| over the first and last 10% of steps (edge level: a pinned start
+    or a constant pad that wanders shows here), and log power in ``n_bands`` geometric frequency
+    bands (DC excluded: the mean covers it). With M > 1 also every cross-channel correlation.
+    """
+    arr = _series(x, "x")
+    s, n, m = arr.shape
+    d1, d2 = np.diff(arr, axis=1), np.diff(arr, n=2, axis=1) if n > 2 else np.zeros((s, 1, m))
+    edge = max(1, n // 10)
+    last = arr[:, -1:, :]
+    cols = [arr.mean(1), arr.std(1), arr.min(1), arr.max(1), np.quantile(arr, 0.05, axis=1),
+            np.quantile(arr, 0.95, axis=1), np.abs(d1).mean(1), np.abs(d2).mean(1), arr[:, 0], arr[:, -1],
+            np.abs(arr[:, :edge] - arr[:, :1]).mean(1), np.abs(arr[:, -edge:] - last).mean(1)]
+    feats = [np.stack(cols, axis=1).reshape(s, -1), _log_band_power(arr, n_bands).reshape(s, -1)]
+    if m > 1:
+        c = arr - arr.mean(1, keepdims=True)
+        c /= np.sqrt((c**2).sum(1, keepdims=True)) + 1e-12
+        corr = np.einsum("snm,snk->smk", c, c)
+        iu = np.triu_indices(m, 1)
+        feats.append(corr[:, iu[0], iu[1]])
+    return np.concatenate(feats, axis=1)
+
+
+def raw_features(x: Any) -> np.ndarray:
+    """``(S, N·M + N'·M + 2M)``: the series, log |rFFT|, mean |Δx| and max, for the ``"linear"`` C2ST."""
+    arr = _series(x, "x")
+    s = arr.shape[0]
+    spec = np.log(np.abs(np.fft.rfft(arr, axis=1, norm="ortho")) + 1e-6)
+    rough = np.abs(np.diff(arr, axis=1)).mean(1)
+    return np.concatenate([arr.reshape(s, -1), spec.reshape(s, -1), rough, arr.max(1)], axis=1)
+
+
+# ----------------------------------------------------------------------------- C2ST
+
+
+@dataclass(frozen=True)
+class C2STResult:
+    """Held-out accuracy of a classifier telling A from B; ``ci`` is the Wilson 95% interval."""
+
+    accuracy: float
+    ci_low: float
+    ci_high: float
+    n_per_side: int
+    classifier: str
+    folds: int
+    p_value: float  # one-sided binomial (normal approx.) for accuracy > 0.5
+
+    def to_dict(self) -> dict[str, Any]:
+        return asdict(self)
+
+    def __str__(self) -> str:
+        return f"{self.accuracy:.3f} [{self.ci_low:.3f}, {self.ci_high:.3f}] ({self.classifier}, n={self.n_per_side})"
+
+
+def _wilson(k: int, n: int, z: float = 1.96) -> tuple[float, float]:
+    p = k / n
+    den = 1 + z * z / n
+    centre = (p + z * z / (2 * n)) / den
+    half = z * math.sqrt(p * (1 - p) / n + z * z / (4 * n * n)) / den
+    return max(0.0, centre - half), min(1.0, centre + half)
+
+
+def _make_classifier(name: str, seed: int) -> Any:
+    _sklearn()
+    from sklearn.pipeline import make_pipeline
+    from sklearn.preprocessing import StandardScaler
+
+    if name == "hgb":
+        from sklearn.ensemble import HistGradientBoostingClassifier
+
+        # no early stopping: it would carve its own validation split and make accuracy depend on n
+        return HistGradientBoostingClassifier(max_iter=200, learning_rate=0.05, early_stopping=False,
+                                              random_state=seed)
+    from sklearn.linear_model import LogisticRegression
+
+    return make_pipeline(StandardScaler(), LogisticRegression(C=1.0, max_iter=5000))
+
+
+def c2st(a: Any, b: Any, classifier: str = "hgb", folds: int = 5, seed: int = 0) -> C2STResult:
+    """Classifier two-sample test of series sets ``a`` and ``b`` (each ``(S, N, M)``).
+
+    The larger set is subsampled (seeded) to the smaller's size, so chance is exactly 0.5. Every
+    series is predicted once by a classifier trained on the other folds (stratified ``folds``-fold,
+    shuffled with ``seed``); scaling is fitted inside each fold. Accuracy over all ``2n``
+    predictions, Wilson 95% CI. Deterministic for a given seed.
+    """
+    if classifier not in C2ST_CLASSIFIERS:
+        raise ValueError(f"classifier must be one of {C2ST_CLASSIFIERS}, got {classifier!r}")
+    if isinstance(folds, bool) or not isinstance(folds, int) or folds < 2:
+        raise ValueError(f"folds must be an int >= 2, got {folds!r}")
+    xa, xb = _series(a, "a"), _series(b, "b")
+    _same_shape(xa, xb, ("a", "b"))
+    n = min(len(xa), len(xb))
+    if n < folds:
+        raise ValueError(f"c2st needs at least folds={folds} series per side, got {len(xa)} and {len(xb)}")
+    rng = np.random.default_rng(seed)
+    xa = xa[np.sort(rng.choice(len(xa), n, replace=False))] if len(xa) > n else xa
+    xb = xb[np.sort(rng.choice(len(xb), n, replace=False))] if len(xb) > n else xb
+    feats = summary_features if classifier == "hgb" else raw_features
+    x = np.concatenate([feats(xa), feats(xb)])
+    y = np.concatenate([np.zeros(n, dtype=int), np.ones(n, dtype=int)])
+    from sklearn.model_selection import StratifiedKFold, cross_val_predict
+
+    cv = StratifiedKFold(n_splits=folds, shuffle=True, random_state=seed)
+    pred = cross_val_predict(_make_classifier(classifier, seed), x, y, cv=cv)
+    k = int((pred == y).sum())
+    lo, hi = _wilson(k, 2 * n)
+    acc = k / (2 * n)
+    z = (acc - 0.5) / math.sqrt(0.25 / (2 * n))
+    return C2STResult(acc, lo, hi, n, classifier, folds, 0.5 * math.erfc(z / math.sqrt(2)))
+
+
+def c2st_report(a: Any, b: Any, folds: int = 5, seed: int = 0,
+                classifiers: tuple[str, ...] = C2ST_CLASSIFIERS) -> dict[str, Any]:
+    """Every classifier's :class:`C2STResult` as a dict, plus ``"headline"``: the larger accuracy."""
+    res = {name: c2st(a, b, name, folds, seed).to_dict() for name in classifiers}
+    best = max(res, key=lambda k: res[k]["accuracy"])
+    return {"headline": res[best]["accuracy"], "headline_classifier": best, **res}
+
+
+# ----------------------------------------------------------------------------- spectra, pairs
+
+
+def band_edges(num_bins: int, fractions: tuple[float, ...] = (0.1, 0.3, 0.6)) -> list[tuple[int, int]]:
+    """Half-open bin ranges ``[lo, hi)`` covering ``0..num_bins``: cut at ``fractions`` of ``num_bins``.
+
+    For N' = 94 the defaults give κ < 9, 9–28, 28–56, ≥ 56 (low, mid, high, top).
+    """
+    cuts = [0] + [int(round(f * num_bins)) for f in fractions] + [num_bins]
+    cuts = sorted(set(min(max(c, 0), num_bins) for c in cuts))
+    return [(lo, hi) for lo, hi in zip(cuts[:-1], cuts[1:]) if hi > lo]
+
+
+def _mean_psd(x: np.ndarray) -> np.ndarray:
+    """``(S, N, M)`` -> ``(N', M)`` mean power per bin and channel."""
+    return (np.abs(np.fft.rfft(x, axis=1, norm="ortho")) ** 2).mean(axis=0)
+
+
+def band_spectral_error(candidate: Any, reference: Any,
+                        fractions: tuple[float, ...] = (0.1, 0.3, 0.6)) -> dict[str, float]:
+    """Per band: ``exp(mean over bins and channels of log(PSD_cand / PSD_ref)) - 1``.
+
+    ``+0.27`` means the candidate has 27% more power in that band than the reference (geometric
+    mean over the band's bins). Exactly 0 for a set against itself. Keys ``"k{lo}-{hi}"``.
+    """
+    c, r = _series(candidate, "candidate"), _series(reference, "reference")
+    _same_shape(c, r, ("candidate", "reference"))
+    pc, pr = _mean_psd(c), _mean_psd(r)
+    ratio = np.log(pc + _LOG_FLOOR) - np.log(pr + _LOG_FLOOR)
+    return {f"k{lo}-{hi}": float(np.expm1(ratio[lo:hi].mean())) for lo, hi in band_edges(pr.shape[0], fractions)}
+
+
+def paired_deviation(candidate: Any, reference: Any,
+                     fractions: tuple[float, ...] = (0.1, 0.3, 0.6)) -> dict[str, Any]:
+    """Relative RMS distance of each candidate from its same-noise reference, overall and per band.
+
+    ``candidate[i]`` and ``reference[i]`` must come from the same noise (same seed and sample id).
+    A diagnostic of a cache's own error, **not** a quality score: a sampler with fewer steps
+    follows another path from the same noise and scores badly here while sampling as well.
+    """
+    c, r = _series(candidate, "candidate"), _series(reference, "reference")
+    if c.shape != r.shape:
+        raise ValueError(f"paired_deviation needs equal shapes (same sample ids), got {c.shape} and {r.shape}")
+    rel = np.sqrt(((c - r) ** 2).sum((1, 2)) / np.maximum((r**2).sum((1, 2)), 1e-30))
+    fc, fr = np.fft.rfft(c, axis=1, norm="ortho"), np.fft.rfft(r, axis=1, norm="ortho")
+    bands = {}
+    for lo, hi in band_edges(fr.shape[1], fractions):
+        num = (np.abs(fc[:, lo:hi] - fr[:, lo:hi]) ** 2).sum()
+        bands[f"k{lo}-{hi}"] = float(np.sqrt(num / max((np.abs(fr[:, lo:hi]) ** 2).sum(), 1e-30)))
+    return {"mean": float(rel.mean()), "median": float(np.median(rel)), "p95": float(np.quantile(rel, 0.95)),
+            "bands": bands}
+
+
+# ----------------------------------------------------------------------------- shape statistics
+
+
+def constant_pad(x: Any, min_len: int = 4, atol: float = 1e-9) -> tuple[int, float] | None:
+    """``(start, value)`` if every series of ``x`` ends in the same constant from ``start`` on."""
+    arr = _series(x, "x")
+    tail = arr[:, -1:, :]
+    value = float(tail[0, 0, 0])
+    same = np.all(np.abs(arr - value) <= atol, axis=(0, 2))  # (N,)
+    if not same[-1]:
+        return None
+    start = len(same)
+    while start > 0 and same[start - 1]:
+        start -= 1
+    return (start, value) if len(same) - start >= min_len else None
+
+
+def shape_stats(x: Any, pad: tuple[int, float] | None = None) -> dict[str, float]:
+    """Roughness (mean |Δx|), range (p90 of max |x|), first-value spread (p95 |x₀ - median x₀|) and,
+    given a pad ``(start, value)``, the pad residue (p95 of |x - value| over the pad)."""
+    arr = _series(x, "x")
+    out = {"roughness": float(np.abs(np.diff(arr, axis=1)).mean()),
+           "range_p90": float(np.quantile(np.abs(arr).max(axis=(1, 2)), 0.9)),
+           "first_value_p95": float(np.quantile(np.abs(arr[:, 0] - np.median(arr[:, 0], axis=0)), 0.95))}
+    if pad is not None:
+        out["pad_residue_p95"] = float(np.quantile(np.abs(arr[:, pad[0]:] - pad[1]), 0.95))
+    return out
+
+
+def gaussian_baseline(train: Any, n: int, seed: int = 0) -> np.ndarray:
+    """``n`` draws ``(n, N, M)`` from N(mean, cov) fitted to the flattened ``train`` series."""
+    flat = _series(train, "train").reshape(len(train), -1)
+    mean, cov = flat.mean(axis=0), np.cov(flat, rowvar=False)
+    draws = np.random.default_rng(seed).multivariate_normal(mean, cov, size=n, method="eigh")
+    return draws.reshape(n, *np.shape(train)[1:])
+
+
+# ----------------------------------------------------------------------------- reports
+
+
+def sampler_report(candidate: Any, reference: Any, floor: Any | None = None, folds: int = 5,
+                   seed: int = 0) -> dict[str, Any]:
+    """Sampler vs reference: C2ST (both classifiers), per-band spectral error, SW₂ — for the
+    candidate and, when given, for the floor set, side by side."""
+    from pyfdc.metrics import sliced_wasserstein
+
+    def one(x: Any) -> dict[str, Any]:
+        return {"c2st": c2st_report(x, reference, folds, seed), "band_error": band_spectral_error(x, reference),
+                "sw_time": float(sliced_wasserstein(x, reference, n_projections=2000, seed=seed))}
+
+    out = {"candidate": one(candidate)}
+    if floor is not None:
+        out["floor"] = one(floor)
+    return out
+
+
+def data_report(generated: Any, train: Any, test: Any, repeats: int = 10, folds: int = 5,
+                seed: int = 0, gaussian: bool = True) -> dict[str, Any]:
+    """Model vs held-out data: C2ST of generated vs ``test`` next to the data floor (train vs test) and a
+    Gaussian fitted to ``train``; each set is subsampled to ``len(test)`` ``repeats`` times (mean ±
+    sd over repeats). Also shape statistics for every set and the per-band error vs ``test``."""
+    gen, tr, te = _series(generated, "generated"), _series(train, "train"), _series(test, "test")
+    _same_shape(gen, te, ("generated", "test"))
+    _same_shape(tr, te, ("train", "test"))
+    if repeats < 1:
+        raise ValueError(f"repeats must be >= 1, got {repeats}")
+    sets = {"generated": gen, "floor_train": tr}
+    if gaussian:
+        sets["gaussian"] = gaussian_baseline(tr, max(len(gen), len(te)), seed)
+    pad = constant_pad(np.concatenate([tr, te]))
+    out: dict[str, Any] = {"num_heldout": len(te), "repeats": repeats, "pad": pad,
+                           "shape_heldout": shape_stats(te, pad)}
+    for name, x in sets.items():
+        accs: dict[str, list[float]] = {c: [] for c in C2ST_CLASSIFIERS}
+        for r in range(repeats):
+            for c in C2ST_CLASSIFIERS:
+                accs[c].append(c2st(x, te, c, folds, seed + 1000 * r).accuracy)
+        row = {c: {"mean": float(np.mean(v)), "sd": float(np.std(v))} for c, v in accs.items()}
+        best = max(row, key=lambda c: row[c]["mean"])
+        out[name] = {"c2st": {"headline": row[best]["mean"], "headline_classifier": best, **row},
+                     "shape": shape_stats(x, pad), "band_error": band_spectral_error(x, te),
+                     "num_series": len(x)}
+    return out
