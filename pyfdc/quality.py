@@ -85,8 +85,11 @@ def _log_band_power(x: np.ndarray, n_bands: int) -> np.ndarray:
     nb = power.shape[1]
     if nb < 2:
         return np.zeros((x.shape[0], 0, x.shape[2]))
-    edges = np.unique(np.round(np.geomspace(1, nb, n_bands + 1)).astype(int))
-    bands = [power[:, lo:max(hi, lo + 1)].mean(axis=1) for lo, hi in zip(edges[:-1], edges[1:])]
+    n_bands = min(n_bands, nb - 1)
+    edges = np.round(np.geomspace(1, nb, n_bands + 1)).astype(int)
+    for i in range(1, n_bands + 1):  # at least one bin per band, so the width is fixed by n_bands
+        edges[i] = min(max(edges[i], edges[i - 1] + 1), nb - (n_bands - i))
+    bands = [power[:, lo:hi].mean(axis=1) for lo, hi in zip(edges[:-1], edges[1:])]
     return np.log(np.stack(bands, axis=1) + _LOG_FLOOR)
 
 
@@ -163,9 +166,11 @@ def _make_classifier(name: str, seed: int) -> Any:
     if name == "hgb":
         from sklearn.ensemble import HistGradientBoostingClassifier
 
-        # no early stopping: it would carve its own validation split and make accuracy depend on n
-        return HistGradientBoostingClassifier(max_iter=200, learning_rate=0.05, early_stopping=False,
-                                              random_state=seed)
+        # No early stopping: it would carve its own validation split and make accuracy depend on n.
+        # Depth-3 trees: on a known mean shift they reach Bayes accuracy (0.686 vs 0.69) where the
+        # default depth overfits (0.658), with the same null behaviour.
+        return HistGradientBoostingClassifier(max_iter=200, learning_rate=0.05, max_depth=3,
+                                              early_stopping=False, random_state=seed)
     from sklearn.linear_model import LogisticRegression
 
     return make_pipeline(StandardScaler(), LogisticRegression(C=1.0, max_iter=5000))
