@@ -150,16 +150,29 @@ def build_parser() -> argparse.ArgumentParser:
         "ablation/quality benchmark is benchmarks/bench_e2crf.py."))
     p.add_argument("--checkpoint", type=Path, metavar="DIR",
                    help="checkpoint folder (default: the shipped ECG model)")
-    p.add_argument("--num-samples", metavar="S", type=pos_int, default=64, help="series per run (default: 64)")
+    p.add_argument("--num-samples", metavar="S", type=pos_int,
+                   help="series per run (default: 64; with --front, series per set: 512)")
     p.add_argument("--repeats", metavar="R", type=pos_int, default=3, help="timed repeats (default: 3)")
     _add_sampler_args(p)
     p.set_defaults(sampler="e2crf")
     _add_device(p)
+    f = p.add_argument_group("speed-quality front (--front; see benchmarks/RESULTS.md)")
+    f.add_argument("--front", action="store_true",
+                   help="time and score every sampler against uncached EM-1000 (C2ST, band error, SW) "
+                        "and write front.json / front.md / front.png into --out")
+    f.add_argument("--specs", nargs="+", metavar="SPEC",
+                   help="samplers for --front, e.g. em:100 dpm2m:25 'e2crf(tau0=1):1000' (default: the full front)")
+    f.add_argument("--batch1", metavar="K", type=nonneg_int, default=0,
+                   help="with --front, also time K series one at a time per sampler (default: 0)")
+    f.add_argument("--threads", metavar="N", type=pos_int, help="torch threads (default: torch's choice)")
+    p.add_argument("--out", type=Path, metavar="DIR", help="output folder of --front (reruns resume from it)")
     p.add_argument("--no-progress", dest="progress", action="store_false", help=argparse.SUPPRESS)
 
     p = sub.add_parser("evaluate", help="score samples against held-out data", description=(
-        "Sliced Wasserstein distances (time and frequency, mean +/- 2 s.e.) of samples to the "
-        "dataset's held-out split, next to the train-vs-held-out floor; spectral density and "
+        "Classifier two-sample tests (C2ST: gradient-boosted trees on summary statistics and a "
+        "linear model on the raw series) and sliced Wasserstein distances of samples to the "
+        "dataset's held-out split, next to the train-vs-held-out floor and a fitted Gaussian; "
+        "per-band spectral error, roughness and pad residue; spectral density and "
         "sample grid PNGs, plus E2-CRF statistics plots when the samples came from e2crf."))
     p.add_argument("--checkpoint", type=Path, required=True, metavar="DIR", help="checkpoint folder")
     p.add_argument("--samples", type=Path, required=True, metavar="DIR",
@@ -167,7 +180,12 @@ def build_parser() -> argparse.ArgumentParser:
     p.add_argument("--data-root", metavar="DIR", type=Path, help="folder with the dataset's files (not needed for ecg)")
     p.add_argument("--projections", metavar="L", type=_typed(int, lambda v: v >= 2, "an integer >= 2"), default=10_000,
                    help="random projections of the SW estimate (default: 10000)")
-    p.add_argument("--seed", type=nonneg_int, default=0, help="projection seed (default: 0)")
+    p.add_argument("--seed", type=nonneg_int, default=0, help="projection and C2ST seed (default: 0)")
+    p.add_argument("--c2st-repeats", metavar="R", type=nonneg_int, default=5,
+                   help="C2ST vs held-out: subsamples of len(held-out) per set, 0 = skip (default: 5)")
+    p.add_argument("--reference", type=Path, metavar="DIR",
+                   help="a reference sample folder/.npy (e.g. uncached EM-1000, another seed): also "
+                        "report the C2ST and band error of --samples against it")
     _add_out(p)
 
     p = sub.add_parser("demo", help="end-to-end demo on the embedded ECG (a few minutes)", description=(
@@ -333,12 +351,9 @@ def sw_report(x: Any, y: Any, projections: int, seed: int) -> dict[str, dict[str
 
 def gaussian_baseline(train_x: Any, n: int, seed: int) -> Any:
     """``n`` draws ``(n, N, M)`` float32 from N(mean, cov) fitted to the flattened train series."""
-    import numpy as np
+    from pyfdc.quality import gaussian_baseline as draw
 
-    flat = np.asarray(train_x, dtype=np.float64).reshape(len(train_x), -1)
-    mean, cov = flat.mean(axis=0), np.cov(flat, rowvar=False)
-    draws = np.random.default_rng(seed).multivariate_normal(mean, cov, size=n, method="eigh")
-    return draws.reshape(n, *np.shape(train_x)[1:]).astype(np.float32)
+    return draw(train_x, n, seed).astype("float32")
 
 
 def _load_samples(path: Path) -> tuple[Any, Path | None]:
@@ -359,8 +374,11 @@ def _load_samples(path: Path) -> tuple[Any, Path | None]:
 
 
 def evaluate_samples(samples: Any, dataset: Any, out: Path, projections: int, seed: int,
-                     stats_dir: Path | None = None) -> dict[str, Any]:
-    """SW to held-out (+ floor) and plots into ``out``; returns the metrics dict (also saved)."""
+                     stats_dir: Path | None = None, c2st_repeats: int = 0,
+                     reference: Any = None) -> dict[str, Any]:
+    """SW to held-out (+ floor), C2ST vs held-out next to the data floor and a Gaussian (with
+    ``c2st_repeats`` > 0), C2ST vs a ``reference`` sample set when given, and plots into ``out``;
+    returns the metrics dict (also saved as metrics.json)."""
     from pyfdc import plots
 
     test, train = dataset.test, dataset.train
@@ -374,6 +392,17 @@ def evaluate_samples(samples: Any, dataset: Any, out: Path, projections: int, se
         "sw_samples_vs_heldout": sw_report(samples, test, projections, seed),
         "sw_floor_train_vs_heldout": sw_report(train, test, projections, seed),
     }
+    if c2st_repeats > 0:
+        from pyfdc.quality import data_report
+
+        metrics["quality_vs_heldout"] = data_report(samples, train, test, repeats=c2st_repeats, seed=seed)
+    if reference is not None:
+        from pyfdc.quality import sampler_report
+
+        if reference.shape[1:] != samples.shape[1:]:
+            raise UsageError(f"--reference has (N, M) = {tuple(reference.shape[1:])}, samples have "
+                             f"{tuple(samples.shape[1:])}")
+        metrics["quality_vs_reference"] = sampler_report(samples, reference, seed=seed)["candidate"]
     plots.plot_spectral_density(test, samples, out / "spectral_density.png")
     plots.plot_sample_grid(samples, out / "sample_grid.png", real=test)
     if stats_dir is not None:
@@ -394,11 +423,28 @@ def cmd_evaluate(args: argparse.Namespace) -> dict[str, Any]:
     out = _prepare_out(args.out, args.overwrite)
     name = config.get("dataset") or "ecg"
     dataset = load_dataset(name, root=args.data_root)
-    metrics = evaluate_samples(samples, dataset, out, args.projections, args.seed, stats_dir)
+    reference = _load_samples(args.reference)[0] if args.reference is not None else None
+    metrics = evaluate_samples(samples, dataset, out, args.projections, args.seed, stats_dir,
+                               c2st_repeats=args.c2st_repeats, reference=reference)
     sw, floor = metrics["sw_samples_vs_heldout"], metrics["sw_floor_train_vs_heldout"]
     for d in ("time", "freq"):
         _echo(f"SW {d:4s}: samples {sw[d]['mean']:.4f} ± {sw[d]['two_se']:.4f}   "
               f"floor (train) {floor[d]['mean']:.4f} ± {floor[d]['two_se']:.4f}")
+    q = metrics.get("quality_vs_heldout")
+    if q is not None:
+        for name, label in (("generated", "samples"), ("floor_train", "floor (train)"), ("gaussian", "Gaussian")):
+            c = q[name]["c2st"]
+            _echo(f"C2ST vs held-out, {label:13s}: {c['headline']:.3f} (hgb {c['hgb']['mean']:.3f} ± "
+                  f"{c['hgb']['sd']:.3f}, linear {c['linear']['mean']:.3f} ± {c['linear']['sd']:.3f})")
+        shape = q["generated"]["shape"]
+        _echo("shape: " + ", ".join(f"{k} {v:.4f} (held-out {q['shape_heldout'][k]:.4f})" for k, v in shape.items()))
+        _echo("band power vs held-out: " + ", ".join(f"{k} {v:+.0%}" for k, v in q["generated"]["band_error"].items()))
+    r = metrics.get("quality_vs_reference")
+    if r is not None:
+        c = r["c2st"]
+        _echo(f"C2ST vs reference: {c['headline']:.3f} (hgb {c['hgb']['accuracy']:.3f} "
+              f"[{c['hgb']['ci_low']:.3f}, {c['hgb']['ci_high']:.3f}], linear {c['linear']['accuracy']:.3f}); "
+              "band power: " + ", ".join(f"{k} {v:+.0%}" for k, v in r["band_error"].items()))
     _echo(f"metrics and plots -> {out}")
     return metrics
 
@@ -414,10 +460,20 @@ def cmd_benchmark(args: argparse.Namespace) -> dict[str, Any]:
     from pyfdc.checkpoint import load_checkpoint
     from pyfdc.pretrained import pretrained_path
 
+    import torch
+
+    if args.threads is not None:
+        torch.set_num_threads(args.threads)
+    path = args.checkpoint if args.checkpoint is not None else pretrained_path()
+    if args.front:
+        return _front(args, path)
+    if args.out is not None or args.specs is not None:
+        raise UsageError("--out and --specs belong to --front")
+    if args.num_samples is None:
+        args.num_samples = 64
     if args.sampler != "e2crf":
         raise UsageError(f"benchmark compares e2crf with uncached em; --sampler {args.sampler} is not timed here")
     e2cfg = _e2crf_config(args)
-    path = args.checkpoint if args.checkpoint is not None else pretrained_path()
     model = load_checkpoint(path, map_location=_check_device(args.device))
     run = dict(num_samples=args.num_samples, steps=args.steps, batch_size=args.batch_size, seed=args.seed,
                progress=False)
@@ -449,6 +505,24 @@ def cmd_benchmark(args: argparse.Namespace) -> dict[str, Any]:
     print(f"| em (uncached) | {em:.2f} | 1.00x | 1.00 | 1.00 | – | 0 |")
     print(f"| e2crf ({e2cfg.mode}) | {e2:.2f} | {em / e2:.2f}x | {f:.3f} | {1 / f:.2f} | "
           f"{res['achieved_of_ideal']:.0%} | {rms:.4f} (sample RMS {scale:.3f}) |")
+    return res
+
+
+def _front(args: argparse.Namespace, path: Path) -> dict[str, Any]:
+    from pyfdc.checkpoint import load_checkpoint
+    from pyfdc.front import DEFAULT_SPECS, parse_spec, run_front
+
+    if args.out is None:
+        raise UsageError("--front needs --out DIR (where samples, front.json, front.md and front.png go)")
+    if args.out.exists() and not args.out.is_dir():
+        raise UsageError(f"--out {args.out} exists and is not a folder")
+    specs = list(args.specs) if args.specs else list(DEFAULT_SPECS)
+    for s in specs:
+        parse_spec(s)  # every spec checked before any sampling starts
+    model = load_checkpoint(path, map_location=_check_device(args.device))
+    res = run_front(model, args.out, specs, num_samples=args.num_samples or 512, batch_size=args.batch_size,
+                    seed=args.seed + 1, ref_seed=args.seed, batch1=args.batch1, progress=args.progress)
+    print(Path(args.out, "front.md").read_text())
     return res
 
 

@@ -171,3 +171,44 @@ def plot_e2crf_stats(stats: Any, path: PathLike) -> None:
         ax.grid(alpha=0.3)
     fig.tight_layout()
     _save(fig, path)
+
+
+def plot_front(rows: Sequence[Mapping[str, Any]], path: PathLike, title: str = "Speed-quality front") -> None:
+    """Wall time per batch (log x) vs C2ST against the uncached 1,000-step reference (y).
+
+    ``rows`` as in :func:`pyfdc.front.run_front`: uncached samplers are drawn as one line per
+    kind (the front), cached ones as labelled points, the floor as a band (its Wilson 95% CI).
+    """
+    if not rows:
+        raise ValueError("plot_front needs at least one row")
+    fig = Figure(figsize=(9, 5.5))
+    ax = fig.add_subplot(1, 1, 1)
+    floor = next((r for r in rows if "floor" in str(r["sampler"])), None)
+    if floor is not None:
+        h = floor["c2st"][floor["c2st"]["headline_classifier"]]
+        ax.axhspan(h["ci_low"], h["ci_high"], color="0.85", label="floor (2nd EM-1000 seed), 95% CI")
+    styles = {"em": ("C0", "o"), "dpm2m": ("C1", "s"), "ddim": ("C2", "^")}
+    for kind, (color, marker) in styles.items():
+        pts = sorted((r["batch_seconds"], r["c2st"]["headline"], r["steps"]) for r in rows
+                     if r["kind"] == kind and "floor" not in str(r["sampler"]))
+        if kind == "em" and floor is not None:
+            pts = sorted(pts + [(floor["batch_seconds"], floor["c2st"]["headline"], 1000)])
+        if not pts:
+            continue
+        ax.plot([p[0] for p in pts], [p[1] for p in pts], color=color, marker=marker, label=f"uncached {kind}")
+        for x, y, s in pts:
+            ax.annotate(str(s), (x, y), textcoords="offset points", xytext=(3, 3), fontsize=7, color=color)
+    cached = [r for r in rows if not r["uncached"]]
+    for i, r in enumerate(cached):
+        ax.scatter([r["batch_seconds"]], [r["c2st"]["headline"]], color="C3", marker="*", s=80, zorder=3,
+                   label="E2-CRF" if i == 0 else None)
+        ax.annotate(str(r["sampler"]).replace("e2crf", ""), (r["batch_seconds"], r["c2st"]["headline"]),
+                    textcoords="offset points", xytext=(4, -9), fontsize=7, color="C3")
+    ax.set_xscale("log")
+    ax.set_xlabel("wall time per batch [s] (log)")
+    ax.set_ylabel("C2ST accuracy vs uncached EM-1000 (0.5 = same)")
+    ax.set_ylim(0.45, 1.02)
+    ax.set_title(title)
+    ax.grid(True, which="both", alpha=0.3)
+    ax.legend(fontsize=8, loc="upper right")
+    _save(fig, path)
