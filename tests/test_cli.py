@@ -67,6 +67,13 @@ def _bad(tmp: Path, ckpt: Path) -> list[tuple[list[str], str]]:
         (["sample", "--checkpoint", str(ckpt), "--device", "gpu7", "--out", str(tmp / "s")], "not a torch device"),
         (["evaluate", "--checkpoint", str(ckpt), "--samples", str(tmp / "none"), "--out", str(tmp / "e")],
          "not found"),
+        (["train", "--scaling", "wavelet", "--out", str(tmp / "a")], "invalid choice"),
+        (["benchmark", "--front", "--checkpoint", str(ckpt)], "--front needs --out"),
+        (["benchmark", "--front", "--checkpoint", str(ckpt), "--specs", "em:0x", "--out", str(tmp / "f")],
+         "is not KIND"),
+        (["benchmark", "--front", "--checkpoint", str(ckpt), "--specs", "e2crf(tau0=-1):10", "--out",
+          str(tmp / "f")], "tau0"),
+        (["benchmark", "--checkpoint", str(ckpt), "--specs", "em:10"], "belong to --front"),
     ]
 
 
