@@ -95,6 +95,7 @@ def save_checkpoint(directory: str | Path, model: Any, extra: dict[str, Any] | N
         "transform": {"kind": transform.kind, "n": transform.n, "m": transform.m},
         "standardizer": None if model.standardizer is None else model.standardizer.to_dict(),
         "token_scaler": None if getattr(model, "token_scaler", None) is None else model.token_scaler.to_dict(),
+        "pins": None if getattr(model, "pins", None) is None else model.pins.to_dict(),
         "dataset": meta.get("dataset"),
         "meta": meta,
         "extra": extra or {},
@@ -153,6 +154,7 @@ def load_checkpoint(directory: str | Path, map_location: str | torch.device = "c
     from pyfdc.score_net import ModelConfig, ScoreTransformer
     from pyfdc.sde import VPSDE
     from pyfdc.spectral import make_transform
+    from pyfdc.pinning import PinnedCoordinates
     from pyfdc.token_scaler import TokenScaler
 
     folder = Path(directory)
@@ -179,6 +181,10 @@ def load_checkpoint(directory: str | Path, map_location: str | torch.device = "c
         standardizer = None if std_cfg is None else Standardizer.from_dict(std_cfg)
         ts_cfg = config.get("token_scaler")  # absent in checkpoints written before per-token scaling
         token_scaler = None if ts_cfg is None else TokenScaler.from_dict(ts_cfg)
+        pins_cfg = config.get("pins")  # absent in checkpoints written before pinning
+        pins = None if pins_cfg is None else PinnedCoordinates.from_dict(pins_cfg)
+        if pins is not None and pins.shape != (transform.n, transform.m):
+            raise ValueError(f"pins are for (N, M) = {pins.shape}, transform is ({transform.n}, {transform.m})")
         if token_scaler is not None and token_scaler.shape != (transform.num_tokens, transform.token_dim):
             raise ValueError(f"token_scaler is {token_scaler.shape}, transform gives "
                              f"({transform.num_tokens}, {transform.token_dim})")
@@ -208,4 +214,7 @@ def load_checkpoint(directory: str | Path, map_location: str | torch.device = "c
     meta.setdefault("dataset", config.get("dataset"))
     meta["checkpoint"] = str(folder)
     meta["extra"] = config.get("extra", {})
-    return DiffusionModel(net, transform, sde, standardizer, meta=meta, token_scaler=token_scaler)
+    try:
+        return DiffusionModel(net, transform, sde, standardizer, meta=meta, token_scaler=token_scaler, pins=pins)
+    except (TypeError, ValueError) as exc:
+        raise CheckpointError(f"{cfg_path}: inconsistent model fields ({exc})") from exc

@@ -118,6 +118,9 @@ def build_parser() -> argparse.ArgumentParser:
     p.add_argument("--scaling", choices=("channel", "token"), default="channel",
                    help="standardise per channel in time only, or also every token coordinate after the "
                         "transform (equal SNR across frequencies) (default: channel)")
+    p.add_argument("--pinning", choices=("auto", "off"), default="auto",
+                   help="auto: coordinates constant over the training series (a zero pad, a fixed start) "
+                        "get their exact noise prediction and are restored exactly (default: auto)")
     p.add_argument("--epochs", metavar="E", type=pos_int, default=200, help="epochs (default: 200)")
     p.add_argument("--batch-size", metavar="B", type=pos_int, default=64, help="batch size (default: 64)")
     p.add_argument("--lr", metavar="LR", type=pos_float, default=1e-3, help="peak learning rate (default: 1e-3)")
@@ -258,7 +261,8 @@ def cmd_train(args: argparse.Namespace) -> dict[str, Any]:
     model_config: Any = dict(TINY_MODEL) if args.tiny else args.config
     result = train(dataset, args.out, model_config=model_config, transform_kind=args.domain,
                    train_config=cfg, resume=args.resume, progress=args.progress,
-                   overwrite=args.overwrite, scaling=args.scaling)
+                   overwrite=args.overwrite, scaling=args.scaling,
+                   pinning=args.pinning)
     summary = result.summary()
     _echo(f"trained {summary['epochs_run']} epochs in {summary['wall_seconds']:.1f}s; best val loss "
           f"{summary['best_val_loss']} at epoch {summary['best_epoch']}; checkpoint: {args.out}")

@@ -283,6 +283,9 @@ class CachedEpsFn:
             torch.where(r >= cfg.tau_safe, torch.clamp(r * 0.5, max=cfg.alpha_max),
                         torch.zeros_like(r), out=self.alpha)
         eps_hat, probe_err, feat = self.fwd(z, t, idx, count, probes, self.alpha, cfg.eta)
+        pin = getattr(self.net, "pin_projector", None)
+        if pin is not None:  # exact noise prediction on pinned coordinates, as in net.forward
+            eps_hat = pin(eps_hat, z, t)
         # next step's intensity: relative change of the final-layer features
         if self.steps_seen >= 1:
             num = (feat - self.prev).pow(2).sum(dim=(1, 2))

@@ -10,6 +10,7 @@ from torch import Tensor
 from pyfdc.score_net import ScoreTransformer
 from pyfdc.sde import VPSDE
 from pyfdc.spectral import TokenTransform
+from pyfdc.pinning import PinnedCoordinates, PinProjector
 from pyfdc.token_scaler import TokenScaler
 
 __all__ = ["DiffusionModel", "ScalerLike"]
@@ -38,6 +39,7 @@ class DiffusionModel:
     scaler: ScalerLike | None = None
     meta: dict[str, Any] = field(default_factory=dict)
     token_scaler: TokenScaler | None = None
+    pins: PinnedCoordinates | None = None
 
     def __post_init__(self) -> None:
         if not isinstance(self.transform, TokenTransform):
@@ -64,6 +66,15 @@ class DiffusionModel:
             )
         with torch.no_grad():
             self.net.mask.copy_(self.transform.mask(device=self.net.mask.device, dtype=self.net.mask.dtype))
+        if self.pins is not None:
+            if not isinstance(self.pins, PinnedCoordinates):
+                raise TypeError(f"pins must be PinnedCoordinates or None, got {type(self.pins).__name__}")
+            if self.token_scaler is not None:
+                raise ValueError("pinned coordinates need per-channel scaling (token_scaler=None): the exact "
+                                 "noise prediction on them assumes noise white in the transform's tokens")
+            self.net.pin_projector = PinProjector(self.transform, self.pins, self.sde).to(self.net.mask.device)
+        else:
+            self.net.pin_projector = None
 
     @property
     def standardizer(self) -> ScalerLike | None:
@@ -104,12 +115,16 @@ class DiffusionModel:
         if self.token_scaler is not None:
             z = self.token_scaler.inverse(z) * self.transform.mask(device=z.device, dtype=z.dtype)
         x = self.transform.from_tokens(z)
+        if self.pins is not None:
+            x = self.pins.restore(x)
         return self.scaler.inverse(x) if self.scaler is not None else x
 
     def data_to_tokens(self, x: Tensor) -> Tensor:
         """Series ``(B, N, M)`` in original units -> model tokens ``(B, T, C)`` (what the SDE runs on)."""
         if self.scaler is not None:
             x = self.scaler.transform(x)
+        if self.pins is not None:
+            x = self.pins.remove(x)
         z = self.transform.to_tokens(x)
         if self.token_scaler is not None:
             z = self.token_scaler.transform(z) * self.transform.mask(device=z.device, dtype=z.dtype)

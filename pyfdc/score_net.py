@@ -136,6 +136,8 @@ class ScoreTransformer(nn.Module):
         self.blocks = nn.ModuleList(Block(d, config.n_heads, config.d_ff) for _ in range(config.n_layers))
         self.ln_f = nn.LayerNorm(d)
         self.out_proj = nn.Linear(d, c)
+        # exact noise prediction on pinned coordinates (pyfdc.pinning), attached by DiffusionModel
+        self.pin_projector: nn.Module | None = None
 
     def time_features(self, t: Tensor) -> Tensor:
         """``t (B,)`` -> ``(B, d)``: ``time_mlp([sin(2 pi f t), cos(2 pi f t)])``."""
@@ -164,7 +166,8 @@ class ScoreTransformer(nn.Module):
         h = self.embed(z, t)
         for blk in self.blocks:
             h = blk(h)
-        return self.head(h)
+        out = self.head(h)
+        return out if self.pin_projector is None else self.pin_projector(out, z, t)
 
     def num_parameters(self) -> int:
         """Number of trainable parameters."""

@@ -251,6 +251,7 @@ def train(
     progress: bool = True,
     overwrite: bool = False,
     scaling: str = "channel",
+    pinning: str = "auto",
 ) -> TrainResult:
     """Train a diffusion model on ``dataset.train`` and checkpoint it into ``out_dir``.
 
@@ -267,6 +268,9 @@ def train(
         overwrite: replace an existing checkpoint in ``out_dir``.
         scaling: ``"channel"`` (per-channel standardisation in time only) or ``"token"`` (also
             standardise every token coordinate after the transform; see :mod:`pyfdc.token_scaler`).
+        pinning: ``"auto"`` pins coordinates that are constant over the fit split (exact noise
+            prediction there, values restored on decoding; :mod:`pyfdc.pinning`), ``"off"`` does
+            not. Only with ``scaling="channel"``.
 
     Returns:
         :class:`TrainResult` whose ``model`` is the best-validation (EMA when enabled) model.
@@ -290,8 +294,12 @@ def train(
         raise ValueError("dataset.train contains NaN or Inf")
     from pyfdc.token_scaler import SCALINGS, TokenScaler
 
+    from pyfdc.pinning import PINNING, PinnedCoordinates
+
     if scaling not in SCALINGS:
         raise ValueError(f"scaling must be one of {SCALINGS}, got {scaling!r}")
+    if pinning not in PINNING:
+        raise ValueError(f"pinning must be one of {PINNING}, got {pinning!r}")
     n, n_steps_t, m = train_x.shape
     transform = make_transform(transform_kind, n_steps_t, m)
     mcfg = resolve_model_config(model_config, transform.num_tokens, transform.token_dim)
@@ -304,8 +312,13 @@ def train(
     sde = VPSDE()
     mask = transform.mask(device=device)
 
+    pins = (PinnedCoordinates.fit(standardizer.transform(train_x[fit_idx]))
+            if pinning == "auto" and scaling == "channel" else None)
+
     def raw_tokens(idx: np.ndarray) -> Tensor:
         x = torch.as_tensor(standardizer.transform(train_x[idx]), dtype=torch.float64)
+        if pins is not None:
+            x = pins.remove(x)
         return transform.to_tokens(x) * transform.mask(dtype=torch.float64)
 
     # fitted on the fit split only, like the standardizer (validation stays unseen)
@@ -322,6 +335,7 @@ def train(
     with torch.random.fork_rng(devices=[]):
         torch.manual_seed(cfg.seed)
         net = ScoreTransformer(mcfg).to(device)
+    DiffusionModel(net, transform, sde, standardizer, token_scaler=token_scaler, pins=pins)  # attaches pins
     ema = copy.deepcopy(net) if cfg.ema_decay is not None else None
     optimizer = torch.optim.AdamW(net.parameters(), lr=cfg.lr, weight_decay=cfg.weight_decay)
     shuffle_gen = torch.Generator().manual_seed(cfg.seed)
@@ -331,6 +345,8 @@ def train(
         "dataset": getattr(dataset, "name", None),
         "transform_kind": transform_kind,
         "scaling": scaling,
+        "pinning": pinning,
+        "pinned": 0 if pins is None else pins.count,
         "train_fingerprint": _fingerprint(train_x),
         "n_fit": int(len(fit_idx)),
         "n_val": int(len(val_idx)),
@@ -357,7 +373,8 @@ def train(
     eval_net = ema if ema is not None else net
 
     def model_of(module: nn.Module) -> Any:
-        return DiffusionModel(module, transform, sde, standardizer, meta=dict(meta), token_scaler=token_scaler)
+        return DiffusionModel(module, transform, sde, standardizer, meta=dict(meta), token_scaler=token_scaler,
+                              pins=pins)
 
     def summary(stopped: bool) -> dict[str, Any]:
         stopped = stopped or (budget_s is not None and run["epoch"] < cfg.epochs)
@@ -477,8 +494,9 @@ def _check_resume(state: dict[str, Any], cfg: TrainConfig, meta: dict[str, Any],
     for key, value in cfg.to_dict().items():
         if key not in ("epochs", "max_minutes", "device") and old.get(key) != value:
             problems.append(f"{key}: checkpoint {old.get(key)!r} vs now {value!r}")
-    for key in ("train_fingerprint", "transform_kind", "scaling", "n_fit", "n_val"):
-        if state["meta"].get(key, "channel" if key == "scaling" else None) != meta[key]:
+    legacy = {"scaling": "channel", "pinning": "off", "pinned": 0}  # runs saved before these options
+    for key in ("train_fingerprint", "transform_kind", "scaling", "pinning", "pinned", "n_fit", "n_val"):
+        if state["meta"].get(key, legacy.get(key)) != meta[key]:
             problems.append(f"{key}: checkpoint {state['meta'].get(key)!r} vs now {meta[key]!r}")
     if state["model_config"] != _cfg_dict(mcfg):
         problems.append(f"model config: checkpoint {state['model_config']} vs now {_cfg_dict(mcfg)}")
