@@ -31,6 +31,10 @@ def pytest_sessionstart(session):
         problems.append(f"CPU ops run the reference twins ({_backend.REASON or 'no CPU kernels'})")
     if torch.cuda.is_available() and torch.version.cuda and ops.backend("cuda") != "cuda":
         problems.append("a GPU is present but the extension has no CUDA kernels")
+    try:  # the quality tests skip without scikit-learn; in CI (the test extra) they must run
+        import sklearn  # noqa: F401
+    except ImportError:
+        problems.append("scikit-learn (test extra) is missing, so the C2ST tests would be skipped")
     if problems:
         pytest.exit(f"PYFDC_EXPECT_COMPILED=1 but {'; '.join(problems)}; pyfdc was imported from "
                     f"{os.path.dirname(pyfdc.__file__)}", returncode=3)
