@@ -128,6 +128,9 @@ def build_parser() -> argparse.ArgumentParser:
     p.add_argument("--warmup-epochs", metavar="E", type=nonneg_int,
                    help="linear warmup epochs (default: 10%% of --epochs, as the paper's 20/200)")
     p.add_argument("--ema", type=open_unit_float, metavar="DECAY", help="keep an EMA of the weights")
+    p.add_argument("--small-t-fraction", metavar="F", type=unit_float, default=0.0,
+                   help="fraction of training draws with t log-uniform instead of uniform, so the "
+                        "low-noise end (where fine detail is decided) gets trained (default: 0)")
     p.add_argument("--val-fraction", metavar="F", type=unit_float, default=0.1,
                    help="fraction of the train split used for validation (default: 0.1)")
     p.add_argument("--seed", type=nonneg_int, default=0, help="seed (default: 0)")
@@ -256,6 +259,7 @@ def cmd_train(args: argparse.Namespace) -> dict[str, Any]:
     cfg = TrainConfig(epochs=args.epochs, batch_size=args.batch_size, lr=args.lr,
                       weight_decay=args.weight_decay, warmup_epochs=warmup, ema_decay=args.ema,
                       val_fraction=args.val_fraction, seed=args.seed, max_minutes=args.max_minutes,
+                      small_t_fraction=args.small_t_fraction,
                       device=_check_device(args.device))
     dataset = load_dataset(args.dataset, root=args.data_root)
     model_config: Any = dict(TINY_MODEL) if args.tiny else args.config
@@ -572,18 +576,28 @@ def cmd_demo(args: argparse.Namespace) -> dict[str, Any]:
         m = evaluate_samples(samples, dataset, out / f"eval_{sampler}", 2000, args.seed,
                              sdir if stats is not None else None)
         f = stats["mean_recomputed_fraction"] if stats else 1.0
-        rows.append((sampler, wall, args.num_samples / wall, f, m["sw_samples_vs_heldout"]))
+        rows.append((sampler, wall, args.num_samples / wall, f, m["sw_samples_vs_heldout"], samples))
+    import numpy as np
+
+    from pyfdc.quality import constant_pad, shape_stats
+
     gauss = gaussian_baseline(dataset.train, args.num_samples, args.seed)
-    refs = [("Gaussian fitted to train", None, None, None, sw_report(gauss, dataset.test, 2000, args.seed)),
-            ("train split (floor)", None, None, None, m["sw_floor_train_vs_heldout"])]
+    refs = [("Gaussian fitted to train", None, None, None, sw_report(gauss, dataset.test, 2000, args.seed), gauss),
+            ("train split (floor)", None, None, None, m["sw_floor_train_vs_heldout"], dataset.train),
+            ("held-out beats", None, None, None, None, dataset.test)]
+    pad = constant_pad(np.concatenate([dataset.train, dataset.test]))
     lines = [f"SW to {len(dataset.test)} held-out beats; {trained}", "",
-             "| sampler | wall s | series/s | speedup vs em | recomputed f | SW time (±2se) | SW freq (±2se) |",
-             "|---|---|---|---|---|---|---|"]
+             "| sampler | wall s | series/s | speedup vs em | recomputed f | SW time (±2se) | SW freq (±2se) "
+             "| roughness mean abs(dx) | pad residue p95 |",
+             "|---|---|---|---|---|---|---|---|---|"]
     em_wall = rows[0][1]
-    for s, wall, rate, f, sw in rows + refs:
+    for s, wall, rate, f, sw, x in rows + refs:
         nums = ("–",) * 4 if wall is None else (f"{wall:.1f}", f"{rate:.2f}", f"{em_wall / wall:.2f}x", f"{f:.2f}")
-        lines.append(f"| {s} | {' | '.join(nums)} | {sw['time']['mean']:.4f} ± {sw['time']['two_se']:.4f} | "
-                     f"{sw['freq']['mean']:.4f} ± {sw['freq']['two_se']:.4f} |")
+        sws = ("–", "–") if sw is None else (f"{sw['time']['mean']:.4f} ± {sw['time']['two_se']:.4f}",
+                                            f"{sw['freq']['mean']:.4f} ± {sw['freq']['two_se']:.4f}")
+        st = shape_stats(x, pad)
+        lines.append(f"| {s} | {' | '.join(nums)} | {' | '.join(sws)} | {st['roughness']:.4f} | "
+                     f"{st.get('pad_residue_p95', float('nan')):.4f} |")
     table = "\n".join(lines)
     print(table)
     from pyfdc._io import atomic_write_text

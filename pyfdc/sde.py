@@ -88,10 +88,13 @@ def dsm_loss(
     sde: VPSDE,
     mask: Tensor,
     generator: torch.Generator | None = None,
+    small_t_fraction: float = 0.0,
 ) -> Tensor:
     """Denoising score-matching loss with epsilon prediction (scalar).
 
-    ``t ~ U(t_eps, 1)`` per sample, ``eps ~ N(0, I)`` on free coordinates, ``z_t = alpha z0 + sigma eps``;
+    ``t ~ U(t_eps, 1)`` per sample (with probability ``small_t_fraction`` instead log-uniform on
+    ``[t_eps, 1]``, which puts 60% of those draws below ``t = 0.01``, where uniform draws put 1%:
+    the per-``t`` optimum is unchanged, only where capacity and gradient steps go), ``eps ~ N(0, I)`` on free coordinates, ``z_t = alpha z0 + sigma eps``;
     returns the mean of ``(net(z_t, t) - eps)^2`` over the free coordinates of the batch.
 
     Args:
@@ -107,6 +110,10 @@ def dsm_loss(
     b = z0.shape[0]
     mask = mask.to(device=z0.device, dtype=z0.dtype)
     t = sde.t_eps + (1.0 - sde.t_eps) * torch.rand(b, generator=generator, device=z0.device, dtype=z0.dtype)
+    if small_t_fraction > 0:
+        u = torch.rand(b, generator=generator, device=z0.device, dtype=z0.dtype)
+        log_t = math.log(sde.t_eps) * (1.0 - torch.rand(b, generator=generator, device=z0.device, dtype=z0.dtype))
+        t = torch.where(u < small_t_fraction, log_t.exp(), t)
     eps = torch.randn(z0.shape, generator=generator, device=z0.device, dtype=z0.dtype) * mask
     alpha, sigma = sde.marginal(t)
     zt = alpha[:, None, None] * (z0 * mask) + sigma[:, None, None] * eps

@@ -38,6 +38,7 @@ from pyfdc._io import atomic_path, atomic_write_text
 STATE_FILE = "train_state.pt"
 HISTORY_FILE = "history.json"
 _STATE_FORMAT = 1
+_LEGACY_DEFAULTS = {"small_t_fraction": 0.0}  # fields added after the state format was fixed
 
 
 @dataclass
@@ -64,6 +65,7 @@ class TrainConfig:
     max_minutes: float | None = None
     val_repeats: int = 4
     device: str = "cpu"
+    small_t_fraction: float = 0.0
 
     def __post_init__(self) -> None:
         def bad(name: str, why: str) -> ValueError:
@@ -90,6 +92,8 @@ class TrainConfig:
             raise bad("grad_clip", "must be None or a finite number > 0")
         if self.max_minutes is not None and (not _finite(self.max_minutes) or self.max_minutes <= 0):
             raise bad("max_minutes", "must be None or a finite number > 0")
+        if not _finite(self.small_t_fraction) or not 0 <= self.small_t_fraction <= 1:
+            raise bad("small_t_fraction", "must be in [0, 1]")
         if not isinstance(self.device, str):
             raise bad("device", "must be a device string such as 'cpu'")
 
@@ -405,7 +409,7 @@ def train(
                 for group in optimizer.param_groups:
                     group["lr"] = lr
                 zb = z_fit[perm[start:start + cfg.batch_size]]
-                loss = dsm_loss(net, zb, sde, mask, generator=noise_gen)
+                loss = dsm_loss(net, zb, sde, mask, generator=noise_gen, small_t_fraction=cfg.small_t_fraction)
                 if not torch.isfinite(loss):
                     raise FloatingPointError(
                         f"training loss became {float(loss)} at epoch {run['epoch'] + 1}, "
@@ -492,7 +496,7 @@ def _check_resume(state: dict[str, Any], cfg: TrainConfig, meta: dict[str, Any],
     problems = []
     old = state["config"]
     for key, value in cfg.to_dict().items():
-        if key not in ("epochs", "max_minutes", "device") and old.get(key) != value:
+        if key not in ("epochs", "max_minutes", "device") and old.get(key, _LEGACY_DEFAULTS.get(key)) != value:
             problems.append(f"{key}: checkpoint {old.get(key)!r} vs now {value!r}")
     legacy = {"scaling": "channel", "pinning": "off", "pinned": 0}  # runs saved before these options
     for key in ("train_fingerprint", "transform_kind", "scaling", "pinning", "pinned", "n_fit", "n_val"):

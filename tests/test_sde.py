@@ -124,3 +124,25 @@ def test_dsm_loss_gradients_and_shape_errors() -> None:
         dsm_loss(net, z0[0], sde, mask)
     with pytest.raises(ValueError, match=r"mask must have shape \(T, C\) = \(5, 4\)"):
         dsm_loss(net, z0, sde, mask[:4])
+
+
+def test_small_t_fraction_moves_training_draws_to_low_noise() -> None:
+    """With small_t_fraction = 1 the draws of t are log-uniform on [t_eps, 1]: 60% below 0.01
+    (log(0.01/1e-5)/log(1/1e-5) = 3/5), where uniform draws put 1%; 0 keeps the old stream."""
+    sde = VPSDE()
+    seen: list[torch.Tensor] = []
+
+    def net(z: torch.Tensor, t: torch.Tensor) -> torch.Tensor:
+        seen.append(t.clone())
+        return torch.zeros_like(z)
+
+    z0 = torch.zeros(20000, 2, 1)
+    mask = torch.ones(2, 1)
+    g0, g1 = torch.Generator().manual_seed(0), torch.Generator().manual_seed(0)
+    dsm_loss(net, z0, sde, mask, generator=g0)
+    dsm_loss(net, z0, sde, mask, generator=g1, small_t_fraction=0.0)
+    assert torch.equal(seen[0], seen[1])
+    dsm_loss(net, z0, sde, mask, generator=torch.Generator().manual_seed(0), small_t_fraction=1.0)
+    low = float((seen[2] < 0.01).float().mean())
+    assert abs(low - 0.6) < 0.02  # 5.8 s.e. at 20,000 draws and float(seen[2].min()) >= sde.t_eps and float(seen[2].max()) <= 1.0
+    assert float((seen[0] < 0.01).float().mean()) < 0.02
