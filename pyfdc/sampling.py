@@ -124,6 +124,16 @@ def _grid(sde: VPSDE, steps: int, schedule: str = "uniform") -> list[float]:
     return [1.0] + [sde.t_eps + span * (1.0 - i / steps) ** power for i in range(1, steps)] + [sde.t_eps]
 
 
+def _start(sde: VPSDE, z_init: Tensor, mask: Tensor, steps: int,
+           schedule: str) -> tuple[list[float], Tensor, Tensor, Tensor]:
+    """Checked run start: the grid, its times as a tensor, the mask and ``z_init * mask``."""
+    _check_run(z_init, mask, steps)
+    ts = _grid(sde, steps, schedule)
+    t_all = torch.tensor(ts[:-1], device=z_init.device, dtype=z_init.dtype)
+    mask = mask.to(device=z_init.device, dtype=z_init.dtype)
+    return ts, t_all, mask, z_init * mask
+
+
 def _steps_iter(steps: int, progress: bool, desc: str) -> Iterable[int]:
     if not progress:
         return range(steps)
@@ -155,12 +165,8 @@ def euler_maruyama(
     Returns:
         ``(B, T, C)`` samples at ``t_eps``.
     """
-    _check_run(z_init, mask, steps)
-    ts = _grid(sde, steps)
+    ts, t_all, mask, z = _start(sde, z_init, mask, steps, "uniform")
     b = z_init.shape[0]
-    t_all = torch.tensor(ts[:-1], device=z_init.device, dtype=z_init.dtype)
-    mask = mask.to(device=z_init.device, dtype=z_init.dtype)
-    z = z_init * mask
     for i in _steps_iter(steps, progress, "EM"):
         t, dt = ts[i], ts[i] - ts[i + 1]
         beta = sde.beta_float(t)
@@ -190,12 +196,8 @@ def ddim(
     the first-order error of DDIM concentrates (it shrinks low-variance directions); ``"uniform"``
     uses the same grid as :func:`euler_maruyama`.
     """
-    _check_run(z_init, mask, steps)
-    ts = _grid(sde, steps, schedule)
+    ts, t_all, mask, z = _start(sde, z_init, mask, steps, schedule)
     b = z_init.shape[0]
-    t_all = torch.tensor(ts[:-1], device=z_init.device, dtype=z_init.dtype)
-    mask = mask.to(device=z_init.device, dtype=z_init.dtype)
-    z = z_init * mask
     for i in _steps_iter(steps, progress, "DDIM"):
         a_t, s_t = sde.marginal_float(ts[i])
         a_s, s_s = sde.marginal_float(ts[i + 1])
@@ -223,14 +225,10 @@ def dpm_solver_2m(
     extrapolation from far noisier ``x0`` estimates would amplify their error (Lu et al., "lower
     order final").
     """
-    _check_run(z_init, mask, steps)
-    ts = _grid(sde, steps, schedule)
+    ts, t_all, mask, z = _start(sde, z_init, mask, steps, schedule)
     b = z_init.shape[0]
-    t_all = torch.tensor(ts[:-1], device=z_init.device, dtype=z_init.dtype)
-    mask = mask.to(device=z_init.device, dtype=z_init.dtype)
     coef = [sde.marginal_float(t) for t in ts]
     lam = [math.log(a) - math.log(s) for a, s in coef]
-    z = z_init * mask
     x0_prev: Tensor | None = None
     h_prev = 0.0
     for i in _steps_iter(steps, progress, "DPM++2M"):

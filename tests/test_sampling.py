@@ -83,28 +83,10 @@ def test_exact_score_recovers_gaussian(kind: str, method: str, steps: int) -> No
     assert ((torch.cov(x.T) - sigma).abs() / se_cov).max() < 5
 
 
-def test_ddim_transports_point_mass_exactly() -> None:
-    # For data = delta(mu), eps* = (z - alpha mu) / sigma and DDIM keeps z_t = alpha_t mu + sigma_t e exactly.
-    tr = make_transform("freq", N, M)
-    mask = tr.mask(dtype=torch.float64)
-    mu_z = tr.to_tokens(torch.randn(1, N, M, dtype=torch.float64))
-
-    def eps_fn(z: torch.Tensor, t: torch.Tensor, i: int) -> torch.Tensor:
-        a, s = SDE.marginal(t)
-        return (z - a[:, None, None] * mu_z) / s[:, None, None]
-
-    z1 = torch.randn(5, tr.num_tokens, tr.token_dim, dtype=torch.float64) * mask
-    a1, s1 = SDE.marginal_float(1.0)
-    ae, se = SDE.marginal_float(SDE.t_eps)
-    for steps in (1, 7, 50):
-        for schedule in ("uniform", "quadratic"):
-            z = ddim(eps_fn, SDE, z1, mask, steps, schedule=schedule)
-            expected = ae * mu_z + se * (z1 - a1 * mu_z) / s1
-            torch.testing.assert_close(z, expected, rtol=0, atol=1e-10)  # float64 round-off over <= 50 steps
-
-
-def test_dpm_solver_2m_transports_point_mass_exactly() -> None:
-    # For data = delta(mu) every x0 prediction equals mu, so the 2M correction is exact too.
+@pytest.mark.parametrize("solver", [ddim, dpm_solver_2m])
+def test_deterministic_solvers_transport_point_mass_exactly(solver: Callable) -> None:
+    # For data = delta(mu), eps* = (z - alpha mu) / sigma and DDIM keeps z_t = alpha_t mu + sigma_t e
+    # exactly; so does DPM-Solver++(2M), whose x0 predictions all equal mu (the 2M correction vanishes).
     tr = make_transform("freq", N, M)
     mask = tr.mask(dtype=torch.float64)
     mu_z = tr.to_tokens(torch.randn(1, N, M, dtype=torch.float64))
@@ -117,8 +99,10 @@ def test_dpm_solver_2m_transports_point_mass_exactly() -> None:
     a1, s1 = SDE.marginal_float(1.0)
     ae, se = SDE.marginal_float(SDE.t_eps)
     for steps in (1, 2, 7, 50):
-        z = dpm_solver_2m(eps_fn, SDE, z1, mask, steps)
-        torch.testing.assert_close(z, ae * mu_z + se * (z1 - a1 * mu_z) / s1, rtol=0, atol=1e-10)
+        for schedule in ("uniform", "quadratic"):
+            z = solver(eps_fn, SDE, z1, mask, steps, schedule=schedule)
+            expected = ae * mu_z + se * (z1 - a1 * mu_z) / s1
+            torch.testing.assert_close(z, expected, rtol=0, atol=1e-10)  # float64 round-off over <= 50 steps
 
 
 def test_dpm_solver_2m_is_second_order() -> None:
