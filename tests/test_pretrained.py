@@ -31,6 +31,15 @@ def test_shipped_checkpoint_samples() -> None:
     assert torch.isfinite(x).all()
 
 
+def test_shipped_checkpoint_pins_the_zero_pad() -> None:
+    # the embedded beats end in an exact zero pad; the shipped model pins it, so its samples do too
+    model = load_checkpoint(pretrained_path())
+    ds = load_dataset("ecg")
+    assert model.pins is not None and model.pins.count == 92
+    x = Sampler(model, "dpm2m").sample(3, steps=6, batch_size=3, seed=0, progress=False)
+    assert bool((x[:, 95:, :] == float(ds.train[0, -1, 0])).all())
+
+
 def test_unknown_pretrained_name() -> None:
     with pytest.raises(ValueError, match="unknown pretrained checkpoint"):
         pretrained_path("nope")

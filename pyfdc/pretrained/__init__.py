@@ -1,10 +1,10 @@
 """Checkpoints shipped inside the package (no download at run time).
 
-``ecg_small_freq``: the ``small`` half-spectrum model trained on the embedded ECG's train split for
-12 minutes on a 2-core CPU with EMA weights,
-``pyfdc train --dataset ecg --config small --domain freq --epochs 3000 --max-minutes 12 --seed 0 --ema 0.999``
-(718 epochs; see its ``config.json`` and ``benchmarks/RESULTS.md``). Used by ``pyfdc demo`` so the
-demo shows a trained model in about a minute.
+``ecg_small_freq``: the ``small`` half-spectrum model trained on the embedded ECG's train split on a
+2-core CPU (900 epochs, ~24 min) with EMA weights and the zero pad pinned (``pyfdc.pinning``),
+``pyfdc train --dataset ecg --config small --domain freq --pinning auto --ema 0.999 --epochs 900 --warmup-epochs 90 --seed 0``
+(see its ``config.json`` and ``benchmarks/RESULTS.md``). Used by ``pyfdc demo`` so the demo shows a
+trained model in about a minute.
 """
 from __future__ import annotations
 
