@@ -115,9 +115,11 @@ class DiffusionModel:
         if self.token_scaler is not None:
             z = self.token_scaler.inverse(z) * self.transform.mask(device=z.device, dtype=z.dtype)
         x = self.transform.from_tokens(z)
-        if self.pins is not None:
-            x = self.pins.restore(x)
-        return self.scaler.inverse(x) if self.scaler is not None else x
+        x = self.scaler.inverse(x) if self.scaler is not None else x
+        if self.pins is not None:  # in original units, so a pad of 0.0 comes back as exactly 0.0
+            pin = torch.as_tensor(self.pins.pin, dtype=x.dtype, device=x.device)
+            x = x * (1 - pin) + torch.as_tensor(self.pins.original, dtype=x.dtype, device=x.device) * pin
+        return x
 
     def data_to_tokens(self, x: Tensor) -> Tensor:
         """Series ``(B, N, M)`` in original units -> model tokens ``(B, T, C)`` (what the SDE runs on)."""

@@ -9,7 +9,7 @@ at ``t_eps`` — and in practice does not (its ε error at small t stays ~1 ther
 generated ECG pads wander and every beat carries high-frequency jitter. :class:`PinProjector`
 supplies the exact part, ``ε̂ = (I − Q) net(z, t) + Q z / σ(t)``, for every sampler and for
 training (the loss on ``Q`` is then exactly 0, so the network spends nothing there), and
-:class:`PinnedCoordinates` restores the pinned values exactly when series are decoded.
+:class:`PinnedCoordinates` holds the values that ``DiffusionModel.tokens_to_data`` restores exactly.
 """
 from __future__ import annotations
 
@@ -25,14 +25,19 @@ PINNING: tuple[str, ...] = ("auto", "off")
 
 
 class PinnedCoordinates:
-    """Boolean ``pin (N, M)`` and the constant ``values (N, M)`` (standardised units) of pinned entries."""
+    """Boolean ``pin (N, M)``, the constant ``values (N, M)`` of pinned entries in the units the
+    diffusion sees (standardised), and ``original (N, M)``: the same in the data's own units, kept
+    so decoding restores them bit-exactly (a zero pad comes back as 0.0, not 4e-9)."""
 
-    def __init__(self, pin: Any, values: Any) -> None:
+    def __init__(self, pin: Any, values: Any, original: Any = None) -> None:
         self.pin = np.asarray(pin, dtype=bool)
         self.values = np.where(self.pin, np.asarray(values, dtype=np.float64), 0.0)
-        if self.pin.ndim != 2 or self.values.shape != self.pin.shape:
-            raise ValueError(f"pin and values must both be (N, M), got {self.pin.shape} and {np.shape(values)}")
-        if not np.isfinite(self.values).all():
+        orig = values if original is None else original
+        self.original = np.where(self.pin, np.asarray(orig, dtype=np.float64), 0.0)
+        if self.pin.ndim != 2 or self.values.shape != self.pin.shape or self.original.shape != self.pin.shape:
+            raise ValueError(f"pin, values and original must all be (N, M), got {self.pin.shape}, "
+                             f"{np.shape(values)} and {np.shape(orig)}")
+        if not (np.isfinite(self.values).all() and np.isfinite(self.original).all()):
             raise ValueError("pinned values must be finite")
         if self.pin.all():
             raise ValueError("every coordinate is constant: there is nothing to model")
@@ -46,25 +51,21 @@ class PinnedCoordinates:
         return int(self.pin.sum())
 
     @classmethod
-    def fit(cls, x: np.ndarray, atol: float = 0.0) -> PinnedCoordinates | None:
+    def fit(cls, x: np.ndarray, original: np.ndarray | None = None, atol: float = 0.0) -> PinnedCoordinates | None:
         """Coordinates of ``x (n, N, M)`` whose values agree across all ``n >= 2`` series (within
-        ``atol``); ``None`` when there are none."""
+        ``atol``); ``None`` when there are none. ``original``: the same series in the data's own
+        units when ``x`` is standardised."""
         arr = np.asarray(x, dtype=np.float64)
         if arr.ndim != 3 or arr.shape[0] < 2:
             raise ValueError(f"PinnedCoordinates.fit needs x of shape (n >= 2, N, M), got {list(arr.shape)}")
         pin = (arr.max(axis=0) - arr.min(axis=0)) <= atol
         if not pin.any() or pin.all():
             return None
-        return cls(pin, arr[0])
+        return cls(pin, arr[0], None if original is None else np.asarray(original, dtype=np.float64)[0])
 
     def remove(self, x: Tensor) -> Tensor:
         """``(B, N, M)`` -> the same with pinned entries shifted to exactly 0."""
         return x - self._t(self.values, x)
-
-    def restore(self, x: Tensor) -> Tensor:
-        """``(B, N, M)`` -> pinned entries set to their values, the rest kept."""
-        pin = self._t(self.pin, x)
-        return x * (1 - pin) + self._t(self.values, x)
 
     def _t(self, a: np.ndarray, like: Tensor) -> Tensor:
         if tuple(like.shape[-2:]) != self.shape:
@@ -73,13 +74,14 @@ class PinnedCoordinates:
         return torch.as_tensor(a, dtype=like.dtype, device=like.device)
 
     def to_dict(self) -> dict[str, Any]:
-        return {"pin": self.pin.astype(int).tolist(), "values": self.values.tolist()}
+        return {"pin": self.pin.astype(int).tolist(), "values": self.values.tolist(),
+                "original": self.original.tolist()}
 
     @classmethod
     def from_dict(cls, d: dict[str, Any]) -> PinnedCoordinates:
         if not isinstance(d, dict) or "pin" not in d or "values" not in d:
             raise ValueError(f"pins need keys 'pin' and 'values', got {type(d).__name__}")
-        return cls(d["pin"], d["values"])
+        return cls(d["pin"], d["values"], d.get("original"))
 
 
 class PinProjector(nn.Module):

@@ -316,7 +316,7 @@ def train(
     sde = VPSDE()
     mask = transform.mask(device=device)
 
-    pins = (PinnedCoordinates.fit(standardizer.transform(train_x[fit_idx]))
+    pins = (PinnedCoordinates.fit(standardizer.transform(train_x[fit_idx]), original=train_x[fit_idx])
             if pinning == "auto" and scaling == "channel" else None)
 
     def raw_tokens(idx: np.ndarray) -> Tensor:
