@@ -183,6 +183,9 @@ def load_checkpoint(directory: str | Path, map_location: str | torch.device = "c
         token_scaler = None if ts_cfg is None else TokenScaler.from_dict(ts_cfg)
         pins_cfg = config.get("pins")  # absent in checkpoints written before pinning
         pins = None if pins_cfg is None else PinnedCoordinates.from_dict(pins_cfg)
+        if pins is not None and "original" not in pins_cfg and standardizer is not None:
+            # written before pins kept original units: recover them from the standardised values
+            pins = PinnedCoordinates(pins.pin, pins.values, standardizer.inverse(pins.values[None])[0])
         if pins is not None and pins.shape != (transform.n, transform.m):
             raise ValueError(f"pins are for (N, M) = {pins.shape}, transform is ({transform.n}, {transform.m})")
         if token_scaler is not None and token_scaler.shape != (transform.num_tokens, transform.token_dim):

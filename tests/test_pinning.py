@@ -128,3 +128,17 @@ def test_pins_and_token_scaling_do_not_mix() -> None:
         DiffusionModel(net, tr, token_scaler=ts, pins=pins)
     with pytest.raises(ValueError, match="pinning must be one of"):
         train(load_dataset("ecg"), "/nonexistent/never", model_config=TINY, pinning="maybe")
+
+
+def test_checkpoints_without_original_units_recover_them(tmp_path: Path) -> None:
+    # pins written before 'original' existed held standardised values only; loading must not
+    # restore those numbers as if they were in the data's units
+    ds = load_dataset("ecg")
+    train(ds, tmp_path / "m", model_config=TINY, train_config=TrainConfig(epochs=1, warmup_epochs=0),
+          progress=False)
+    cfg = json.loads((tmp_path / "m" / "config.json").read_text())
+    del cfg["pins"]["original"]
+    (tmp_path / "m" / "config.json").write_text(json.dumps(cfg))
+    model = load_checkpoint(tmp_path / "m")
+    x = Sampler(model, "dpm2m").sample(2, steps=4, batch_size=2, progress=False)
+    assert float(x[:, 95:].abs().max()) < 1e-6  # the zero pad, up to float64 round-off of mean/std
