@@ -120,7 +120,8 @@ def build_parser() -> argparse.ArgumentParser:
                         "transform (equal SNR across frequencies) (default: channel)")
     p.add_argument("--pinning", choices=("auto", "off"), default="auto",
                    help="auto: coordinates constant over the training series (a zero pad, a fixed start) "
-                        "get their exact noise prediction and are restored exactly (default: auto)")
+                        "get their exact noise prediction and are restored exactly; ignored with --scaling token "
+                        "(default: auto)")
     p.add_argument("--epochs", metavar="E", type=pos_int, default=200, help="epochs (default: 200)")
     p.add_argument("--batch-size", metavar="B", type=pos_int, default=64, help="batch size (default: 64)")
     p.add_argument("--lr", metavar="LR", type=pos_float, default=1e-3, help="peak learning rate (default: 1e-3)")
