@@ -191,8 +191,8 @@ def build_parser() -> argparse.ArgumentParser:
     p.add_argument("--c2st-repeats", metavar="R", type=nonneg_int, default=5,
                    help="C2ST vs held-out: subsamples of len(held-out) per set, 0 = skip (default: 5)")
     p.add_argument("--reference", type=Path, metavar="DIR",
-                   help="a reference sample folder/.npy (e.g. uncached EM-1000, another seed): also "
-                        "report the C2ST and band error of --samples against it")
+                   help="a reference sample folder/.npy (e.g. uncached EM-1000 drawn with another --seed): "
+                        "also report the C2ST and band error of --samples against it")
     _add_out(p)
 
     p = sub.add_parser("demo", help="end-to-end demo on the embedded ECG (a few minutes)", description=(
@@ -412,6 +412,14 @@ def evaluate_samples(samples: Any, dataset: Any, out: Path, projections: int, se
             raise UsageError(f"--reference has (N, M) = {tuple(reference.shape[1:])}, samples have "
                              f"{tuple(samples.shape[1:])}")
         metrics["quality_vs_reference"] = sampler_report(samples, reference, seed=seed)["candidate"]
+        if reference.shape == samples.shape:
+            from pyfdc.quality import paired_deviation
+
+            dev = paired_deviation(samples, reference)
+            metrics["quality_vs_reference"]["paired_deviation"] = dev
+            # independent draws sit ~sqrt(2) apart; same-noise pairs much closer, and a twin in the
+            # training folds pulls the cross-validated accuracy below 0.5
+            metrics["quality_vs_reference"]["same_noise_pairs"] = dev["median"] < 0.5
     plots.plot_spectral_density(test, samples, out / "spectral_density.png")
     plots.plot_sample_grid(samples, out / "sample_grid.png", real=test)
     if stats_dir is not None:
@@ -454,6 +462,10 @@ def cmd_evaluate(args: argparse.Namespace) -> dict[str, Any]:
         _echo(f"C2ST vs reference: {c['headline']:.3f} (hgb {c['hgb']['accuracy']:.3f} "
               f"[{c['hgb']['ci_low']:.3f}, {c['hgb']['ci_high']:.3f}], linear {c['linear']['accuracy']:.3f}); "
               "band power: " + ", ".join(f"{k} {v:+.0%}" for k, v in r["band_error"].items()))
+        if r.get("same_noise_pairs"):
+            _echo(f"warning: --samples and --reference look drawn with the same noise (median paired "
+                  f"deviation {r['paired_deviation']['median']:.2f}); the C2ST reads low for such pairs: "
+                  "draw the reference with another --seed")
     _echo(f"metrics and plots -> {out}")
     return metrics
 

@@ -128,6 +128,16 @@ def test_train_sample_evaluate(capsys: pytest.CaptureFixture[str], tmp_path: Pat
         pngs = {p.name for p in (tmp_path / name).glob("*.png")}
         assert {"spectral_density.png", "sample_grid.png"} <= pngs
         assert ("e2crf_stats.png" in pngs) == (samples == e2)
+        q = m["quality_vs_heldout"]
+        assert {"generated", "floor_train", "gaussian"} <= set(q) and 0 <= q["generated"]["c2st"]["headline"] <= 1
+        assert "C2ST vs held-out" in text and "pad_residue_p95" in q["generated"]["shape"]
+
+    # against a reference set: C2ST + band error; same-noise pairs (same seed) are flagged
+    code, text = _run(capsys, "evaluate", "--checkpoint", str(checkpoint), "--samples", str(e2), "--reference",
+                      str(em), "--c2st-repeats", "0", "--projections", "200", "--out", str(tmp_path / "ev_ref"))
+    assert code == 0 and "C2ST vs reference" in text and "same noise" in text, text
+    m = json.loads((tmp_path / "ev_ref" / METRICS_FILE).read_text())
+    assert m["quality_vs_reference"]["same_noise_pairs"] and "quality_vs_heldout" not in m
 
 
 def test_evaluate_rejects_mismatched_shapes(capsys: pytest.CaptureFixture[str], tmp_path: Path,
