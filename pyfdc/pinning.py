@@ -104,4 +104,4 @@ class PinProjector(nn.Module):
 
     def forward(self, out: Tensor, z: Tensor, t: Tensor) -> Tensor:
         _, sigma = self.sde.marginal(t.to(z.dtype))
-        return out - self.project(out) + self.project(z) / sigma[:, None, None]
+        return out + self.project(z / sigma[:, None, None] - out)  # Q is linear: one projection
