@@ -319,25 +319,27 @@ def train(
     pins = (PinnedCoordinates.fit(standardizer.transform(train_x[fit_idx]), original=train_x[fit_idx])
             if pinning == "auto" and scaling == "channel" else None)
 
+    def raw_tokens(idx: np.ndarray) -> Tensor:
+        x = torch.as_tensor(standardizer.transform(train_x[idx]), dtype=torch.float64)
+        if pins is not None:
+            x = pins.remove(x)
+        return transform.to_tokens(x) * transform.mask(dtype=torch.float64)
+
+    # fitted on the fit split only, like the standardizer (validation stays unseen)
+    token_scaler = TokenScaler.fit(raw_tokens(fit_idx), transform.mask()) if scaling == "token" else None
+
+    def tokens(idx: np.ndarray) -> Tensor:
+        z = raw_tokens(idx)
+        if token_scaler is not None:
+            z = token_scaler.transform(z)
+        return z.to(device=device, dtype=torch.float32) * mask
+
+    z_fit, z_val = tokens(fit_idx), tokens(val_idx)
+
     with torch.random.fork_rng(devices=[]):
         torch.manual_seed(cfg.seed)
         net = ScoreTransformer(mcfg).to(device)
-
-    def series(idx: np.ndarray) -> Tensor:
-        return torch.as_tensor(train_x[idx], dtype=torch.float64)
-
-    # The model's own encoder (standardise, remove pins, transform, token-scale) makes the training
-    # tokens; the token scaler is fitted on the fit split only, like the standardizer.
-    token_scaler = None
-    if scaling == "token":
-        raw = DiffusionModel(net, transform, sde, standardizer, pins=pins)
-        token_scaler = TokenScaler.fit(raw.data_to_tokens(series(fit_idx)), transform.mask())
-    encoder = DiffusionModel(net, transform, sde, standardizer, token_scaler=token_scaler, pins=pins)  # attaches pins
-
-    def tokens(idx: np.ndarray) -> Tensor:
-        return encoder.data_to_tokens(series(idx)).to(device=device, dtype=torch.float32) * mask
-
-    z_fit, z_val = tokens(fit_idx), tokens(val_idx)
+    DiffusionModel(net, transform, sde, standardizer, token_scaler=token_scaler, pins=pins)  # attaches pins
     ema = copy.deepcopy(net) if cfg.ema_decay is not None else None
     optimizer = torch.optim.AdamW(net.parameters(), lr=cfg.lr, weight_decay=cfg.weight_decay)
     shuffle_gen = torch.Generator().manual_seed(cfg.seed)
