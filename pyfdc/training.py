@@ -319,6 +319,9 @@ def train(
     pins = (PinnedCoordinates.fit(standardizer.transform(train_x[fit_idx]), original=train_x[fit_idx])
             if pinning == "auto" and scaling == "channel" else None)
 
+    # Mirrors DiffusionModel.data_to_tokens, but standardises in the data's own dtype first (as the
+    # shipped checkpoint was trained): going through data_to_tokens in float64 moves the tokens by
+    # ~6e-7 and so loses bit-reproducibility of earlier runs.
     def raw_tokens(idx: np.ndarray) -> Tensor:
         x = torch.as_tensor(standardizer.transform(train_x[idx]), dtype=torch.float64)
         if pins is not None:
