@@ -140,6 +140,54 @@ inline SelectDims check_select_tokens(const at::Tensor& z, const at::Tensor& z_r
   return d;
 }
 
+struct BudgetDims { int64_t B, T, C, P, k; };
+
+inline BudgetDims check_select_budget(const at::Tensor& z, const at::Tensor& z_ref, const at::Tensor& probes,
+                                      int64_t K, double tau0, double eps, const at::Tensor& idx_out,
+                                      const at::Tensor& overflow_out) {
+  constexpr const char* op = "select_budget";
+  check_floating(op, "z", z);
+  check_rank(op, "z", z, 3, "(B, N', 2M)");
+  check_device(op, "z_ref", z_ref, z, "z");
+  check_device(op, "probes", probes, z, "z");
+  check_device(op, "idx_out", idx_out, z, "z");
+  check_device(op, "overflow_out", overflow_out, z, "z");
+  check_dtype(op, "z_ref", z_ref, z.scalar_type(), "z");
+  check_dtype(op, "probes", probes, at::kLong);
+  check_dtype(op, "idx_out", idx_out, at::kLong);
+  check_dtype(op, "overflow_out", overflow_out, at::kLong);
+  check_rank(op, "probes", probes, 2, "(B, P)");
+  check_rank(op, "idx_out", idx_out, 2, "(B, k)");
+  const BudgetDims d{z.size(0), z.size(1), z.size(2), probes.size(1), idx_out.size(1)};
+  check_shape(op, "z_ref", z_ref, "(B, N', 2M)", {d.B, d.T, d.C});
+  check_shape(op, "probes", probes, "(B, P)", {d.B, d.P});
+  check_shape(op, "idx_out", idx_out, "(B, k)", {d.B, d.k});
+  check_shape(op, "overflow_out", overflow_out, "(B,)", {d.B});
+  TORCH_CHECK_VALUE(K >= 0, op, ": K must be >= 0, got ", K);
+  TORCH_CHECK_VALUE(K + 1 + d.P <= d.k && d.k <= d.T, op, ": the budget k = ", d.k,
+                    " must hold the band 0..K and the probes (K + 1 + P = ", K + 1 + d.P,
+                    ") and be at most N' = ", d.T);
+  TORCH_CHECK_VALUE(!std::isnan(tau0) && tau0 >= 0, op, ": tau0 must be >= 0 and not NaN, got ", tau0);
+  TORCH_CHECK_VALUE(std::isfinite(eps) && eps >= 0, op, ": eps must be finite and >= 0, got ", eps);
+  return d;
+}
+
+// Probe rows (B, P): distinct tokens outside the band, K < j < N'. CPU only, like check_index_range.
+inline void check_probe_rows(const char* op, const at::Tensor& probes, int64_t K, int64_t num_tokens) {
+  const int64_t* p = probes.const_data_ptr<int64_t>();
+  const int64_t s0 = probes.stride(0), s1 = probes.stride(1);
+  for (int64_t b = 0; b < probes.size(0); ++b) {
+    for (int64_t s = 0; s < probes.size(1); ++s) {
+      const int64_t j = p[b * s0 + s * s1];
+      TORCH_CHECK_VALUE(j > K && j < num_tokens, op, ": probes[", b, ", ", s, "] = ", j,
+                        " is out of range: probes must lie outside the band, K = ", K, " < j < N' = ", num_tokens);
+      for (int64_t u = 0; u < s; ++u)
+        TORCH_CHECK_VALUE(p[b * s0 + u * s1] != j, op, ": probes[", b, "] repeats token ", j,
+                          ": a sample's probes must be distinct");
+    }
+  }
+}
+
 struct EfDims { int64_t B, T, D, S; };
 
 inline EfDims check_error_feedback(const at::Tensor& crf, const at::Tensor& fresh, const at::Tensor& idx,

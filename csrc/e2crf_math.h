@@ -29,6 +29,15 @@ PYFDC_HD bool drifted(acc_t drift_sq, acc_t tau) {
   return root(drift_sq) > tau;
 }
 
+// Budget ranking key: delta_k / tau_k up to the positive factor 1 / tau0, i.e. delta_k (eps + E_k)
+// (energy weighted) or delta_k, so the ranking is defined for tau0 = 0 too. NaN ranks first (+inf):
+// a token whose drift cannot be measured is recomputed.
+template <typename acc_t>
+PYFDC_HD acc_t drift_score(acc_t drift_sq, acc_t eps, acc_t energy, bool energy_weighted) {
+  const acc_t s = energy_weighted ? root(drift_sq) * (eps + energy) : root(drift_sq);
+  return s != s ? static_cast<acc_t>(INFINITY) : s;
+}
+
 // Error-feedback correction, Eq. (14): c_hat <- c_hat + alpha (c - c_hat), with diff = c - c_hat
 // in acc_t. The correction alpha*diff is rounded to the cache's dtype before it is added (what an
 // in-place add of a correction tensor does; exact same result as single rounding for fp32/fp64).

@@ -22,4 +22,9 @@ TORCH_LIBRARY(pyfdc, m) {
   // Error-feedback correction of Eq. (14) on cached rows, plus per-sample error norms.
   // crf (B, N', d); fresh (B, k, d); idx (B, k) int64, -1 = padding; alpha (B,); err_out (B,).
   m.def("error_feedback(Tensor(a!) crf, Tensor fresh, Tensor idx, Tensor alpha, Tensor(b!) err_out) -> ()");
+  // Static-shape recompute set: exactly k tokens per sample, laid out [band 0..K | probes | top drift
+  // scores δ/τ, descending]; drift-rule tokens that did not fit are added to overflow_out.
+  // z, z_ref (B, N', 2M); probes (B, P) int64 in (K, N'), distinct; idx_out (B, k); overflow_out (B,) int64.
+  m.def("select_budget(Tensor z, Tensor z_ref, Tensor probes, int K, float tau0, float eps, "
+        "bool energy_weighted, Tensor(a!) idx_out, Tensor(b!) overflow_out) -> ()");
 }

@@ -43,6 +43,7 @@ from pyfdc import ops
 
 if TYPE_CHECKING:
     from pyfdc.model import DiffusionModel
+from pyfdc.e2crf_budget_policy import BudgetEpsFn
 from pyfdc.e2crf_step import CachedForward
 
 MODES = ("full", "uncached", "fixed", "no_feedback", "no_energy", "naive_kv")
@@ -72,6 +73,14 @@ class E2CRFConfig:
     dense_fraction: when a step's selected rows (probes included) cover at least this fraction of
     the batch's B·N' tokens, the cached step runs every row densely and masks the writes (same
     result, no gather/scatter overhead); 1.0 = only for full refreshes. Speed knob, not a policy.
+    budget: ``None`` (the paper's variable recompute sets) or a fraction of N' in (0, 1]: the
+    static-shape budget step (:mod:`pyfdc.e2crf_budget`) — every sample recomputes exactly
+    ``k = max(K + 1 + P, ⌈budget·N'⌉)`` tokens per cached step: the band, the probes, then the
+    highest drift scores δ/τ; tokens over their threshold that do not fit are counted
+    (``E2CRFStats.budget_overflow``). Modes ``full``, ``no_feedback``, ``no_energy`` and ``fixed``
+    (no probes, no warn refresh, drift ranking fills the budget).
+    compile: with ``budget``, run the three step functions through ``torch.compile(fullgraph=True)``
+    (built once per network and batch size; same samples as eager to float rounding).
     """
 
     K: int | None = None
@@ -86,6 +95,8 @@ class E2CRFConfig:
     mode: str = "full"
     probe_seed_offset: int = 1_000_003
     dense_fraction: float = 0.85
+    budget: float | None = None
+    compile: bool = False
 
     def __post_init__(self) -> None:
         if self.K is not None and (isinstance(self.K, bool) or not isinstance(self.K, int) or self.K < 0):
@@ -105,6 +116,15 @@ class E2CRFConfig:
         if self.mode not in MODES:
             raise ValueError(f"E2CRFConfig.mode must be one of {MODES}, got {self.mode!r}")
         _check_number("dense_fraction", self.dense_fraction, low=0.0, high=1.0)
+        if self.budget is not None:
+            _check_number("budget", self.budget, low=0.0, high=1.0, low_open=True)
+            if self.mode not in ("full", "no_feedback", "no_energy", "fixed"):
+                raise ValueError(f"E2CRFConfig.budget works with modes full, no_feedback, no_energy and fixed, "
+                                 f"not {self.mode!r}")
+        if self.compile not in (True, False, 0, 1):
+            raise ValueError(f"E2CRFConfig.compile must be a bool, got {self.compile!r}")
+        if self.compile and self.budget is None:
+            raise ValueError("E2CRFConfig.compile needs a budget (only the static-shape step compiles)")
         if isinstance(self.probe_seed_offset, bool) or not isinstance(self.probe_seed_offset, int):
             raise ValueError(f"E2CRFConfig.probe_seed_offset must be an int, got {self.probe_seed_offset!r}")
 
@@ -125,6 +145,8 @@ class E2CRFStats:
     cache_bytes: bytes of the persistent per-run buffers (KV cache, CRF, references, workspaces).
     peak_rss_growth_bytes: max RSS sampled every 10 steps after warm-up minus the RSS at step 10 (max
     over batches): ~0 when the loop holds on to nothing new per step once warmed up.
+    budget_overflow: budget mode only — tokens per sample and step whose drift beat its threshold but
+    that the budget left cached (0 = the budget was never the binding limit).
     """
 
     mode: str
@@ -138,6 +160,7 @@ class E2CRFStats:
     warn_steps: list[int] = field(default_factory=list)
     probe_steps: list[int] = field(default_factory=list)
     cache_bytes: int = 0
+    budget_overflow: float = 0.0
     peak_rss_growth_bytes: int = 0
     wall_time_s: float = 0.0
     num_samples: int = 0
@@ -167,6 +190,7 @@ class _Accumulator:
         z = dict(dtype=torch.float64, device=device)
         self.count, self.r, self.err = (torch.zeros(steps, **z) for _ in range(3))
         self.cached = torch.zeros(num_tokens, **z)
+        self.overflow = torch.zeros((), **z)
         self.refresh, self.warn, self.probe = (torch.zeros(steps, dtype=torch.bool, device=device)
                                                for _ in range(3))
         self.samples = 0
@@ -181,6 +205,7 @@ class _Accumulator:
         stats.warn_steps = self.warn.nonzero().flatten().tolist()
         stats.probe_steps = self.probe.nonzero().flatten().tolist()
         stats.num_samples = self.samples
+        stats.budget_overflow = float(self.overflow) / (n * steps)
 
 
 class CachedEpsFn:
@@ -216,10 +241,10 @@ class CachedEpsFn:
         self.taken = torch.zeros(B, T + 1, dtype=torch.bool, device=dev)
         self.force = torch.zeros(B, dtype=torch.bool, device=dev)
         self.warn = torch.zeros(B, dtype=torch.bool, device=dev)
-        self.r = torch.zeros(B, dtype=torch.float32, device=dev)
-        self.r_used = torch.zeros(B, dtype=torch.float32, device=dev)
-        self.probe_err = torch.zeros(B, dtype=torch.float32, device=dev)
-        self.alpha = torch.zeros(B, dtype=torch.float32, device=dev)
+        self.r = torch.zeros(B, dtype=dtype, device=dev)
+        self.r_used = torch.zeros(B, dtype=dtype, device=dev)
+        self.probe_err = torch.zeros(B, dtype=dtype, device=dev)
+        self.alpha = torch.zeros(B, dtype=dtype, device=dev)
         self.prev = torch.zeros(B, T, self.d, dtype=dtype, device=dev)
         self.prev_sq = torch.zeros(B, dtype=dtype, device=dev)  # ‖prev‖² per sample, kept with prev
         self.steps_seen = 0
@@ -367,7 +392,11 @@ class E2CRFSampler:
     def _parts(self) -> tuple[torch.nn.Module, Any, Any, Tensor]:
         m = self.model
         net, transform, sde = m.net, m.transform, m.sde
-        mask = transform.mask(device=next(net.parameters()).device, dtype=torch.float32)
+        p = next(net.parameters())
+        if p.dtype not in (torch.float32, torch.float64):
+            raise ValueError(f"E2CRFSampler supports float32 and float64 models, got {p.dtype} (convert with "
+                             f"model.net.float(); bfloat16/float16 caches are not supported)")
+        mask = transform.mask(device=p.device, dtype=p.dtype)
         return net, transform, sde, mask
 
     @torch.no_grad()
@@ -394,11 +423,16 @@ class E2CRFSampler:
                 n = min(batch_size, num_samples - b0)
                 ids = torch.arange(sample_offset + b0, sample_offset + b0 + n)
                 stream = NoiseStream(seed, ids, (T, C), mask)
-                eps_fn = CachedEpsFn(net, self.config, ids, seed, T, C, acc, dtype=mask.dtype, device=dev)
+                if self.config.budget is not None:
+                    eps_fn = BudgetEpsFn(net, self.config, ids, seed, T, C, acc, dtype=mask.dtype, device=dev)
+                else:
+                    eps_fn = CachedEpsFn(net, self.config, ids, seed, T, C, acc, dtype=mask.dtype, device=dev)
                 stats.cache_bytes = max(stats.cache_bytes, eps_fn.cache_bytes)
                 z = stream()
                 z = euler_maruyama(eps_fn, sde, z, mask, steps, stream, progress=progress)
-                growth = max(growth, eps_fn.rss_growth)
+                if isinstance(eps_fn, BudgetEpsFn):
+                    acc.overflow += eps_fn.fwd.overflow.sum()
+                growth = max(growth, getattr(eps_fn, "rss_growth", 0))
                 acc.samples += n
                 out.append(z)
         finally:

@@ -6,6 +6,7 @@ docstrings are the twins'. Everything else in pyfdc calls these functions.
 
 * :func:`kv_scatter` — fused K/V row scatter into the persistent per-layer cache.
 * :func:`select_tokens` — energy-weighted recompute-set selection (Eq. 13), compacted per sample.
+* :func:`select_budget` — static-shape recompute set: exactly k tokens per sample (band, probes, top drift).
 * :func:`error_feedback` — error-feedback correction (Eq. 14) plus per-sample error norms.
 """
 from __future__ import annotations
@@ -15,7 +16,7 @@ import torch
 from . import _backend, reference
 from ._backend import backend
 
-__all__ = ["backend", "kv_scatter", "select_tokens", "error_feedback", "reference"]
+__all__ = ["backend", "kv_scatter", "select_tokens", "select_budget", "error_feedback", "reference"]
 
 if _backend.LOADED:
     from . import _fake  # noqa: F401  (registers the fake kernels)
@@ -23,6 +24,7 @@ if _backend.LOADED:
     _kv_scatter = torch.ops.pyfdc.kv_scatter.default
     _select_tokens = torch.ops.pyfdc.select_tokens.default
     _error_feedback = torch.ops.pyfdc.error_feedback.default
+    _select_budget = torch.ops.pyfdc.select_budget.default
 
 _use_compiled = _backend.use_compiled
 
@@ -49,6 +51,15 @@ def select_tokens(z: torch.Tensor, z_ref: torch.Tensor, probe_mask: torch.Tensor
     return idx_out, count_out
 
 
+def select_budget(z: torch.Tensor, z_ref: torch.Tensor, probes: torch.Tensor, K: int, tau0: float, eps: float,
+                  energy_weighted: bool = True, *, idx_out: torch.Tensor, overflow_out: torch.Tensor) -> torch.Tensor:
+    if not _use_compiled(z.device.type):
+        return reference.select_budget(z, z_ref, probes, K, tau0, eps, energy_weighted,
+                                       idx_out=idx_out, overflow_out=overflow_out)
+    _select_budget(z, z_ref, probes, K, float(tau0), float(eps), energy_weighted, idx_out, overflow_out)
+    return idx_out
+
+
 def error_feedback(crf: torch.Tensor, fresh: torch.Tensor, idx: torch.Tensor, alpha: torch.Tensor, *,
                    err_out: torch.Tensor | None = None) -> torch.Tensor:
     if not _use_compiled(crf.device.type):
@@ -59,6 +70,6 @@ def error_feedback(crf: torch.Tensor, fresh: torch.Tensor, idx: torch.Tensor, al
     return err_out
 
 
-for _name in ("kv_scatter", "select_tokens", "error_feedback"):
+for _name in ("kv_scatter", "select_tokens", "select_budget", "error_feedback"):
     globals()[_name].__doc__ = getattr(reference, _name).__doc__
 del _name

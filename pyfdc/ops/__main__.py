@@ -10,7 +10,7 @@ import sys
 
 import torch
 
-from . import _backend, backend, error_feedback, kv_scatter, reference, select_tokens
+from . import _backend, backend, error_feedback, kv_scatter, reference, select_budget, select_tokens
 
 
 def _check_device(device: str) -> list[str]:
@@ -28,6 +28,14 @@ def _check_device(device: str) -> list[str]:
     r_idx, r_count = reference.select_tokens(z, z_ref, probe, force, 1, 0.5, 1e-3)
     if not (torch.equal(idx, r_idx) and torch.equal(count, r_count)):
         failures.append("select_tokens")
+    probes = torch.stack([torch.randperm(T - 2, generator=g)[:3] + 2 for _ in range(B)]).to(device)
+    outs = []
+    for fn in (select_budget, reference.select_budget):
+        b_idx = torch.empty(B, 8, dtype=torch.int64, device=device)
+        over = torch.zeros(B, dtype=torch.int64, device=device)
+        outs.append((fn(z, z_ref, probes, 1, 0.5, 1e-3, idx_out=b_idx, overflow_out=over), over))
+    if not all(torch.equal(a, b) for a, b in zip(*outs)):
+        failures.append("select_budget")
     k, v, kn, vn = rnd(L, B, H, T, dh), rnd(L, B, H, T, dh), rnd(B, H, T, dh), rnd(B, H, T, dh)
     rk, rv = k.clone(), v.clone()
     kv_scatter(k, v, 1, idx, kn, vn)

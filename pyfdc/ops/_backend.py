@@ -12,7 +12,7 @@ import warnings
 
 import torch
 
-OPS = ("kv_scatter", "select_tokens", "error_feedback")
+OPS = ("kv_scatter", "select_tokens", "select_budget", "error_feedback")
 
 FORCE_REFERENCE = os.environ.get("PYFDC_FORCE_REFERENCE", "").strip().lower() not in ("", "0", "false", "no")
 
@@ -37,8 +37,15 @@ def _load() -> tuple[bool, str]:
 LOADED, REASON = _load()
 
 
+def _has_kernel(op: str, dispatch_key: str) -> bool:
+    try:
+        return torch._C._dispatch_has_kernel_for_dispatch_key(f"pyfdc::{op}", dispatch_key)
+    except RuntimeError:  # an extension built from older sources lacks the op altogether
+        return False
+
+
 def _has_kernels(dispatch_key: str) -> bool:
-    return all(torch._C._dispatch_has_kernel_for_dispatch_key(f"pyfdc::{op}", dispatch_key) for op in OPS)
+    return all(_has_kernel(op, dispatch_key) for op in OPS)
 
 
 # device type -> whether torch.ops.pyfdc has kernels for it ("meta": the registered fake kernels).

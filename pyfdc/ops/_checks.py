@@ -115,6 +115,55 @@ def check_select_tokens(z, z_ref, probe_mask, force, K, tau0, eps, idx_out, coun
     return B, T, C
 
 
+def check_select_budget(z, z_ref, probes, K, tau0, eps, idx_out, overflow_out) -> tuple[int, ...]:
+    """Returns (B, N', 2M, P, k)."""
+    op = "select_budget"
+    check_floating(op, "z", z)
+    check_rank(op, "z", z, 3, "(B, N', 2M)")
+    for arg, t in (("z_ref", z_ref), ("probes", probes), ("idx_out", idx_out), ("overflow_out", overflow_out)):
+        check_device(op, arg, t, z, "z")
+    check_dtype(op, "z_ref", z_ref, z.dtype, "z")
+    check_dtype(op, "probes", probes, torch.int64)
+    check_dtype(op, "idx_out", idx_out, torch.int64)
+    check_dtype(op, "overflow_out", overflow_out, torch.int64)
+    check_rank(op, "probes", probes, 2, "(B, P)")
+    check_rank(op, "idx_out", idx_out, 2, "(B, k)")
+    B, T, C = z.shape
+    P, k = probes.shape[1], idx_out.shape[1]
+    check_shape(op, "z_ref", z_ref, "(B, N', 2M)", (B, T, C))
+    check_shape(op, "probes", probes, "(B, P)", (B, P))
+    check_shape(op, "idx_out", idx_out, "(B, k)", (B, k))
+    check_shape(op, "overflow_out", overflow_out, "(B,)", (B,))
+    if K < 0:
+        raise ValueError(f"{op}: K must be >= 0, got {K}")
+    if not (K + 1 + P <= k <= T):
+        raise ValueError(f"{op}: the budget k = {k} must hold the band 0..K and the probes "
+                         f"(K + 1 + P = {K + 1 + P}) and be at most N' = {T}")
+    if math.isnan(tau0) or tau0 < 0:
+        raise ValueError(f"{op}: tau0 must be >= 0 and not NaN, got {tau0}")
+    if not math.isfinite(eps) or eps < 0:
+        raise ValueError(f"{op}: eps must be finite and >= 0, got {eps}")
+    return B, T, C, P, k
+
+
+def check_probe_rows(op: str, probes: torch.Tensor, K: int, num_tokens: int) -> None:
+    """Probe rows are distinct tokens outside the band, K < j < N'. CPU only (reads values)."""
+    if probes.device.type != "cpu" or probes.numel() == 0:
+        return
+    bad = (probes <= K) | (probes >= num_tokens)
+    if bool(bad.any()):
+        b, s = (int(v) for v in bad.nonzero()[0])
+        raise ValueError(f"{op}: probes[{b}, {s}] = {int(probes[b, s])} is out of range: probes must lie "
+                         f"outside the band, K = {K} < j < N' = {num_tokens}")
+    srt = probes.sort(dim=1).values
+    dup = (srt[:, 1:] == srt[:, :-1]).any(dim=1)
+    if bool(dup.any()):
+        b = int(dup.nonzero()[0, 0])
+        row = srt[b]
+        j = int(row[1:][row[1:] == row[:-1]][0])
+        raise ValueError(f"{op}: probes[{b}] repeats token {j}: a sample's probes must be distinct")
+
+
 def check_error_feedback(crf, fresh, idx, alpha, err_out) -> tuple[int, int, int, int]:
     """Returns (B, N', d, k)."""
     op = "error_feedback"

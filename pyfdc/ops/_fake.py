@@ -23,3 +23,8 @@ def _select_tokens_fake(z, z_ref, probe_mask, force, K, tau0, eps, energy_weight
 @torch.library.register_fake("pyfdc::error_feedback")
 def _error_feedback_fake(crf, fresh, idx, alpha, err_out):
     _checks.check_error_feedback(crf, fresh, idx, alpha, err_out)
+
+
+@torch.library.register_fake("pyfdc::select_budget")
+def _select_budget_fake(z, z_ref, probes, K, tau0, eps, energy_weighted, idx_out, overflow_out):
+    _checks.check_select_budget(z, z_ref, probes, K, tau0, eps, idx_out, overflow_out)

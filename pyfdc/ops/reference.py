@@ -107,6 +107,65 @@ def select_tokens(z: torch.Tensor, z_ref: torch.Tensor, probe_mask: torch.Tensor
     return idx_out, count_out
 
 
+def select_budget(z: torch.Tensor, z_ref: torch.Tensor, probes: torch.Tensor, K: int, tau0: float, eps: float,
+                  energy_weighted: bool = True, *, idx_out: torch.Tensor, overflow_out: torch.Tensor) -> torch.Tensor:
+    """Static-shape recompute set: exactly ``k`` tokens per sample (the budget mode of E2-CRF).
+
+    Row ``b`` of ``idx_out (B, k)`` is written as::
+
+        [0, 1, ..., K | probes[b, 0..P) | the k - K - 1 - P other tokens with the highest δ_κ / τ_κ]
+
+    in that order, the drift part by descending score (ties: lower token first). ``δ_κ`` and
+    ``τ_κ`` are those of :func:`select_tokens`; the score ``δ_κ (eps + E_κ)`` (or ``δ_κ`` without
+    energy weighting) orders tokens like ``δ_κ / τ_κ`` for every ``tau0 > 0`` and stays defined at
+    ``tau0 = 0``; a NaN drift ranks first. ``overflow_out[b] +=`` the number of tokens outside the
+    band and the probes with ``δ_κ > τ_κ`` that did not fit (accumulated on the device, so a run
+    can count how often the budget was too small without a host sync).
+
+    Args:
+        z, z_ref: ``(B, N', 2M)``, floating, same dtype.
+        probes: ``(B, P)`` int64, distinct tokens with ``K < j < N'`` per row (``P`` may be 0).
+        K: ``>= 0``.  tau0: ``>= 0``, not NaN (only the overflow count uses it).  eps: finite, ``>= 0``.
+        idx_out: ``(B, k)`` int64 with ``K + 1 + P <= k <= N'``, written.
+        overflow_out: ``(B,)`` int64, incremented.
+
+    Returns:
+        ``idx_out``.
+
+    Raises:
+        ValueError: wrong shapes/dtypes/devices, a budget that cannot hold band and probes, or
+            (CPU) a probe inside the band, outside ``[0, N')`` or repeated.
+    """
+    B, T, C, P, k = _checks.check_select_budget(z, z_ref, probes, K, tau0, eps, idx_out, overflow_out)
+    _checks.check_probe_rows("select_budget", probes, K, T)
+    if B == 0:
+        return idx_out
+    acc = _acc(z.dtype)
+    zf = z.to(acc)
+    diff = zf - z_ref.to(acc)
+    drift_sq = diff.mul(diff).sum(-1)
+    drift = drift_sq.sqrt()
+    energy = zf.mul(zf).sum(-1)
+    if energy_weighted:
+        score = drift * (energy + eps)
+        tau = torch.full_like(energy, tau0).div_(energy + eps)
+    else:
+        score = drift.clone()
+        tau = torch.full_like(energy, tau0)
+    score = torch.nan_to_num(score, nan=float("inf"))
+    positions = torch.arange(T, device=z.device)
+    taken = (positions <= K).expand(B, T).clone()
+    taken.scatter_(1, probes, True)
+    drifting = ((drift > tau) & ~taken).sum(1)
+    fill = k - K - 1 - P
+    order = torch.sort(score.masked_fill(taken, -float("inf")), dim=1, descending=True, stable=True).indices
+    idx_out[:, : K + 1].copy_(positions[: K + 1].expand(B, K + 1))
+    idx_out[:, K + 1: K + 1 + P].copy_(probes)
+    idx_out[:, K + 1 + P:].copy_(order[:, :fill])
+    overflow_out.add_((drifting - fill).clamp(min=0))
+    return idx_out
+
+
 def error_feedback(crf: torch.Tensor, fresh: torch.Tensor, idx: torch.Tensor, alpha: torch.Tensor, *,
                    err_out: torch.Tensor | None = None) -> torch.Tensor:
     """Error-feedback correction of cached rows (Eq. (14)), in place, with per-sample error norms.

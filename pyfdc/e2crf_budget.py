@@ -1,0 +1,180 @@
+"""The static-shape E2-CRF cached forward: every sample recomputes exactly ``k`` tokens per step.
+
+Each sample's recompute set is one fixed ``(B, k)`` row written by :func:`pyfdc.ops.select_budget`:
+``[band 0..K | P probes | the k − K − 1 − P tokens with the highest drift score δ/τ]``. Because the
+row is never padded, every row-wise op (LayerNorm, QKV, out-projection, FFN) runs on the dense
+``(B, k, d)`` slab of real rows, K/V go from the QKV output straight into the cache with
+:func:`pyfdc.ops.kv_scatter` (no staging copy, no trash row needed), and attention is ``k`` queries
+against the ``N'`` cached keys. There is no ``.item()``, ``nonzero`` or data-dependent shape in a
+step, so the three step functions below compile with ``torch.compile(fullgraph=True)`` and never
+recompile while ``B`` stays the same:
+
+* :meth:`BudgetForward.refresh` — every token of every sample (step 0, every ``R`` steps).
+* :meth:`BudgetForward.sparse` — the budget step.
+* :meth:`BudgetForward.masked` — the budget step computed densely with the writes masked, plus a
+  full refresh of the samples in ``force``: the warn refresh (Alg. 1 l.16) of a few samples
+  without touching the others, so batch invariance holds.
+
+Which of the three runs is decided on the host from the step index and one lagged flag (see
+:class:`BudgetEpsFn`), never from a value the step is still computing.
+"""
+from __future__ import annotations
+
+import math
+
+import torch
+from torch import Tensor, nn
+
+from pyfdc import ops
+from pyfdc.cache import KVCache
+
+
+def run_layers(blocks: list[nn.Module], h: Tensor, k_cache: Tensor, v_cache: Tensor, idx: Tensor | None) -> Tensor:
+    """All blocks on rows ``h (B, S, d)``, attending over the persistent cache.
+
+    ``idx (B, S)`` names the token each row writes its K/V to (-1 = write nothing); ``None`` means
+    the rows are all ``N'`` tokens in order (a dense refresh: the layer's cache is overwritten).
+    """
+    for layer, blk in enumerate(blocks):
+        q, k, v = blk.qkv_heads(h)
+        if idx is None:
+            k_cache[layer].copy_(k)
+            v_cache[layer].copy_(v)
+        else:
+            ops.kv_scatter(k_cache, v_cache, layer, idx, k, v)
+        h = h + blk.attn_residual(q, k_cache[layer], v_cache[layer])
+        h = h + blk.ffn_residual(h)
+    return h
+
+
+def index_mask(idx: Tensor, num_tokens: int, out: Tensor) -> Tensor:
+    """``out (B, N' + 1)`` bool, set where a token appears in ``idx (B, S)`` (-1 entries land in the
+    spare last column); returns the ``(B, N')`` view."""
+    out.zero_()
+    out.scatter_(1, torch.where(idx < 0, num_tokens, idx), True)
+    return out[:, :num_tokens]
+
+
+class BudgetForward:
+    """Persistent state + the three fixed-shape step functions for one batch size ``B``.
+
+    State (allocated once; :meth:`reset` clears it for the next batch): a :class:`KVCache`
+    (``k, v (L, B, H, N', dh)``, ``crf (B, N', d)``, ``z_ref (B, N', C)``), the selection row
+    ``idx (B, k)``, the overflow counter ``overflow (B,)`` (tokens over their drift threshold that
+    the budget left cached, summed over steps), the probe errors ``err (B,)`` and the final
+    features ``feat (B, N', d)``.
+    """
+
+    def __init__(self, net: nn.Module, batch: int, num_tokens: int, token_dim: int, *, k: int, K: int,
+                 num_probes: int, tau0: float, eps: float, energy_weighted: bool = True, eta: float = 1e-6,
+                 dtype: torch.dtype = torch.float32, device: torch.device | str | None = None,
+                 compile: bool = False) -> None:
+        if not (K + 1 + num_probes <= k <= num_tokens):
+            raise ValueError(f"BudgetForward: the budget k = {k} must hold the band 0..K and the probes "
+                             f"(K + 1 + P = {K + 1 + num_probes}) and be at most N' = {num_tokens}")
+        self.net, self.blocks = net, list(net.blocks)
+        p = next(net.parameters())
+        self.device = torch.device(device) if device is not None else p.device
+        cfg = net.config
+        self.B, self.T, self.C = batch, num_tokens, token_dim
+        self.L, self.H, self.dh, self.d = cfg.n_layers, cfg.n_heads, cfg.head_dim, cfg.d_model
+        self.k, self.K, self.P = k, K, num_probes
+        self.tau0, self.eps, self.energy_weighted, self.eta = tau0, eps, energy_weighted, eta
+        self.cache = KVCache(self.L, batch, self.H, num_tokens, self.dh, token_dim, device=self.device, dtype=dtype)
+        kw = {"device": self.device}
+        self.idx = torch.zeros(batch, k, dtype=torch.int64, **kw)
+        self.overflow = torch.zeros(batch, dtype=torch.int64, **kw)
+        self.err = torch.zeros(batch, dtype=dtype, **kw)
+        self.feat = torch.zeros(batch, num_tokens, self.d, dtype=dtype, **kw)
+        self._rule = torch.zeros(batch, num_tokens + 1, dtype=torch.bool, **kw)
+        self._sel = torch.zeros(batch, num_tokens + 1, dtype=torch.bool, **kw)
+        self.arange_t = torch.arange(num_tokens, **kw)
+        self.refresh, self.sparse, self.masked = self._refresh, self._sparse, self._masked
+        if compile:
+            self.refresh = torch.compile(self._refresh, fullgraph=True, dynamic=False)
+            self.sparse = torch.compile(self._sparse, fullgraph=True, dynamic=False)
+            self.masked = torch.compile(self._masked, fullgraph=True, dynamic=False)
+
+    @property
+    def cache_bytes(self) -> int:
+        ts = (*self.cache.state_dict().values(), self.idx, self.overflow, self.feat, self._rule, self._sel)
+        return int(sum(t.numel() * t.element_size() for t in ts))
+
+    def reset(self) -> None:
+        """Forget the previous batch (no reallocation, so compiled steps stay valid)."""
+        self.cache.reset()
+        for t in (self.idx, self.overflow, self.err, self.feat):
+            t.zero_()
+
+    # ------------------------------------------------------------------ the three steps
+    def _refresh(self, z: Tensor, t: Tensor) -> Tensor:
+        """Every token recomputed: ``z (B, N', C), t (B,)`` -> ``eps_hat (B, N', C)``; ``feat`` updated."""
+        c = self.cache
+        h0 = self.net.embed(z, t)
+        h = run_layers(self.blocks, h0, c.k, c.v, None)
+        torch.sub(h, h0, out=c.crf)
+        c.z_ref.copy_(z)
+        self.feat.copy_(h)
+        return self.net.head(h)
+
+    def _select(self, z: Tensor, probes: Tensor) -> Tensor:
+        return ops.select_budget(z, self.cache.z_ref, probes, self.K, self.tau0, self.eps, self.energy_weighted,
+                                 idx_out=self.idx, overflow_out=self.overflow)
+
+    def _feedback(self, c_probe: Tensor, probe_idx: Tensor, alpha: Tensor) -> Tensor:
+        """Eq. 14 nudge of the probed rows; relative squared error ``(B,)``."""
+        e = ops.error_feedback(self.cache.crf, c_probe, probe_idx, alpha, err_out=self.err)
+        return e.pow(2) / (c_probe.pow(2).sum(dim=(1, 2)) + self.eta)
+
+    def _sparse(self, z: Tensor, t: Tensor, probes: Tensor, alpha: Tensor) -> tuple[Tensor, Tensor]:
+        """The budget step. ``probes (B, P)`` distinct tokens > K, ``alpha (B,)`` Eq. 14 step sizes.
+
+        Returns ``eps_hat (B, N', C)`` and the relative probe error ``(B,)`` (zeros when P = 0).
+        """
+        c, B, d, K, P = self.cache, self.B, self.d, self.K, self.P
+        h0 = self.net.embed(z, t)                                     # (B, N', d)
+        idx = self._select(z, probes)                                 # (B, k)
+        rows = idx[..., None].expand(B, self.k, d)
+        hs0 = h0.gather(1, rows)                                      # (B, k, d)
+        hs = run_layers(self.blocks, hs0, c.k, c.v, idx)
+        fresh = hs - hs0                                              # fresh cumulative residuals
+        err = self._feedback(fresh[:, K + 1:K + 1 + P], idx[:, K + 1:K + 1 + P], alpha) if P else \
+            torch.zeros_like(self.err)
+        for lo, hi in ((0, K + 1), (K + 1 + P, self.k)):              # rule rows: band, then drift
+            if hi > lo:
+                ri = idx[:, lo:hi]
+                c.crf.scatter_(1, rows[:, lo:hi], fresh[:, lo:hi])
+                zr = ri[..., None].expand(B, hi - lo, self.C)
+                c.z_ref.scatter_(1, zr, z.gather(1, zr))
+        feat = torch.add(h0, c.crf, out=self.feat)                    # cached tokens: h0 + C
+        feat.scatter_(1, rows, hs)                                    # recomputed ones: fresh
+        return self.net.head(feat), err
+
+    def _masked(self, z: Tensor, t: Tensor, probes: Tensor, alpha: Tensor, force: Tensor) -> tuple[Tensor, Tensor]:
+        """:meth:`sparse` row for row, computed densely, except that samples with ``force (B,)`` set
+        are refreshed completely (their probe error reads 0). Same returns as :meth:`sparse`."""
+        c, B, T, d, K, P = self.cache, self.B, self.T, self.d, self.K, self.P
+        h0 = self.net.embed(z, t)
+        idx = self._select(z, probes)
+        rule = index_mask(torch.cat([idx[:, :K + 1], idx[:, K + 1 + P:]], dim=1), T, self._rule)
+        rule = rule | force[:, None]
+        sel = index_mask(idx, T, self._sel) | force[:, None]
+        h = run_layers(self.blocks, h0, c.k, c.v, torch.where(sel, self.arange_t, -1))
+        fresh = h - h0
+        if P:
+            pidx = idx[:, K + 1:K + 1 + P]
+            c_probe = fresh.gather(1, pidx[..., None].expand(B, P, d))
+            err = self._feedback(c_probe, pidx, alpha)
+            err = torch.where(force, torch.zeros_like(err), err)
+        else:
+            err = torch.zeros_like(self.err)
+        torch.where(rule[..., None], fresh, c.crf, out=c.crf)
+        torch.where(rule[..., None], z, c.z_ref, out=c.z_ref)
+        torch.add(h0, c.crf, out=self.feat)
+        torch.where(sel[..., None], h, self.feat, out=self.feat)
+        return self.net.head(self.feat), err
+
+
+def budget_size(budget: float, num_tokens: int, K: int, num_probes: int) -> int:
+    """Tokens per sample for a budget given as a fraction of ``N'`` (at least band + probes)."""
+    return min(num_tokens, max(K + 1 + num_probes, int(math.ceil(budget * num_tokens - 1e-9))))

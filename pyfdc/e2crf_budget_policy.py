@@ -1,0 +1,157 @@
+"""The E2-CRF policy around the static-shape forward (:mod:`pyfdc.e2crf_budget`): refreshes, probes,
+error feedback and the event intensity, with every per-step decision either fixed by the step
+index or read one step late from the device.
+
+Per sample ``b`` at step ``i`` (same rules as :class:`pyfdc.e2crf.CachedEpsFn`, except where said):
+
+* step 0 and every ``R`` steps: :meth:`BudgetForward.refresh` (every token, every sample);
+* otherwise the budget step: ``k`` tokens — band ``0..K``, ``P`` probes drawn uniformly among the
+  tokens outside the band (per-sample seeded stream), then the highest drift scores;
+* ``α_b = min(α_max, r_b / 2)`` when ``r_b ≥ τ_safe`` else 0 (Eq. 14), ``r_b`` from the features of
+  the two previous steps and the previous probe error (Eq. 12);
+* **warn refresh, one step late**: ``r_b > τ_warn`` computed at the end of step ``i − 1`` refreshes
+  sample ``b`` at step ``i + 1`` (the paper: at step ``i``), through :meth:`BudgetForward.masked`,
+  unless a periodic refresh came first. The host reads "did any sample warn at the end of step
+  ``i − 1``" while step ``i`` runs, so it never waits for the step it has just queued.
+"""
+from __future__ import annotations
+
+import math
+import weakref
+from typing import TYPE_CHECKING, Any
+
+import torch
+from torch import Tensor, nn
+
+from pyfdc.e2crf_budget import BudgetForward, budget_size, index_mask
+
+if TYPE_CHECKING:
+    from pyfdc.e2crf import E2CRFConfig, _Accumulator
+
+# One BudgetForward per (network, batch shape, budget): compiled steps are built once and reused by
+# every batch and every sampler of that network (reset() between batches), not re-traced.
+_FORWARDS: "weakref.WeakKeyDictionary[nn.Module, dict[tuple, BudgetForward]]" = weakref.WeakKeyDictionary()
+
+
+def shared_forward(net: nn.Module, key: tuple, **kwargs: Any) -> BudgetForward:
+    """The cached :class:`BudgetForward` of ``net`` for ``key`` (built on first use), reset."""
+    per_net = _FORWARDS.setdefault(net, {})
+    fwd = per_net.get(key)
+    if fwd is None:
+        fwd = per_net[key] = BudgetForward(net, **kwargs)
+    fwd.reset()
+    return fwd
+
+
+class BudgetEpsFn:
+    """Stateful ``EpsFn`` for one batch: ``eps_fn(z (B, N', C), t (B,), i) -> eps_hat (B, N', C)``."""
+
+    def __init__(self, net: nn.Module, config: "E2CRFConfig", sample_ids: Tensor, seed: int, num_tokens: int,
+                 token_dim: int, acc: "_Accumulator | None", dtype: torch.dtype = torch.float32,
+                 device: torch.device | str = "cpu") -> None:
+        from pyfdc.sampling import NoiseStream
+
+        mode = config.mode
+        self.net, self.cfg, self.acc = net, config, acc
+        self.B, self.T = int(sample_ids.numel()), num_tokens
+        self.K = min(config.band(num_tokens), num_tokens - 1)
+        self.P = config.num_probes if mode in ("full", "no_energy") else 0
+        self.P = min(self.P, num_tokens - 1 - self.K)
+        self.k = budget_size(config.budget, num_tokens, self.K, self.P)
+        self.use_warn = mode != "fixed"
+        dev = torch.device(device)
+        key = (self.B, num_tokens, token_dim, self.k, self.K, self.P, config.tau0, config.eps, mode != "no_energy",
+               config.eta, dtype, str(dev), config.compile)
+        self.fwd = shared_forward(net, key, batch=self.B, num_tokens=num_tokens, token_dim=token_dim, k=self.k,
+                                  K=self.K, num_probes=self.P, tau0=config.tau0, eps=config.eps,
+                                  energy_weighted=mode != "no_energy", eta=config.eta, dtype=dtype, device=dev,
+                                  compile=config.compile)
+        B, T = self.B, num_tokens
+        self.r = torch.zeros(B, dtype=dtype, device=dev)
+        self.alpha = torch.zeros(B, dtype=dtype, device=dev)
+        self.prev = torch.zeros(B, T, self.fwd.d, dtype=dtype, device=dev)
+        self.prev_sq = torch.zeros(B, dtype=dtype, device=dev)
+        self.warn_flags = torch.zeros(2, B, dtype=torch.bool, device=dev)     # ring: end of steps i-1, i
+        pin = dev.type == "cuda"
+        self.warn_any = torch.zeros(2, dtype=torch.bool, pin_memory=pin)      # host copies of .any()
+        self.no_probes = torch.zeros(B, 0, dtype=torch.int64, device=dev)
+        self.band = torch.arange(T, device=dev) <= self.K
+        self._mark = torch.zeros(B, T + 1, dtype=torch.bool, device=dev)
+        self.steps_seen = 0
+        self.last_full = 0
+        self.probe_stream = None
+        if self.P:
+            ones = torch.ones(T, 1, dtype=dtype, device=dev)
+            self.probe_stream = NoiseStream(seed + config.probe_seed_offset, sample_ids, (T, 1), ones)
+
+    @property
+    def cache_bytes(self) -> int:
+        extra = sum(t.numel() * t.element_size() for t in (self.r, self.alpha, self.prev, self.prev_sq))
+        return self.fwd.cache_bytes + extra
+
+    def _probes(self) -> Tensor:
+        """``(B, P)`` distinct tokens outside the band, uniform per sample."""
+        if not self.P:
+            return self.no_probes
+        score = self.probe_stream().reshape(self.B, self.T).masked_fill(self.band, math.inf)
+        return torch.topk(score, self.P, dim=1, largest=False, sorted=True).indices
+
+    def __call__(self, z: Tensor, t: Tensor, i: int) -> Tensor:
+        cfg, fwd = self.cfg, self.fwd
+        periodic = self.steps_seen == 0 or i % cfg.R == 0
+        warn_step = False
+        force = None
+        if periodic:
+            eps_hat = fwd.refresh(z, t)
+            err = None
+            self.last_full = i
+        else:
+            probes = self._probes()
+            r = self.r if self.steps_seen >= 2 else torch.zeros_like(self.r)
+            torch.where(r >= cfg.tau_safe, torch.clamp(r * 0.5, max=cfg.alpha_max), torch.zeros_like(r),
+                        out=self.alpha)
+            slot = (i - 2) % 2   # flags raised at the end of step i-2 (= r used at step i-1)
+            warn_step = (self.use_warn and self.steps_seen >= 3 and i - 2 >= self.last_full
+                         and bool(self.warn_any[slot]))
+            if warn_step:
+                force = self.warn_flags[slot].clone()
+                eps_hat, err = fwd.masked(z, t, probes, self.alpha, force)
+            else:
+                eps_hat, err = fwd.sparse(z, t, probes, self.alpha)
+            if not self.P:
+                err = None
+        pin = getattr(self.net, "pin_projector", None)
+        if pin is not None:
+            eps_hat = pin(eps_hat, z, t)
+        feat = fwd.feat
+        r_used = self.r.clone() if self.acc is not None else None
+        if self.steps_seen >= 1:
+            torch.div((feat - self.prev).pow(2).sum(dim=(1, 2)), self.prev_sq + cfg.eta, out=self.r)
+        if err is not None:
+            torch.maximum(self.r, err, out=self.r)
+        self.prev.copy_(feat)
+        torch.sum(feat.pow(2), dim=(1, 2), out=self.prev_sq)
+        flags = self.warn_flags[i % 2]
+        torch.gt(self.r, cfg.tau_warn, out=flags)
+        self.warn_any[i % 2].copy_(flags.any(), non_blocking=True)
+        if self.acc is not None:
+            self._record(i, periodic, force, err, r_used)
+        self.steps_seen += 1
+        return eps_hat
+
+    def _record(self, i: int, periodic: bool, force: Tensor | None, err: Tensor | None, r_used: Tensor) -> None:
+        acc, B, T = self.acc, self.B, self.T
+        if periodic:
+            recomputed = torch.ones(B, T, dtype=torch.bool, device=self.r.device)
+        else:
+            recomputed = index_mask(self.fwd.idx, T, self._mark)
+            if force is not None:
+                recomputed = recomputed | force[:, None]
+                acc.warn[i] |= force.any()
+        acc.count[i] += recomputed.sum()
+        acc.cached += (~recomputed).sum(dim=0)
+        acc.r[i] += r_used.sum() if self.steps_seen >= 2 else 0.0
+        acc.refresh[i] |= periodic or force is not None
+        if err is not None:
+            acc.err[i] += err.sum()
+            acc.probe[i] |= True
