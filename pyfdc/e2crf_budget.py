@@ -89,11 +89,10 @@ class BudgetForward:
         self._rule = torch.zeros(batch, num_tokens + 1, dtype=torch.bool, **kw)
         self._sel = torch.zeros(batch, num_tokens + 1, dtype=torch.bool, **kw)
         self.arange_t = torch.arange(num_tokens, **kw)
-        self.refresh, self.sparse, self.masked = self._refresh, self._sparse, self._masked
+        steps = (self._refresh, self._sparse, self._masked)
         if compile:
-            self.refresh = torch.compile(self._refresh, fullgraph=True, dynamic=False)
-            self.sparse = torch.compile(self._sparse, fullgraph=True, dynamic=False)
-            self.masked = torch.compile(self._masked, fullgraph=True, dynamic=False)
+            steps = tuple(torch.compile(fn, fullgraph=True, dynamic=False) for fn in steps)
+        self._steps = steps
 
     @property
     def cache_bytes(self) -> int:
@@ -107,6 +106,21 @@ class BudgetForward:
             t.zero_()
 
     # ------------------------------------------------------------------ the three steps
+    def refresh(self, z: Tensor, t: Tensor) -> Tensor:
+        """Every token of every sample: ``z (B, N', C), t (B,)`` -> ``eps_hat (B, N', C)``."""
+        with torch.no_grad():
+            return self._steps[0](z, t)
+
+    def sparse(self, z: Tensor, t: Tensor, probes: Tensor, alpha: Tensor) -> tuple[Tensor, Tensor]:
+        """The budget step: ``probes (B, P)``, ``alpha (B,)`` -> ``eps_hat``, relative probe error ``(B,)``."""
+        with torch.no_grad():
+            return self._steps[1](z, t, probes, alpha)
+
+    def masked(self, z: Tensor, t: Tensor, probes: Tensor, alpha: Tensor, force: Tensor) -> tuple[Tensor, Tensor]:
+        """:meth:`sparse`, computed densely, with the samples in ``force (B,)`` fully refreshed."""
+        with torch.no_grad():
+            return self._steps[2](z, t, probes, alpha, force)
+
     def _refresh(self, z: Tensor, t: Tensor) -> Tensor:
         """Every token recomputed: ``z (B, N', C), t (B,)`` -> ``eps_hat (B, N', C)``; ``feat`` updated."""
         c = self.cache
