@@ -96,6 +96,11 @@ def _add_sampler_args(p: argparse.ArgumentParser) -> None:
     g.add_argument("--e2crf-tau-safe", metavar="TAU", type=nonneg_float, help="event intensity enabling correction (default: 0.1)")
     g.add_argument("--e2crf-mode", choices=("full", "uncached", "fixed", "no_feedback", "no_energy", "naive_kv"),
                    help="ablation mode (default: full)")
+    g.add_argument("--e2crf-budget", metavar="F", type=_typed(float, lambda v: 0 < v <= 1, "a number in (0, 1]"),
+                   help="static-shape step: every sample recomputes a fixed fraction F of the tokens per cached "
+                        "step (band, probes, then the largest drift); default: the paper's variable sets")
+    g.add_argument("--e2crf-compile", action="store_true", default=None,
+                   help="torch.compile the budget step (needs --e2crf-budget; compiles once, ~10-60 s)")
 
 
 def build_parser() -> argparse.ArgumentParser:
@@ -282,7 +287,8 @@ def _e2crf_config(args: argparse.Namespace) -> Any:
 
     fields = {"K": args.e2crf_K, "tau0": args.e2crf_tau0, "R": args.e2crf_R,
               "num_probes": args.e2crf_probes, "tau_warn": args.e2crf_tau_warn,
-              "tau_safe": args.e2crf_tau_safe, "mode": args.e2crf_mode}
+              "tau_safe": args.e2crf_tau_safe, "mode": args.e2crf_mode, "budget": args.e2crf_budget,
+              "compile": args.e2crf_compile}
     return E2CRFConfig(**{k: v for k, v in fields.items() if v is not None})
 
 
@@ -317,7 +323,7 @@ def cmd_sample(args: argparse.Namespace) -> dict[str, Any]:
 
     uses_e2crf = any(getattr(args, k) is not None for k in
                      ("e2crf_K", "e2crf_tau0", "e2crf_R", "e2crf_probes", "e2crf_tau_warn",
-                      "e2crf_tau_safe", "e2crf_mode"))
+                      "e2crf_tau_safe", "e2crf_mode", "e2crf_budget", "e2crf_compile"))
     if uses_e2crf and args.sampler != "e2crf":
         raise UsageError(f"--e2crf-* options need --sampler e2crf (got --sampler {args.sampler})")
     e2cfg = _e2crf_config(args) if args.sampler == "e2crf" else None  # validate before any work

@@ -29,6 +29,7 @@ import torch
 __all__ = ["SamplerSpec", "parse_spec", "DEFAULT_SPECS", "model_fingerprint", "run_sampler", "run_front", "front_table"]
 
 UNCACHED = ("em", "ddim", "dpm2m")
+UNCACHED_OPTIONS = ("compile", "precision")
 DEFAULT_SPECS: tuple[str, ...] = (
     *(f"em:{s}" for s in (500, 250, 100, 50, 25)),
     *(f"dpm2m:{s}" for s in (1000, 250, 100, 50, 25, 10)),
@@ -61,6 +62,18 @@ class SamplerSpec:
     def uncached(self) -> bool:
         return self.kind in UNCACHED
 
+    def sampler_options(self) -> dict[str, Any]:
+        """Keyword options of :class:`pyfdc.sampling.Sampler` (uncached kinds): compile, precision."""
+        if self.kind == "e2crf":
+            return {}
+        opts = dict(self.options)
+        out = {"compile": bool(opts.get("compile", 0)), "precision": opts.get("precision", "fp32")}
+        from pyfdc.sampling import PRECISIONS
+
+        if out["precision"] not in PRECISIONS or opts.get("compile", 0) not in (0, 1):
+            raise ValueError(f"compile must be 0 or 1 and precision one of {PRECISIONS}")
+        return out
+
     def e2crf_config(self) -> Any:
         from pyfdc.e2crf import E2CRFConfig
 
@@ -92,9 +105,13 @@ def parse_spec(text: str) -> SamplerSpec:
         if not sep or not key:
             raise ValueError(f"sampler spec {text!r}: option {item!r} is not key=value")
         opts.append((key, _value(val)))
-    if opts and kind != "e2crf":
-        raise ValueError(f"sampler spec {text!r}: options are only for e2crf")
+    if kind != "e2crf" and any(k not in UNCACHED_OPTIONS for k, _ in opts):
+        raise ValueError(f"sampler spec {text!r}: uncached samplers take only {UNCACHED_OPTIONS}")
     spec = SamplerSpec(kind, steps, tuple(opts))
+    try:
+        spec.sampler_options()
+    except (TypeError, ValueError) as exc:
+        raise ValueError(f"sampler spec {text!r}: {exc}") from exc
     if kind == "e2crf":
         try:
             spec.e2crf_config()
@@ -125,7 +142,7 @@ def _draw(model: Any, spec: SamplerSpec, n: int, seed: int, offset: int) -> tupl
         return z, stats.mean_recomputed_fraction
     from pyfdc.sampling import Sampler
 
-    z = Sampler(model, spec.kind).sample_tokens(n, spec.steps, batch_size=n, seed=seed, progress=False,
+    z = Sampler(model, spec.kind, **spec.sampler_options()).sample_tokens(n, spec.steps, batch_size=n, seed=seed, progress=False,
                                                 sample_offset=offset)
     return z, 1.0
 

@@ -22,7 +22,7 @@ def test_parse_spec_round_trips_and_rejects() -> None:
     assert s == SamplerSpec("e2crf", 250, (("tau0", 1), ("mode", "fixed"))) and s.name == "e2crf(tau0=1,mode=fixed):250"
     assert s.e2crf_config().tau0 == 1 and s.e2crf_config().mode == "fixed" and not s.uncached
     assert parse_spec("dpm2m:25").uncached and parse_spec(" em : 10 ".replace(" ", "")).steps == 10
-    for bad, msg in [("em", "KIND"), ("em:0", "steps"), ("rk4:10", "kind"), ("em(tau0=1):10", "only for e2crf"),
+    for bad, msg in [("em", "KIND"), ("em:0", "steps"), ("rk4:10", "kind"), ("em(tau0=1):10", "uncached samplers take only"),
                      ("e2crf(tau0):10", "key=value"), ("e2crf(bogus=1):10", "bogus"), ("e2crf(R=0):10", "R")]:
         with pytest.raises(ValueError, match=msg):
             parse_spec(bad)
