@@ -79,6 +79,8 @@ class E2CRFConfig:
     highest drift scores δ/τ; tokens over their threshold that do not fit are counted
     (``E2CRFStats.budget_overflow``). Modes ``full``, ``no_feedback``, ``no_energy`` and ``fixed``
     (no probes, no warn refresh, drift ranking fills the budget).
+    solver: the loop the cached evaluations feed: ``em`` (Euler–Maruyama, the paper's), ``ddim`` or
+    ``dpm2m`` (deterministic; the state then changes only by the signal, no injected noise).
     compile: with ``budget``, run the three step functions through ``torch.compile(fullgraph=True)``
     (built once per network and batch size; same samples as eager to float rounding).
     """
@@ -97,6 +99,7 @@ class E2CRFConfig:
     dense_fraction: float = 0.85
     budget: float | None = None
     compile: bool = False
+    solver: str = "em"
 
     def __post_init__(self) -> None:
         if self.K is not None and (isinstance(self.K, bool) or not isinstance(self.K, int) or self.K < 0):
@@ -121,6 +124,8 @@ class E2CRFConfig:
             if self.mode not in ("full", "no_feedback", "no_energy", "fixed"):
                 raise ValueError(f"E2CRFConfig.budget works with modes full, no_feedback, no_energy and fixed, "
                                  f"not {self.mode!r}")
+        if self.solver not in ("em", "ddim", "dpm2m"):
+            raise ValueError(f"E2CRFConfig.solver must be one of ('em', 'ddim', 'dpm2m'), got {self.solver!r}")
         if self.compile not in (True, False, 0, 1):
             raise ValueError(f"E2CRFConfig.compile must be a bool, got {self.compile!r}")
         if self.compile and self.budget is None:
@@ -403,7 +408,7 @@ class E2CRFSampler:
     def sample_tokens(self, num_samples: int, steps: int = 1000, batch_size: int = 64, seed: int = 0,
                       progress: bool = True, sample_offset: int = 0) -> tuple[Tensor, E2CRFStats]:
         """Token-space samples ``(S, T, C)`` and stats. Sample ``j`` uses noise id ``sample_offset + j``."""
-        from pyfdc.sampling import NoiseStream, euler_maruyama
+        from pyfdc.sampling import NoiseStream, ddim, dpm_solver_2m, euler_maruyama
 
         for name, v, lo in (("num_samples", num_samples, 1), ("steps", steps, 1), ("batch_size", batch_size, 1)):
             if isinstance(v, bool) or not isinstance(v, int) or v < lo:
@@ -429,7 +434,12 @@ class E2CRFSampler:
                     eps_fn = CachedEpsFn(net, self.config, ids, seed, T, C, acc, dtype=mask.dtype, device=dev)
                 stats.cache_bytes = max(stats.cache_bytes, eps_fn.cache_bytes)
                 z = stream()
-                z = euler_maruyama(eps_fn, sde, z, mask, steps, stream, progress=progress)
+                if self.config.solver == "em":
+                    z = euler_maruyama(eps_fn, sde, z, mask, steps, stream, progress=progress)
+                elif self.config.solver == "ddim":
+                    z = ddim(eps_fn, sde, z, mask, steps, progress=progress)
+                else:
+                    z = dpm_solver_2m(eps_fn, sde, z, mask, steps, progress=progress)
                 if isinstance(eps_fn, BudgetEpsFn):
                     acc.overflow += eps_fn.fwd.overflow.sum()
                 growth = max(growth, getattr(eps_fn, "rss_growth", 0))

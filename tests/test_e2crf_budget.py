@@ -172,3 +172,19 @@ def test_compiled_step_no_breaks_no_recompiles(model):
     # network that stays well below the sample scale (~1)
     torch.testing.assert_close(comp, eager, rtol=0, atol=5e-3)
     assert se.recomputed_fraction == sc.recomputed_fraction
+
+
+@pytest.mark.parametrize("solver", ["ddim", "dpm2m"])
+def test_cache_feeds_deterministic_solvers(model, solver):
+    """With every token recomputed the cached loop equals the uncached deterministic solver; with a
+    real budget it differs (the cache is in the loop) but stays finite."""
+    from pyfdc.sampling import Sampler
+
+    ref = Sampler(model, solver).sample_tokens(3, steps=10, batch_size=3, progress=False)
+    full, _ = _run(model, E2CRFConfig(K=1, num_probes=0, budget=1.0, tau_warn=math.inf, solver=solver), n=3,
+                   batch=3, steps=10)
+    torch.testing.assert_close(full, ref, rtol=1e-4, atol=1e-5)
+    part, st = _run(model, E2CRFConfig(**BUDGET, solver=solver), n=3, batch=3, steps=10)
+    assert st.mean_recomputed_fraction < 1 and torch.isfinite(part).all() and not torch.allclose(part, ref)
+    with pytest.raises(ValueError, match="solver must be one of"):
+        E2CRFConfig(solver="rk4")
