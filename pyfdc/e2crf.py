@@ -43,6 +43,7 @@ from pyfdc import ops
 
 if TYPE_CHECKING:
     from pyfdc.model import DiffusionModel
+from pyfdc.cached_layers import index_mask
 from pyfdc.e2crf_budget_policy import BudgetEpsFn
 from pyfdc.e2crf_step import CachedForward
 
@@ -269,8 +270,7 @@ class CachedEpsFn:
 
     def _mark_selected(self, idx: Tensor) -> None:
         """``taken[b, κ]`` = token κ is in sample b's recompute set (column T absorbs the -1 padding)."""
-        self.taken.zero_()
-        self.taken.scatter_(1, torch.where(idx < 0, self.T, idx), True)
+        index_mask(idx, self.T, self.taken)
 
     def _draw_probes(self) -> Tensor:
         """Probe tokens among those the rules left cached (``taken`` must be marked): (B, P) int64, -1 where none is left."""

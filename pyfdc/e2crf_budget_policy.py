@@ -23,7 +23,8 @@ from typing import TYPE_CHECKING, Any
 import torch
 from torch import Tensor, nn
 
-from pyfdc.e2crf_budget import BudgetForward, budget_size, index_mask
+from pyfdc.cached_layers import index_mask
+from pyfdc.e2crf_budget import BudgetForward, budget_size
 
 if TYPE_CHECKING:
     from pyfdc.e2crf import E2CRFConfig, _Accumulator

@@ -19,6 +19,7 @@ from torch import Tensor, nn
 
 from pyfdc import ops
 from pyfdc.cache import KVCache
+from pyfdc.cached_layers import index_mask, run_layers
 
 
 def _nbytes(*tensors: Tensor) -> int:
@@ -119,6 +120,8 @@ class CachedForward:
         total = count
         pos = None
         if probes is not None:
+            # valid probes first, padding last: the slab rows of the probes are count + 0..n_valid-1
+            probes = torch.sort(probes, dim=1, descending=True).values
             P = probes.shape[1]
             if P > self.max_probes:
                 raise ValueError(f"CachedForward: at most {self.max_probes} probes, got {P}")
@@ -168,12 +171,7 @@ class CachedForward:
 
     def _layers_slab(self, h: Tensor, gi: Tensor) -> Tensor:
         """All layers on a dense slab ``h (B,kmax,d)`` of recomputed tokens ``gi (B,kmax)``."""
-        for layer, blk in enumerate(self.blocks):
-            q, k, v = blk.qkv_heads(h)
-            ops.kv_scatter(self.k_cache, self.v_cache, layer, gi, k, v)
-            h = h + blk.attn_residual(q, self.k_cache[layer], self.v_cache[layer])
-            h = h + blk.ffn_residual(h)
-        return h
+        return run_layers(self.blocks, h, self.k_cache, self.v_cache, gi)
 
     def _layers_packed(self, hp: Tensor, gi: Tensor, pb: Tensor, ps: Tensor) -> Tensor:
         """All layers with row-wise work (LN, QKV, FFN) on packed rows ``hp (nnz,d)``.
@@ -203,20 +201,10 @@ class CachedForward:
         Row-for-row the same math, so batch invariance is unaffected by which path a batch takes.
         """
         B, T, d = self.B, self.T, self.d
-        rule, sel = self.rule_mask, self.sel_mask
-        rule.zero_()
-        rule.scatter_(1, torch.where(idx < 0, T, idx), True)
-        sel.copy_(rule)
-        if probes is not None:
-            sel.scatter_(1, torch.where(probes < 0, T, probes), True)
-        rule_t, sel_t = rule[:, :T], sel[:, :T]
+        rule_t = index_mask(idx, T, self.rule_mask)
+        sel_t = rule_t if probes is None else rule_t | index_mask(probes, T, self.sel_mask)
         didx = torch.where(sel_t, self.arange_t, -1)                # row κ -> token κ when selected
-        h = h0
-        for layer, blk in enumerate(self.blocks):
-            q, k, v = blk.qkv_heads(h)
-            ops.kv_scatter(self.k_cache, self.v_cache, layer, didx, k, v)
-            h = h + blk.attn_residual(q, self.k_cache[layer], self.v_cache[layer])
-            h = h + blk.ffn_residual(h)
+        h = run_layers(self.blocks, h0, self.k_cache, self.v_cache, didx)
         c = h - h0
         err = None
         if probes is not None:
@@ -235,13 +223,7 @@ class CachedForward:
 
         Same math as the gathered path with the identity index (no gather/scatter overhead).
         """
-        h = h0
-        for layer, blk in enumerate(self.blocks):
-            q, k, v = blk.qkv_heads(h)
-            self.k_cache[layer].copy_(k)
-            self.v_cache[layer].copy_(v)
-            h = h + blk.attn_residual(q, self.k_cache[layer], self.v_cache[layer])
-            h = h + blk.ffn_residual(h)
+        h = run_layers(self.blocks, h0, self.k_cache, self.v_cache, None)
         torch.sub(h, h0, out=self.crf)
         self.z_ref.copy_(z)
         self.feat.copy_(h)

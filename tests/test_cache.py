@@ -5,6 +5,7 @@ import pytest
 import torch
 
 import pyfdc
+from pyfdc import ops
 from pyfdc.cache import KVCache
 from opsutil import DEVICES, index_rows
 
@@ -14,16 +15,34 @@ def make(device="cpu"):
 
 
 @pytest.mark.parametrize("device", DEVICES)
-def test_shapes_and_views(device):
+def test_shapes(device):
     c = make(device)
     assert pyfdc.KVCache is KVCache
     assert c.shape == (3, 2, 2, 5, 4)
     assert c.crf.shape == (2, 5, 8) and c.z_ref.shape == (2, 5, 2)
-    assert c.last_refresh.shape == (2, 5) and (c.last_refresh == -1).all()
-    k1, v1 = c.layer(1)
-    assert k1.shape == (2, 2, 5, 4) and k1.data_ptr() == c.k[1].data_ptr() and v1.data_ptr() == c.v[1].data_ptr()
     with pytest.raises(ValueError, match="num_tokens=0"):
         KVCache(3, 2, 2, 0, 4, 2)
+
+
+def _step(c, z, k_new, probes, device):
+    """One select -> scatter -> feedback cycle; every input is made before it (see the allocation test)."""
+    probe, force, fresh, alpha = _extras(device, probes.shape[1])
+    idx, count = ops.select_tokens(z, c.z_ref, probe, force, 0, 0.3, 1e-3, idx_out=c.idx, count_out=c.count)
+    for layer in range(3):
+        ops.kv_scatter(c.k, c.v, layer, idx, k_new, k_new)
+    err = ops.error_feedback(c.crf, fresh, probes, alpha, err_out=c.err)
+    return idx, count, err
+
+
+_EXTRAS: dict = {}
+
+
+def _extras(device, P):
+    key = (device, P)
+    if key not in _EXTRAS:
+        _EXTRAS[key] = (torch.zeros(2, 5, dtype=torch.bool, device=device), torch.zeros(2, dtype=torch.bool, device=device),
+                        torch.ones(2, P, 8, device=device), torch.full((2,), 0.5, device=device))
+    return _EXTRAS[key]
 
 
 @pytest.mark.parametrize("device", DEVICES)
@@ -31,27 +50,17 @@ def test_step_cycle_reuses_buffers(device):
     c = make(device)
     ptrs = {name: t.data_ptr() for name, t in c.state_dict().items()}
     g = torch.Generator().manual_seed(0)
-    for step in range(3):
+    for _ in range(3):
         z = torch.randn(2, 5, 2, generator=g).to(device)
-        force = torch.tensor([step == 0, False], device=device)
-        idx, count = c.select(z, torch.zeros(2, 5, dtype=torch.bool, device=device), force, K=0, tau0=0.3, eps=1e-3)
-        assert idx is c.idx and count is c.count
         k_new = torch.randn(2, 2, 5, 4, generator=g).to(device)
-        for layer in range(3):
-            c.scatter(layer, idx, k_new, -k_new)
-        c.mark_refreshed(idx, z, step)
+        idx, count, err = _step(c, z, k_new, index_rows(2, 2, 5, "all", g).to(device), device)
+        assert idx is c.idx and count is c.count and err is c.err
         for b in range(2):
             sel = idx[b, : int(count[b])]
-            assert torch.equal(c.z_ref[b, sel], z[b, sel])
-            assert (c.last_refresh[b, sel] == step).all()
             assert torch.equal(c.k[2, b][:, sel], k_new[b][:, : len(sel)])
-        probes = index_rows(2, 2, 5, "all", g).to(device)
-        err = c.error_feedback(torch.ones(2, 2, 8, device=device), probes, torch.full((2,), 0.5, device=device))
-        assert err is c.err
-    assert (c.last_refresh[0] >= 0).all()  # sample 0 was forced at step 0
     assert {name: t.data_ptr() for name, t in c.state_dict().items()} == ptrs
     c.reset()
-    assert (c.k == 0).all() and (c.crf == 0).all() and (c.last_refresh == -1).all() and (c.idx == -1).all()
+    assert (c.k == 0).all() and (c.crf == 0).all() and (c.idx == -1).all()
     assert {name: t.data_ptr() for name, t in c.state_dict().items()} == ptrs
 
 
@@ -63,19 +72,11 @@ def test_compiled_ops_allocate_nothing_per_step(device):
     require_compiled(device)
     c = make(device)
     z = torch.randn(2, 5, 2, device=device)
-    probe, force = torch.zeros(2, 5, dtype=torch.bool, device=device), torch.zeros(2, dtype=torch.bool, device=device)
-    k_new, fresh = torch.randn(2, 2, 5, 4, device=device), torch.randn(2, 5, 8, device=device)
-    alpha = torch.full((2,), 0.1, device=device)
-
-    def step():
-        idx, _ = c.select(z, probe, force, K=1, tau0=0.5, eps=1e-3)
-        for layer in range(3):
-            c.scatter(layer, idx, k_new, k_new)
-        c.error_feedback(fresh, idx, alpha)
-
-    step()
+    k_new = torch.randn(2, 2, 5, 4, device=device)
+    probes = torch.tensor([[1, 3], [4, -1]], device=device)
+    _step(c, z, k_new, probes, device)
     activities = [ProfilerActivity.CPU] + ([ProfilerActivity.CUDA] if device == "cuda" else [])
     with profile(activities=activities, profile_memory=True) as prof:
-        step()
+        _step(c, z, k_new, probes, device)
     allocations = [e for e in prof.events() if e.name == "[memory]"]
     assert allocations == []

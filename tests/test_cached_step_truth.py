@@ -192,3 +192,21 @@ def test_cached_rows_do_no_work(net):
             h.remove()
     assert len(rows) == 3 * len(net.blocks)
     assert all(n == B * k for _, n in rows), rows
+
+
+def test_probe_padding_position_does_not_matter(net):
+    """A probe row with its padding first gives the same step as with its padding last (the slab rows
+    of the probes are laid out by the caller; a wrong layout fed another row's residual to the CRF)."""
+    outs = []
+    for row in ([[-1, 12], [6, 13]], [[12, -1], [6, 13]]):
+        fwd = CachedForward(net, 2, T, C, max_probes=2, dtype=torch.float64)
+        z0, t0, z1, t1 = _points(2, seed=5)
+        full = torch.arange(T).expand(2, T).contiguous()
+        fwd(z0, t0, full, torch.full((2,), T), None, torch.zeros(2, dtype=torch.float64), 1e-6)
+        fwd.cache.crf.add_(0.05)
+        idx = torch.full((2, T), -1)
+        idx[:, :3] = torch.tensor([0, 1, 2])
+        eps, err, _ = fwd(z1, t1, idx, torch.tensor([3, 3]), torch.tensor(row), torch.full((2,), 0.5, dtype=torch.float64), 1e-6)
+        outs.append((eps, err, fwd.cache.crf.clone()))
+    for a, b in zip(*outs):
+        torch.testing.assert_close(a, b, **TOL)
