@@ -82,6 +82,9 @@ class E2CRFConfig:
     (no probes, no warn refresh, drift ranking fills the budget).
     solver: the loop the cached evaluations feed: ``em`` (Euler–Maruyama, the paper's), ``ddim`` or
     ``dpm2m`` (deterministic; the state then changes only by the signal, no injected noise).
+    reuse: with ``budget``, what a cached token's residual is: ``frozen`` (the paper's, its value at
+    the last recompute) or ``linear`` (extrapolated along t through its last two recomputes, the
+    forecasting idea of TaylorSeer/FreqCa; more memory: one more ``(B, N', d)`` residual).
     compile: with ``budget``, run the three step functions through ``torch.compile(fullgraph=True)``
     (built once per network and batch size; same samples as eager to float rounding).
     """
@@ -101,6 +104,7 @@ class E2CRFConfig:
     budget: float | None = None
     compile: bool = False
     solver: str = "em"
+    reuse: str = "frozen"
 
     def __post_init__(self) -> None:
         if self.K is not None and (isinstance(self.K, bool) or not isinstance(self.K, int) or self.K < 0):
@@ -129,6 +133,10 @@ class E2CRFConfig:
             raise ValueError(f"E2CRFConfig.solver must be one of ('em', 'ddim', 'dpm2m'), got {self.solver!r}")
         if self.compile not in (True, False, 0, 1):
             raise ValueError(f"E2CRFConfig.compile must be a bool, got {self.compile!r}")
+        if self.reuse not in ("frozen", "linear"):
+            raise ValueError(f"E2CRFConfig.reuse must be 'frozen' or 'linear', got {self.reuse!r}")
+        if self.reuse != "frozen" and self.budget is None:
+            raise ValueError("E2CRFConfig.reuse='linear' needs a budget (only the budget step forecasts)")
         if self.compile and self.budget is None:
             raise ValueError("E2CRFConfig.compile needs a budget (only the static-shape step compiles)")
         if isinstance(self.probe_seed_offset, bool) or not isinstance(self.probe_seed_offset, int):

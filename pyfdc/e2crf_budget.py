@@ -43,7 +43,9 @@ class BudgetForward:
     def __init__(self, net: nn.Module, batch: int, num_tokens: int, token_dim: int, *, k: int, K: int,
                  num_probes: int, tau0: float, eps: float, energy_weighted: bool = True, eta: float = 1e-6,
                  dtype: torch.dtype = torch.float32, device: torch.device | str | None = None,
-                 compile: bool = False) -> None:
+                 compile: bool = False, reuse: str = "frozen") -> None:
+        if reuse not in REUSE:
+            raise ValueError(f"BudgetForward: reuse must be one of {REUSE}, got {reuse!r}")
         if not (K + 1 + num_probes <= k <= num_tokens):
             raise ValueError(f"BudgetForward: the budget k = {k} must hold the band 0..K and the probes "
                              f"(K + 1 + P = {K + 1 + num_probes}) and be at most N' = {num_tokens}")
@@ -64,6 +66,11 @@ class BudgetForward:
         self._rule = torch.zeros(batch, num_tokens + 1, dtype=torch.bool, **kw)
         self._sel = torch.zeros(batch, num_tokens + 1, dtype=torch.bool, **kw)
         self.arange_t = torch.arange(num_tokens, **kw)
+        # predictive reuse: each token's residual and time at its last two recomputes
+        self.reuse = reuse
+        self.crf_prev = torch.zeros(batch, num_tokens, self.d, dtype=dtype, **kw)
+        self.t_last = torch.full((batch, num_tokens), math.nan, dtype=dtype, **kw)
+        self.t_prev = torch.full((batch, num_tokens), math.nan, dtype=dtype, **kw)
         steps = (self._refresh, self._sparse, self._masked)
         if compile:
             steps = tuple(torch.compile(fn, fullgraph=True, dynamic=False) for fn in steps)
@@ -72,13 +79,17 @@ class BudgetForward:
     @property
     def cache_bytes(self) -> int:
         ts = (*self.cache.state_dict().values(), self.idx, self.overflow, self.feat, self._rule, self._sel)
+        if self.reuse == "linear":
+            ts += (self.crf_prev, self.t_last, self.t_prev)
         return int(sum(t.numel() * t.element_size() for t in ts))
 
     def reset(self) -> None:
         """Forget the previous batch (no reallocation, so compiled steps stay valid)."""
         self.cache.reset()
-        for t in (self.idx, self.overflow, self.err, self.feat):
+        for t in (self.idx, self.overflow, self.err, self.feat, self.crf_prev):
             t.zero_()
+        self.t_last.fill_(math.nan)
+        self.t_prev.fill_(math.nan)
 
     # ------------------------------------------------------------------ the three steps
     def refresh(self, z: Tensor, t: Tensor) -> Tensor:
@@ -101,10 +112,26 @@ class BudgetForward:
         c = self.cache
         h0 = self.net.embed(z, t)
         h = run_layers(self.blocks, h0, c.k, c.v, None)
+        if self.reuse == "linear":
+            self.crf_prev.copy_(c.crf)
+            self.t_prev.copy_(self.t_last)
+            self.t_last.copy_(t[:, None].expand(self.B, self.T))
         torch.sub(h, h0, out=c.crf)
         c.z_ref.copy_(z)
         self.feat.copy_(h)
         return self.net.head(h)
+
+    def _cached_residual(self, t: Tensor) -> Tensor:
+        """What a cached token adds to its embedding: ``C`` (frozen reuse) or ``C`` extrapolated to
+        ``t (B,)`` along the line through its last two recomputes (linear reuse; ``C`` where there is
+        only one)."""
+        c = self.cache.crf
+        if self.reuse == "frozen":
+            return c
+        span = self.t_last - self.t_prev                        # < 0: t decreases; NaN: one recompute
+        ok = span.abs() > 1e-12
+        w = torch.where(ok, (t[:, None] - self.t_last) / torch.where(ok, span, 1.0), 0.0)
+        return c + w[..., None] * (c - self.crf_prev)
 
     def _select(self, z: Tensor, probes: Tensor) -> Tensor:
         return ops.select_budget(z, self.cache.z_ref, probes, self.K, self.tau0, self.eps, self.energy_weighted,
@@ -132,10 +159,14 @@ class BudgetForward:
         for lo, hi in ((0, K + 1), (K + 1 + P, self.k)):              # rule rows: band, then drift
             if hi > lo:
                 ri = idx[:, lo:hi]
+                if self.reuse == "linear":
+                    self.crf_prev.scatter_(1, rows[:, lo:hi], c.crf.gather(1, rows[:, lo:hi]))
+                    self.t_prev.scatter_(1, ri, self.t_last.gather(1, ri))
+                    self.t_last.scatter_(1, ri, t[:, None].expand(B, hi - lo))
                 c.crf.scatter_(1, rows[:, lo:hi], fresh[:, lo:hi])
                 zr = ri[..., None].expand(B, hi - lo, self.C)
                 c.z_ref.scatter_(1, zr, z.gather(1, zr))
-        feat = torch.add(h0, c.crf, out=self.feat)                    # cached tokens: h0 + C
+        feat = torch.add(h0, self._cached_residual(t), out=self.feat)  # cached tokens: h0 + C
         feat.scatter_(1, rows, hs)                                    # recomputed ones: fresh
         return self.net.head(feat), err
 
@@ -157,11 +188,18 @@ class BudgetForward:
             err = torch.where(force, torch.zeros_like(err), err)
         else:
             err = torch.zeros_like(self.err)
+        if self.reuse == "linear":
+            torch.where(rule[..., None], c.crf, self.crf_prev, out=self.crf_prev)
+            torch.where(rule, self.t_last, self.t_prev, out=self.t_prev)
+            torch.where(rule, t[:, None], self.t_last, out=self.t_last)
         torch.where(rule[..., None], fresh, c.crf, out=c.crf)
         torch.where(rule[..., None], z, c.z_ref, out=c.z_ref)
-        torch.add(h0, c.crf, out=self.feat)
+        torch.add(h0, self._cached_residual(t), out=self.feat)
         torch.where(sel[..., None], h, self.feat, out=self.feat)
         return self.net.head(self.feat), err
+
+
+REUSE = ("frozen", "linear")
 
 
 def budget_size(budget: float, num_tokens: int, K: int, num_probes: int) -> int:

@@ -62,11 +62,11 @@ class BudgetEpsFn:
         self.use_warn = mode != "fixed"
         dev = torch.device(device)
         key = (self.B, num_tokens, token_dim, self.k, self.K, self.P, config.tau0, config.eps, mode != "no_energy",
-               config.eta, dtype, str(dev), config.compile)
+               config.eta, dtype, str(dev), config.compile, config.reuse)
         self.fwd = shared_forward(net, key, batch=self.B, num_tokens=num_tokens, token_dim=token_dim, k=self.k,
                                   K=self.K, num_probes=self.P, tau0=config.tau0, eps=config.eps,
                                   energy_weighted=mode != "no_energy", eta=config.eta, dtype=dtype, device=dev,
-                                  compile=config.compile)
+                                  compile=config.compile, reuse=config.reuse)
         B, T = self.B, num_tokens
         self.r = torch.zeros(B, dtype=dtype, device=dev)
         self.alpha = torch.zeros(B, dtype=dtype, device=dev)

@@ -210,3 +210,35 @@ def test_probe_padding_position_does_not_matter(net):
         outs.append((eps, err, fwd.cache.crf.clone()))
     for a, b in zip(*outs):
         torch.testing.assert_close(a, b, **TOL)
+
+
+@pytest.mark.parametrize("step", ["sparse", "masked"])
+def test_linear_reuse_extrapolates_cached_residuals(net, step):
+    """reuse='linear': a token recomputed at t0 and t1 but cached at t2 enters with
+    C(t1) + (t2 − t1)/(t1 − t0) · (C(t1) − C(t0)); one recomputed only at t0 enters with C(t0)."""
+    B, K, k = 2, 1, 5
+    fwd = BudgetForward(net, B, T, C, k=k, K=K, num_probes=0, tau0=0.5, eps=1e-6, dtype=torch.float64,
+                        reuse="linear")
+    g = torch.Generator().manual_seed(9)
+    z0 = torch.randn(B, T, C, generator=g, dtype=torch.float64)
+    ts = [torch.full((B,), v, dtype=torch.float64) for v in (0.8, 0.7, 0.65)]
+    none = torch.zeros(B, 0, dtype=torch.int64)
+    alpha = torch.zeros(B, dtype=torch.float64)
+    fwd.refresh(z0, ts[0])
+    c0 = fwd.cache.crf.clone()
+    z1 = z0.clone()
+    z1[:, 10:13] += 1.0                       # tokens 10-12 drift the most: they are recomputed at t1
+    run = (lambda z, t: fwd.sparse(z, t, none, alpha)) if step == "sparse" else \
+        (lambda z, t: fwd.masked(z, t, none, alpha, torch.zeros(B, dtype=torch.bool)))
+    run(z1, ts[1])
+    assert sorted(fwd.idx[0, K + 1:].tolist()) == [10, 11, 12]
+    c1 = fwd.cache.crf.clone()
+    z2 = z1.clone()
+    z2[:, 3:6] += 1.0                         # now tokens 3-5 are recomputed; 10-12 and the rest are cached
+    run(z2, ts[2])
+    assert sorted(fwd.idx[0, K + 1:].tolist()) == [3, 4, 5]
+    h0 = net.embed(z2, ts[2])
+    w = (0.65 - 0.7) / (0.7 - 0.8)
+    torch.testing.assert_close(fwd.feat[:, 10:13], h0[:, 10:13] + c1[:, 10:13] + w * (c1[:, 10:13] - c0[:, 10:13]), **TOL)
+    torch.testing.assert_close(fwd.feat[:, 7:10], h0[:, 7:10] + c0[:, 7:10], **TOL)
+    assert (c1[:, 10:13] - c0[:, 10:13]).abs().max() > 1e-3   # the extrapolation term is not negligible

@@ -52,10 +52,11 @@ def _run(model, cfg, n=4, batch=4, seed=0, offset=0, steps=16):
                                                   sample_offset=offset)
 
 
-@pytest.mark.parametrize("tau_warn", [0.5, 1e-3], ids=["rare_warn", "frequent_warn"])
-def test_budget_batch_invariance(model, tau_warn):
+@pytest.mark.parametrize("tau_warn,reuse", [(0.5, "frozen"), (1e-3, "frozen"), (1e-3, "linear")],
+                         ids=["rare_warn", "frequent_warn", "frequent_warn_linear"])
+def test_budget_batch_invariance(model, tau_warn, reuse):
     """A sample's trajectory does not depend on its batch, also when other samples warn-refresh."""
-    cfg = E2CRFConfig(**BUDGET, tau_warn=tau_warn, tau_safe=min(0.1, tau_warn))
+    cfg = E2CRFConfig(**BUDGET, tau_warn=tau_warn, tau_safe=min(0.1, tau_warn), reuse=reuse)
     xb, sb = _run(model, cfg, seed=3)
     k = math.ceil(0.4 * T)
     assert min(sb.recomputed_fraction) >= k / T - 1e-12 and sb.mean_recomputed_fraction < 1.0
@@ -99,6 +100,8 @@ def test_budget_float64():
     (dict(budget=1.5), r"budget must lie in"),
     (dict(budget=0.3, mode="naive_kv"), "budget works with modes"),
     (dict(compile=True), "compile needs a budget"),
+    (dict(budget=0.3, reuse="quadratic"), "reuse must be 'frozen' or 'linear'"),
+    (dict(reuse="linear"), "reuse='linear' needs a budget"),
 ])
 def test_budget_config_errors(bad, match):
     with pytest.raises(ValueError, match=match):
