@@ -22,6 +22,7 @@ _EXPORTS: dict[str, str] = {
     "DiffusionModel": "pyfdc.model",
     "Sampler": "pyfdc.sampling",
     "load_dataset": "pyfdc.data",
+    "load_series": "pyfdc.data",
     "Standardizer": "pyfdc.data",
     "sliced_wasserstein": "pyfdc.metrics",
     "marginal_wasserstein": "pyfdc.metrics",

@@ -114,8 +114,18 @@ def build_parser() -> argparse.ArgumentParser:
     p = sub.add_parser("train", help="train a diffusion model", description=(
         "Train a score network on a dataset's train split (a validation split is carved from it; "
         "the held-out split is never used). --out becomes a checkpoint folder."))
-    p.add_argument("--dataset", metavar="NAME", default="ecg", help="dataset name (default: ecg, embedded)")
+    p.add_argument("--dataset", metavar="NAME", help="dataset name (default: ecg, embedded)")
     p.add_argument("--data-root", metavar="DIR", type=Path, help="folder with the dataset's files (not needed for ecg)")
+    g = p.add_argument_group("your own data (instead of --dataset)")
+    g.add_argument("--data", metavar="FILE", type=Path,
+                   help=".npy (S, N[, M]), .npz (train/test arrays, or one array) or .csv (a series per line, "
+                        "no header); the checkpoint remembers the file so 'pyfdc evaluate' finds its held-out split")
+    g.add_argument("--split", choices=("time", "random"), help="hold out the last series in file order (time, "
+                   "default) or a seeded random subset")
+    g.add_argument("--test-fraction", metavar="F", type=_typed(float, lambda v: 0 < v < 1, "a number in (0, 1)"),
+                   help="held-out share of the series (default: 0.2)")
+    g.add_argument("--channels", metavar="M", type=pos_int,
+                   help="CSV only: channels per line, stored one after another (default: 1)")
     p.add_argument("--config", choices=("small", "paper"), default="small",
                    help="network size: small (CPU) or paper (10 layers, 3.2M params) (default: small)")
     p.add_argument("--domain", choices=("freq", "time", "chart"), default="freq",
@@ -190,6 +200,8 @@ def build_parser() -> argparse.ArgumentParser:
     p.add_argument("--samples", type=Path, required=True, metavar="DIR",
                    help="folder written by 'pyfdc sample' (or a .npy file)")
     p.add_argument("--data-root", metavar="DIR", type=Path, help="folder with the dataset's files (not needed for ecg)")
+    p.add_argument("--data", metavar="FILE", type=Path,
+                   help="the data file the model was trained on, if it moved (its SHA-256 must match)")
     p.add_argument("--projections", metavar="L", type=_typed(int, lambda v: v >= 2, "an integer >= 2"), default=10_000,
                    help="random projections of the SW estimate (default: 10000)")
     p.add_argument("--seed", type=nonneg_int, default=0, help="projection and C2ST seed (default: 0)")
@@ -250,8 +262,24 @@ def _echo(msg: str) -> None:
 # ----------------------------------------------------------------------------- train
 
 
+def _train_data(args: argparse.Namespace) -> Any:
+    from pyfdc.data import load_dataset, load_series
+
+    own = {"--split": args.split, "--test-fraction": args.test_fraction, "--channels": args.channels}
+    if args.data is None:
+        given = [k for k, v in own.items() if v is not None]
+        if given:
+            raise UsageError(f"{', '.join(given)} need --data FILE")
+        return load_dataset(args.dataset or "ecg", root=args.data_root)
+    if args.dataset is not None or args.data_root is not None:
+        raise UsageError("--data FILE replaces --dataset/--data-root; give one or the other")
+    if args.channels is not None and args.data.suffix.lower() != ".csv":
+        raise UsageError("--channels is for .csv files only (arrays carry their channel axis)")
+    return load_series(args.data, split=args.split or "time", test_fraction=args.test_fraction or 0.2,
+                       channels=args.channels or 1, seed=args.seed)
+
+
 def cmd_train(args: argparse.Namespace) -> dict[str, Any]:
-    from pyfdc.data import load_dataset
     from pyfdc.training import TrainConfig, train
 
     warmup = args.warmup_epochs if args.warmup_epochs is not None else round(0.1 * args.epochs)
@@ -267,7 +295,7 @@ def cmd_train(args: argparse.Namespace) -> dict[str, Any]:
                       val_fraction=args.val_fraction, seed=args.seed, max_minutes=args.max_minutes,
                       small_t_fraction=args.small_t_fraction,
                       device=_check_device(args.device))
-    dataset = load_dataset(args.dataset, root=args.data_root)
+    dataset = _train_data(args)
     model_config: Any = dict(TINY_MODEL) if args.tiny else args.config
     result = train(dataset, args.out, model_config=model_config, transform_kind=args.domain,
                    train_config=cfg, resume=args.resume, progress=args.progress,
@@ -444,8 +472,19 @@ def cmd_evaluate(args: argparse.Namespace) -> dict[str, Any]:
     config = read_config(args.checkpoint)
     samples, stats_dir = _load_samples(args.samples)
     out = _prepare_out(args.out, args.overwrite)
-    name = config.get("dataset") or "ecg"
-    dataset = load_dataset(name, root=args.data_root)
+    data_meta = (config.get("meta") or {}).get("data_file")
+    if data_meta is not None:
+        from pyfdc.data import reload_from_meta
+
+        dataset = reload_from_meta(data_meta, args.data)
+    elif args.data is not None:
+        raise UsageError(f"--data: checkpoint {args.checkpoint} was trained on dataset "
+                         f"{config.get('dataset')!r}, not on a file")
+    elif config.get("dataset") is None:
+        raise UsageError(f"checkpoint {args.checkpoint} does not record the dataset it was trained on, so its "
+                         "held-out split is unknown")
+    else:
+        dataset = load_dataset(config["dataset"], root=args.data_root)
     reference = _load_samples(args.reference)[0] if args.reference is not None else None
     metrics = evaluate_samples(samples, dataset, out, args.projections, args.seed, stats_dir,
                                c2st_repeats=args.c2st_repeats, reference=reference)

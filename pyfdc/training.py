@@ -350,6 +350,7 @@ def train(
     steps_per_epoch = math.ceil(len(z_fit) / cfg.batch_size)
     meta = {
         "dataset": getattr(dataset, "name", None),
+        "data_file": (getattr(dataset, "meta", None) or {}).get("source") == "file" and dict(dataset.meta) or None,
         "transform_kind": transform_kind,
         "scaling": scaling,
         "pinning": pinning,

@@ -4,6 +4,8 @@ from __future__ import annotations
 from .dataset import TimeSeriesDataset, check_series
 from .embedded import load_embedded_ecg
 from .loaders import available_datasets, load_dataset
+from .own import load_series, reload_from_meta
 from .standardize import Standardizer
 
-__all__ = ["TimeSeriesDataset", "Standardizer", "available_datasets", "load_dataset", "load_embedded_ecg", "check_series"]
+__all__ = ["TimeSeriesDataset", "Standardizer", "available_datasets", "load_dataset", "load_embedded_ecg", "check_series",
+           "load_series", "reload_from_meta"]

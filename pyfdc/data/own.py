@@ -1,0 +1,152 @@
+"""The user's own series from one file: ``.npy``, ``.npz`` or ``.csv`` -> :class:`TimeSeriesDataset`.
+
+* ``.npy``: one array ``(S, N)`` (one channel) or ``(S, N, M)``; split here.
+* ``.npz``: arrays ``train`` and ``test`` (already split, kept as they are), or one array (any name)
+  split here.
+* ``.csv``: one series per line, comma-separated numbers, no header. With ``channels = M`` a line
+  holds the M channels one after another (``N·M`` values: channel 0's N values, then channel 1's…).
+
+Splits: ``time`` (the last ``test_fraction`` of the series, in file order, are held out — right for
+series cut from one recording) or ``random`` (seeded). The dataset's ``meta`` records the file's
+absolute path, SHA-256, split and arguments, so a checkpoint trained on it can find its held-out
+split again (:func:`reload_from_meta`) and refuses a file that changed since.
+"""
+from __future__ import annotations
+
+import hashlib
+import os
+from pathlib import Path
+from typing import Any
+
+import numpy as np
+
+from .dataset import TimeSeriesDataset
+
+SPLITS = ("time", "random")
+SUFFIXES = (".npy", ".npz", ".csv")
+
+
+def _fail(path: Path, what: str) -> ValueError:
+    return ValueError(f"{path}: {what}")
+
+
+def _read_csv(path: Path, channels: int) -> np.ndarray:
+    rows: list[list[float]] = []
+    try:
+        text = path.read_text(encoding="utf-8")
+    except UnicodeDecodeError:
+        raise _fail(path, "is not a text CSV file (undecodable bytes)") from None
+    for lineno, line in enumerate(text.splitlines(), start=1):
+        if not line.strip():
+            continue                                   # blank lines (e.g. a trailing one) are skipped
+        row = []
+        for col, cell in enumerate(line.split(","), start=1):
+            try:
+                row.append(float(cell))
+            except ValueError:
+                raise _fail(path, f"line {lineno}, column {col}: expected a number, got {cell.strip()[:30]!r}"
+                                  + (" (a header row? remove it)" if lineno == 1 else "")) from None
+        if rows and len(row) != len(rows[0]):
+            raise _fail(path, f"line {lineno} has {len(row)} values but earlier lines have {len(rows[0])}: "
+                              "every series must have the same length")
+        rows.append(row)
+    if not rows:
+        raise _fail(path, "holds no series")
+    x = np.asarray(rows, dtype=np.float64)
+    if x.shape[1] % channels:
+        raise _fail(path, f"lines have {x.shape[1]} values, not a multiple of --channels {channels}")
+    return x.reshape(len(x), channels, x.shape[1] // channels).transpose(0, 2, 1)
+
+
+def _as_series(x: np.ndarray, path: Path, what: str) -> np.ndarray:
+    if x.dtype.kind not in "fiu":
+        raise _fail(path, f"{what} must hold numbers, got dtype {x.dtype}")
+    if x.ndim == 2:
+        x = x[:, :, None]
+    if x.ndim != 3:
+        raise _fail(path, f"{what} must have shape (S, N) or (S, N, M), got {list(x.shape)}")
+    return x
+
+
+def _split(x: np.ndarray, split: str, test_fraction: float, seed: int, path: Path) -> tuple[np.ndarray, np.ndarray]:
+    n_test = int(round(test_fraction * len(x)))
+    if n_test < 1 or len(x) - n_test < 2:
+        raise _fail(path, f"{len(x)} series cannot be split with test fraction {test_fraction} "
+                          "(need >= 2 to train on and >= 1 held out)")
+    order = np.arange(len(x)) if split == "time" else np.random.default_rng(seed).permutation(len(x))
+    return x[order[:-n_test]], x[order[-n_test:]]
+
+
+def file_sha256(path: str | os.PathLike[str]) -> str:
+    h = hashlib.sha256()
+    with open(path, "rb") as fh:
+        for block in iter(lambda: fh.read(1 << 20), b""):
+            h.update(block)
+    return h.hexdigest()
+
+
+def load_series(path: str | os.PathLike[str], *, split: str = "time", test_fraction: float = 0.2,
+                channels: int = 1, seed: int = 0) -> TimeSeriesDataset:
+    """Read one file of series and split it into train / held-out (see the module docstring).
+
+    Raises ``ValueError`` naming the file (and line, for CSV) for anything unreadable, and
+    ``FileNotFoundError`` for a missing file.
+    """
+    p = Path(path)
+    if split not in SPLITS:
+        raise ValueError(f"split must be one of {SPLITS}, got {split!r}")
+    if isinstance(test_fraction, bool) or not isinstance(test_fraction, (int, float)) or not 0 < test_fraction < 1:
+        raise ValueError(f"test_fraction must be a number in (0, 1), got {test_fraction!r}")
+    if isinstance(channels, bool) or not isinstance(channels, int) or channels < 1:
+        raise ValueError(f"channels must be an int >= 1, got {channels!r}")
+    if not p.is_file():
+        raise FileNotFoundError(f"{p}: no such data file")
+    suffix = p.suffix.lower()
+    if suffix not in SUFFIXES:
+        raise _fail(p, f"unknown data format {suffix or '(no suffix)'!r}; expected one of {SUFFIXES}")
+    presplit = False
+    try:
+        if suffix == ".csv":
+            x = _read_csv(p, channels)
+        elif suffix == ".npy":
+            x = _as_series(np.load(p, allow_pickle=False), p, "the array")
+        else:
+            with np.load(p, allow_pickle=False) as z:
+                names = list(z.files)
+                if "train" in names and "test" in names:
+                    train, test = (_as_series(z[n], p, f"array {n!r}") for n in ("train", "test"))
+                    presplit = True
+                elif len(names) == 1:
+                    x = _as_series(z[names[0]], p, f"array {names[0]!r}")
+                else:
+                    raise _fail(p, f"holds arrays {names}; expected 'train' and 'test', or a single array")
+    except (OSError, EOFError) as exc:                         # truncated / not an array file
+        raise _fail(p, f"cannot be read as {suffix}: {exc}") from None
+    except ValueError as exc:
+        if str(exc).startswith(str(p)):
+            raise
+        raise _fail(p, f"cannot be read as {suffix}: {exc}") from None
+    if not presplit:
+        train, test = _split(x, split, float(test_fraction), seed, p)
+    meta: dict[str, Any] = {"source": "file", "path": str(p.resolve()), "sha256": file_sha256(p),
+                            "split": "file" if presplit else split, "test_fraction": float(test_fraction),
+                            "channels": channels, "seed": seed}
+    try:
+        return TimeSeriesDataset(f"file:{p.name}", train, test, meta)
+    except ValueError as exc:
+        raise _fail(p, str(exc)) from None
+
+
+def reload_from_meta(meta: dict[str, Any], path: str | os.PathLike[str] | None = None) -> TimeSeriesDataset:
+    """The dataset a checkpoint was trained on, from its recorded ``meta`` (optionally from another
+    ``path`` holding the same bytes). Refuses a file whose SHA-256 differs from the recorded one."""
+    src = Path(path) if path is not None else Path(meta["path"])
+    if not src.is_file():
+        raise FileNotFoundError(f"{src}: the data file this model was trained on is gone; pass --data FILE")
+    digest = file_sha256(src)
+    if digest != meta.get("sha256"):
+        raise ValueError(f"{src}: its contents differ from the file this model was trained on "
+                         f"(SHA-256 {digest[:12]}… vs {str(meta.get('sha256'))[:12]}…); its held-out split "
+                         "would not be held out")
+    return load_series(src, split=meta["split"] if meta["split"] in SPLITS else "time",
+                       test_fraction=meta["test_fraction"], channels=meta["channels"], seed=meta["seed"])
