@@ -231,13 +231,31 @@ def build_parser() -> argparse.ArgumentParser:
 # ----------------------------------------------------------------------------- helpers
 
 
-def _prepare_out(out: Path, overwrite: bool) -> Path:
+SAMPLE_OUTPUTS = ("samples.npy", "sample_info.json", "e2crf_stats.json")
+EVALUATE_OUTPUTS = ("metrics.json", "spectral_density.png", "sample_grid.png", "e2crf_stats.png")
+
+
+def _prepare_out(out: Path, overwrite: bool, produces: tuple[str, ...] | None = None) -> Path:
+    """Check ``--out``. With ``--overwrite`` and ``produces`` (every file the command can write), a
+    folder holding anything else is refused; old outputs stay until :func:`_finish_out`."""
     if out.exists() and not out.is_dir():
         raise UsageError(f"--out {out} exists and is not a folder")
-    if out.is_dir() and any(out.iterdir()) and not overwrite:
-        raise UsageError(f"--out {out} is not empty; choose a new folder or pass --overwrite")
+    if out.is_dir() and any(out.iterdir()):
+        if not overwrite:
+            raise UsageError(f"--out {out} is not empty; choose a new folder or pass --overwrite")
+        if produces is not None:
+            foreign = sorted(p.name for p in out.iterdir() if p.name not in produces)
+            if foreign:
+                raise UsageError(f"--out {out} holds files this command does not write ({', '.join(foreign[:5])}); "
+                                 "--overwrite replaces only a folder of its own outputs")
     out.mkdir(parents=True, exist_ok=True)
     return out
+
+
+def _finish_out(out: Path, produces: tuple[str, ...], written: set[str]) -> None:
+    """Remove outputs of an earlier run that this run did not rewrite (e.g. stale E2-CRF stats)."""
+    for name in set(produces) - written:
+        (out / name).unlink(missing_ok=True)
 
 
 def _write_json(path: Path, obj: Any) -> None:
@@ -356,7 +374,7 @@ def cmd_sample(args: argparse.Namespace) -> dict[str, Any]:
         raise UsageError(f"--e2crf-* options need --sampler e2crf (got --sampler {args.sampler})")
     e2cfg = _e2crf_config(args) if args.sampler == "e2crf" else None  # validate before any work
     model = load_checkpoint(args.checkpoint, map_location=_check_device(args.device))
-    out = _prepare_out(args.out, args.overwrite)
+    out = _prepare_out(args.out, args.overwrite, SAMPLE_OUTPUTS)
     samples, stats, wall = draw_samples(model, args.sampler, args.num_samples, args.steps,
                                         args.batch_size, args.seed, args.progress, e2cfg)
     _save_npy(out / SAMPLES_FILE, samples)
@@ -373,6 +391,7 @@ def cmd_sample(args: argparse.Namespace) -> dict[str, Any]:
         info["mean_recomputed_fraction"] = stats.get("mean_recomputed_fraction")
         _write_json(out / STATS_FILE, stats)
     _write_json(out / SAMPLE_INFO_FILE, info)
+    _finish_out(out, SAMPLE_OUTPUTS, {SAMPLES_FILE, SAMPLE_INFO_FILE} | ({STATS_FILE} if stats is not None else set()))
     _echo(f"{args.num_samples} samples in {wall:.1f}s ({info['series_per_second']:.2f} series/s) -> {out}")
     return info
 
@@ -413,7 +432,27 @@ def _load_samples(path: Path) -> tuple[Any, Path | None]:
         raise UsageError(f"--samples: {file} must hold an (S, N, M) array, got shape {list(arr.shape)}")
     if not np.isfinite(arr).all():
         raise UsageError(f"--samples: {file} contains NaN/Inf")
-    return arr, (file.parent if file.parent.joinpath(STATS_FILE).is_file() else None)
+    stats_dir = file.parent if file.parent.joinpath(STATS_FILE).is_file() else None
+    info_file = file.parent / SAMPLE_INFO_FILE
+    if stats_dir is not None and info_file.is_file():
+        try:
+            if json.loads(info_file.read_text()).get("sampler") != "e2crf":
+                stats_dir = None            # stats left by an earlier E2-CRF run in the same folder
+        except (ValueError, UnicodeDecodeError, AttributeError) as exc:
+            raise UsageError(f"--samples: {info_file} is not valid JSON ({exc})") from None
+    if stats_dir is not None:
+        _read_stats(stats_dir)              # reject a corrupt file before anything is written
+    return arr, stats_dir
+
+
+def _read_stats(stats_dir: Path) -> dict[str, Any]:
+    try:
+        stats = json.loads((stats_dir / STATS_FILE).read_text())
+        if not isinstance(stats, dict):
+            raise ValueError("not a JSON object")
+    except (ValueError, UnicodeDecodeError) as exc:
+        raise UsageError(f"{stats_dir / STATS_FILE}: corrupt E2-CRF statistics ({exc})") from None
+    return stats
 
 
 def evaluate_samples(samples: Any, dataset: Any, out: Path, projections: int, seed: int,
@@ -425,6 +464,7 @@ def evaluate_samples(samples: Any, dataset: Any, out: Path, projections: int, se
     from pyfdc import plots
 
     test, train = dataset.test, dataset.train
+    stats = None if stats_dir is None else _read_stats(stats_dir)   # before anything is written
     out.mkdir(parents=True, exist_ok=True)
     if samples.shape[1:] != test.shape[1:]:
         raise UsageError(f"samples have (N, M) = {tuple(samples.shape[1:])} but dataset "
@@ -456,12 +496,13 @@ def evaluate_samples(samples: Any, dataset: Any, out: Path, projections: int, se
             metrics["quality_vs_reference"]["same_noise_pairs"] = dev["median"] < 0.5
     plots.plot_spectral_density(test, samples, out / "spectral_density.png")
     plots.plot_sample_grid(samples, out / "sample_grid.png", real=test)
-    if stats_dir is not None:
-        stats = json.loads((stats_dir / STATS_FILE).read_text())
+    if stats is not None:
         plots.plot_e2crf_stats(stats, out / "e2crf_stats.png")
         metrics["e2crf"] = {k: stats.get(k) for k in ("mode", "hit_rate", "mean_recomputed_fraction",
                                                      "refresh_steps", "cache_bytes")}
     _write_json(out / METRICS_FILE, metrics)
+    _finish_out(out, EVALUATE_OUTPUTS, {METRICS_FILE, "spectral_density.png", "sample_grid.png"}
+                | ({"e2crf_stats.png"} if stats is not None else set()))
     return metrics
 
 
@@ -471,7 +512,7 @@ def cmd_evaluate(args: argparse.Namespace) -> dict[str, Any]:
 
     config = read_config(args.checkpoint)
     samples, stats_dir = _load_samples(args.samples)
-    out = _prepare_out(args.out, args.overwrite)
+    out = _prepare_out(args.out, args.overwrite, EVALUATE_OUTPUTS)
     data_meta = (config.get("meta") or {}).get("data_file")
     if data_meta is not None:
         from pyfdc.data import reload_from_meta

@@ -111,3 +111,26 @@ def test_cli_own_data_errors(tmp_path, capsys, argv, match):
     code, text = _run(capsys, "train", "--tiny", *argv, "--out", tmp_path / "m", "--no-progress")
     assert code == 2 and match in text and "Traceback" not in text
     assert len(text.strip().splitlines()) == 1
+
+
+def test_overwrite_leaves_no_stale_outputs(tmp_path, capsys):
+    """sample --overwrite of an E2-CRF folder with plain EM drops the old stats; evaluate then plots
+    none; a corrupt stats file is refused before anything is written; foreign files are refused."""
+    data = tmp_path / "mine.npy"
+    np.save(data, _series(S=24, N=32))
+    ck, smp = tmp_path / "model", tmp_path / "samples"
+    assert _run(capsys, "train", "--tiny", "--data", data, "--epochs", "1", "--out", ck, "--no-progress")[0] == 0
+    base = ["sample", "--checkpoint", ck, "--num-samples", "4", "--steps", "4", "--out", smp, "--no-progress"]
+    assert _run(capsys, *base, "--sampler", "e2crf")[0] == 0 and (smp / "e2crf_stats.json").is_file()
+    assert _run(capsys, *base, "--overwrite")[0] == 0
+    assert not (smp / "e2crf_stats.json").exists()
+    ev = tmp_path / "eval"
+    ev_args = ["evaluate", "--checkpoint", ck, "--samples", smp, "--projections", "50", "--c2st-repeats", "0"]
+    assert _run(capsys, *ev_args, "--out", ev)[0] == 0 and not (ev / "e2crf_stats.png").exists()
+    assert _run(capsys, *base, "--sampler", "e2crf", "--overwrite")[0] == 0
+    (smp / "e2crf_stats.json").write_text("{truncated")
+    code, text = _run(capsys, *ev_args, "--out", tmp_path / "ev2")
+    assert code == 2 and "corrupt E2-CRF statistics" in text and not (tmp_path / "ev2").exists()
+    (smp / "notes.txt").write_text("mine")
+    code, text = _run(capsys, *base, "--overwrite")
+    assert code == 2 and "holds files this command does not write (notes.txt)" in text
