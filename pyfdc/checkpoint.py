@@ -1,11 +1,13 @@
-"""Checkpoints: a folder with ``model.safetensors`` (weights) and ``config.json`` (everything else).
+"""Checkpoints: a folder with a weights file (safetensors) and ``config.json`` (everything else).
 
 ``config.json`` holds the format tag and version, the pyfdc version, the model config, the SDE,
 the token transform (kind, N, M), the standardizer, the dataset name, free-form extras (the
-training summary) and the SHA-256 of the weights file. Weights are written first and the
-config last, both atomically (temp file + rename), so the config acts as the commit record: a
-folder whose weights do not match the recorded hash (truncated, corrupt or from another save)
-is rejected with :class:`CheckpointError` instead of loading silently wrong weights.
+training summary), the weights file's name and its SHA-256. Saving writes the weights under a new,
+content-addressed name (``model-<sha256[:16]>.safetensors``), then the config (atomically: temp
+file + rename), then deletes the previous weights. The config rename is the single commit point:
+a kill at any moment leaves a folder that loads either the old model or the new one, never a mix.
+Weights that do not match the recorded hash (truncated, corrupt) are rejected with
+:class:`CheckpointError`. Folders written before content addressing name ``model.safetensors``.
 """
 from __future__ import annotations
 
@@ -20,7 +22,7 @@ import torch
 
 from pyfdc._io import atomic_write_bytes, atomic_write_text
 
-__all__ = ["CheckpointError", "save_checkpoint", "load_checkpoint", "read_config",
+__all__ = ["CheckpointError", "save_checkpoint", "load_checkpoint", "read_config", "weights_path",
            "update_checkpoint_extra", "WEIGHTS_FILE", "CONFIG_FILE", "FORMAT", "FORMAT_VERSION"]
 
 WEIGHTS_FILE = "model.safetensors"
@@ -101,10 +103,26 @@ def save_checkpoint(directory: str | Path, model: Any, extra: dict[str, Any] | N
         "extra": extra or {},
         "weights_sha256": _sha256(blob),
     }
+    wname = f"model-{config['weights_sha256'][:16]}.safetensors"
+    config["weights_file"] = wname
     text = json.dumps(_json_safe(config), indent=2, sort_keys=False)
-    atomic_write_bytes(out / WEIGHTS_FILE, blob)
-    atomic_write_text(out / CONFIG_FILE, text + "\n")
+    atomic_write_bytes(out / wname, blob)
+    atomic_write_text(out / CONFIG_FILE, text + "\n")      # commit: from here on the new model loads
+    for old in out.glob("model*.safetensors"):
+        if old.name != wname:
+            old.unlink(missing_ok=True)
     return out
+
+
+def weights_path(directory: str | Path) -> Path:
+    """The weights file a checkpoint folder's config commits to."""
+    folder = Path(directory)
+    config = read_config(folder)
+    name = config.get("weights_file", WEIGHTS_FILE)
+    if not isinstance(name, str) or name != Path(name).name or not name.endswith(".safetensors"):
+        raise CheckpointError(f"{folder / CONFIG_FILE}: weights_file must be a .safetensors file name in the "
+                              f"folder, got {name!r}")
+    return folder / name
 
 
 def read_config(directory: str | Path) -> dict[str, Any]:
@@ -159,7 +177,7 @@ def load_checkpoint(directory: str | Path, map_location: str | torch.device = "c
 
     folder = Path(directory)
     config = read_config(folder)
-    cfg_path, w_path = folder / CONFIG_FILE, folder / WEIGHTS_FILE
+    cfg_path, w_path = folder / CONFIG_FILE, weights_path(folder)
     if not w_path.is_file():
         raise CheckpointError(f"{w_path}: missing (config.json is present)")
     blob = w_path.read_bytes()

@@ -219,9 +219,9 @@ def _prepare_out_dir(out: Path, resume: bool, overwrite: bool) -> None:
             "its checkpoint, or resume=True (CLI: --resume) to continue training")
     out.mkdir(parents=True, exist_ok=True)
     if overwrite:
-        from pyfdc.checkpoint import CONFIG_FILE, WEIGHTS_FILE
-
-        for name in (STATE_FILE, HISTORY_FILE, CONFIG_FILE, WEIGHTS_FILE):
+        # The old checkpoint (config + weights) stays loadable until the new run commits its first
+        # one (save_checkpoint replaces it atomically); only the old run's resume state goes now.
+        for name in (STATE_FILE, HISTORY_FILE):
             (out / name).unlink(missing_ok=True)
 
 

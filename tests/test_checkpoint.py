@@ -9,7 +9,7 @@ import pytest
 import torch
 from safetensors.torch import load_file, save
 
-from pyfdc.checkpoint import (CONFIG_FILE, WEIGHTS_FILE, CheckpointError, load_checkpoint,
+from pyfdc.checkpoint import (CONFIG_FILE, CheckpointError, load_checkpoint, weights_path,
                               read_config, save_checkpoint, update_checkpoint_extra)
 from pyfdc.data import Standardizer
 from pyfdc.model import DiffusionModel
@@ -31,7 +31,7 @@ def _rehash(folder: Path) -> None:
     import hashlib
 
     cfg = json.loads((folder / CONFIG_FILE).read_text())
-    cfg["weights_sha256"] = hashlib.sha256((folder / WEIGHTS_FILE).read_bytes()).hexdigest()
+    cfg["weights_sha256"] = hashlib.sha256(weights_path(folder).read_bytes()).hexdigest()
     (folder / CONFIG_FILE).write_text(json.dumps(cfg))
 
 
@@ -53,7 +53,7 @@ def test_round_trip_is_exact(tmp_path: Path, kind: str) -> None:
     cfg = read_config(tmp_path)
     assert cfg["extra"]["training"] == {"best_epoch": 3, "loss": None}  # NaN stored as JSON null
     assert cfg["transform"] == {"kind": kind, "n": 16, "m": 2}
-    assert sorted(p.name for p in tmp_path.iterdir()) == [CONFIG_FILE, WEIGHTS_FILE]  # no temp files
+    assert sorted(p.name for p in tmp_path.iterdir()) == sorted([CONFIG_FILE, weights_path(tmp_path).name])  # no temp files
 
 
 def test_resave_and_update_extra(tmp_path: Path) -> None:
@@ -72,25 +72,25 @@ def test_checkpoint_error_is_value_error() -> None:
 
 def test_truncated_weights(tmp_path: Path) -> None:
     save_checkpoint(tmp_path, _model(), {})
-    w = tmp_path / WEIGHTS_FILE
+    w = weights_path(tmp_path)
     w.write_bytes(w.read_bytes()[:-100])
-    with pytest.raises(CheckpointError, match=r"model\.safetensors.*(truncated|corrupt)"):
+    with pytest.raises(CheckpointError, match=r"model-[0-9a-f]{16}\.safetensors.*(truncated|corrupt)"):
         load_checkpoint(tmp_path)
 
 
 def test_corrupt_safetensors_even_with_matching_hash(tmp_path: Path) -> None:
     save_checkpoint(tmp_path, _model(), {})
-    (tmp_path / WEIGHTS_FILE).write_bytes(b"\x08\x00\x00\x00\x00\x00\x00\x00{notjson")
+    weights_path(tmp_path).write_bytes(b"\x08\x00\x00\x00\x00\x00\x00\x00{notjson")
     _rehash(tmp_path)
-    with pytest.raises(CheckpointError, match=r"model\.safetensors: corrupt safetensors"):
+    with pytest.raises(CheckpointError, match=r"model-[0-9a-f]{16}\.safetensors: corrupt safetensors"):
         load_checkpoint(tmp_path)
 
 
 def test_missing_key(tmp_path: Path) -> None:
     save_checkpoint(tmp_path, _model(), {})
-    tensors = load_file(tmp_path / WEIGHTS_FILE)
+    tensors = load_file(weights_path(tmp_path))
     del tensors["out_proj.weight"]
-    (tmp_path / WEIGHTS_FILE).write_bytes(save(tensors))
+    weights_path(tmp_path).write_bytes(save(tensors))
     _rehash(tmp_path)
     with pytest.raises(CheckpointError, match=r"missing keys \['out_proj.weight'\]"):
         load_checkpoint(tmp_path)
@@ -140,8 +140,8 @@ def test_missing_and_truncated_files(tmp_path: Path) -> None:
     with pytest.raises(CheckpointError, match=r"config\.json: missing"):
         load_checkpoint(tmp_path)
     save_checkpoint(tmp_path, _model(), {})
-    (tmp_path / WEIGHTS_FILE).unlink()
-    with pytest.raises(CheckpointError, match=r"model\.safetensors: missing"):
+    weights_path(tmp_path).unlink()
+    with pytest.raises(CheckpointError, match=r"model-[0-9a-f]{16}\.safetensors: missing"):
         load_checkpoint(tmp_path)
 
 
@@ -151,6 +151,42 @@ def test_weights_from_another_save_are_rejected(tmp_path: Path) -> None:
         b.net.out_proj.weight.add_(1.0)
     save_checkpoint(tmp_path / "a", a, {})
     save_checkpoint(tmp_path / "b", b, {})
-    (tmp_path / "a" / WEIGHTS_FILE).write_bytes((tmp_path / "b" / WEIGHTS_FILE).read_bytes())
+    weights_path(tmp_path / "a").write_bytes(weights_path(tmp_path / "b").read_bytes())
     with pytest.raises(CheckpointError, match="do not match the SHA-256"):
         load_checkpoint(tmp_path / "a")
+
+
+def test_replacing_is_atomic(tmp_path: Path, monkeypatch: pytest.MonkeyPatch) -> None:
+    """A save killed after its weights but before its config leaves the old model loadable; a
+    finished save leaves exactly the new model (one weights file)."""
+    import pyfdc.checkpoint as ck
+
+    a, b = _model(), _model()
+    with torch.no_grad():
+        b.net.out_proj.weight.add_(1.0)
+    save_checkpoint(tmp_path, a, {"which": "a"})
+
+    def killed(*args, **kwargs):
+        raise KeyboardInterrupt
+
+    monkeypatch.setattr(ck, "atomic_write_text", killed)
+    with pytest.raises(KeyboardInterrupt):
+        save_checkpoint(tmp_path, b, {"which": "b"})
+    monkeypatch.undo()
+    assert len(list(tmp_path.glob("*.safetensors"))) == 2          # the new weights are there, uncommitted
+    loaded = load_checkpoint(tmp_path)
+    assert loaded.meta["extra"]["which"] == "a"
+    assert torch.equal(loaded.net.out_proj.weight, a.net.out_proj.weight)
+    save_checkpoint(tmp_path, b, {"which": "b"})
+    assert [p.name for p in tmp_path.glob("*.safetensors")] == [weights_path(tmp_path).name]
+    assert torch.equal(load_checkpoint(tmp_path).net.out_proj.weight, b.net.out_proj.weight)
+
+
+def test_train_overwrite_keeps_the_old_checkpoint_until_replaced(tmp_path: Path) -> None:
+    from pyfdc.training import _prepare_out_dir
+
+    save_checkpoint(tmp_path, _model(), {"which": "old"})
+    (tmp_path / "train_state.pt").write_bytes(b"old state")
+    _prepare_out_dir(tmp_path, resume=False, overwrite=True)       # what a new run does first
+    assert not (tmp_path / "train_state.pt").exists()
+    assert load_checkpoint(tmp_path).meta["extra"]["which"] == "old"
