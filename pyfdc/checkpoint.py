@@ -20,6 +20,7 @@ from typing import Any
 
 import torch
 
+from pyfdc._device import check_device
 from pyfdc._io import atomic_write_bytes, atomic_write_text
 
 __all__ = ["CheckpointError", "save_checkpoint", "load_checkpoint", "read_config", "weights_path",
@@ -114,6 +115,14 @@ def save_checkpoint(directory: str | Path, model: Any, extra: dict[str, Any] | N
     return out
 
 
+def _require(section: Any, keys: Any, name: str) -> None:
+    if not isinstance(section, dict):
+        raise ValueError(f"{name} must be an object, got {section!r}")
+    missing = [k for k in keys if k not in section]
+    if missing:
+        raise ValueError(f"{name} is missing {missing}")
+
+
 def weights_path(directory: str | Path) -> Path:
     """The weights file a checkpoint folder's config commits to."""
     folder = Path(directory)
@@ -191,12 +200,27 @@ def load_checkpoint(directory: str | Path, map_location: str | torch.device = "c
         raise CheckpointError(f"{w_path}: corrupt safetensors file ({exc})") from exc
 
     try:
+        dev = check_device(map_location)
+    except ValueError as exc:
+        raise CheckpointError(f"load_checkpoint(map_location=...): {exc}") from None
+    try:
         tr = config["transform"]
-        transform = make_transform(tr["kind"], int(tr["n"]), int(tr["m"]))
+        _require(tr, ("kind", "n", "m"), "transform")
+        _require(config["model_config"], [f.name for f in dataclasses.fields(ModelConfig)], "model_config")
+        _require(config["sde"], ("beta_min", "beta_max", "t_eps"), "sde")
+        for key in ("n", "m"):
+            if isinstance(tr[key], bool) or not isinstance(tr[key], int):
+                raise ValueError(f"transform.{key} must be an integer, got {tr[key]!r}")
+        for key, value in config["sde"].items():
+            if isinstance(value, bool) or not isinstance(value, (int, float)):
+                raise ValueError(f"sde.{key} must be a number, got {value!r}")
+        transform = make_transform(tr["kind"], tr["n"], tr["m"])
         mcfg = ModelConfig.from_dict(config["model_config"])
         sde = VPSDE.from_dict(config["sde"])
         std_cfg = config["standardizer"]
         standardizer = None if std_cfg is None else Standardizer.from_dict(std_cfg)
+        if standardizer is not None and standardizer.channels != tr["m"]:
+            raise ValueError(f"standardizer has {standardizer.channels} channels, transform.m = {tr['m']}")
         ts_cfg = config.get("token_scaler")  # absent in checkpoints written before per-token scaling
         token_scaler = None if ts_cfg is None else TokenScaler.from_dict(ts_cfg)
         pins_cfg = config.get("pins")  # absent in checkpoints written before pinning
@@ -229,8 +253,13 @@ def load_checkpoint(directory: str | Path, map_location: str | torch.device = "c
            for k, v in expected.items() if tuple(tensors[k].shape) != tuple(v.shape)]
     if bad:
         raise CheckpointError(f"{w_path}: shape mismatch with the model config: " + "; ".join(bad[:8]))
+    free = transform.mask(dtype=torch.float32)
+    if "mask" in tensors and bool(((tensors["mask"].float() != 0) & (free == 0)).any()):
+        raise CheckpointError(
+            f"{cfg_path}: transform (kind {tr['kind']!r}, n {tr['n']}, m {tr['m']}) does not match the weights: "
+            "the saved coordinate mask has free entries this transform fixes (wrong series length n?)")
     net.load_state_dict(tensors)
-    net.to(map_location).eval()
+    net.to(dev).eval()
     meta = dict(config.get("meta") or {})
     meta.setdefault("dataset", config.get("dataset"))
     meta["checkpoint"] = str(folder)

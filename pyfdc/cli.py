@@ -15,7 +15,7 @@ import sys
 import time
 from collections.abc import Callable, Sequence
 from pathlib import Path
-from typing import Any
+from typing import Any, NoReturn
 
 SAMPLES_FILE = "samples.npy"
 SAMPLE_INFO_FILE = "sample_info.json"
@@ -67,14 +67,12 @@ def _add_device(p: argparse.ArgumentParser) -> None:
 
 
 def _check_device(name: str) -> str:
-    import torch
+    from pyfdc._device import check_device
 
     try:
-        dev = torch.device(name)
-    except (RuntimeError, ValueError) as exc:
-        raise UsageError(f"--device {name!r} is not a torch device ({exc})") from None
-    if dev.type == "cuda" and not torch.cuda.is_available():
-        raise UsageError(f"--device {name}: CUDA is not available in this torch build/machine")
+        check_device(name)
+    except ValueError as exc:
+        raise UsageError(f"--{exc}") from None
     return name
 
 
@@ -103,10 +101,17 @@ def _add_sampler_args(p: argparse.ArgumentParser) -> None:
                    help="torch.compile the budget step (needs --e2crf-budget; compiles once, ~10-60 s)")
 
 
+class _OneLineParser(argparse.ArgumentParser):
+    """Usage errors as one line on stderr (exit 2), pointing at --help instead of printing the usage."""
+
+    def error(self, message: str) -> NoReturn:  # type: ignore[override]
+        self.exit(2, f"{self.prog}: error: {message} (see '{self.prog} --help')\n")
+
+
 def build_parser() -> argparse.ArgumentParser:
     from pyfdc import __version__
 
-    parser = argparse.ArgumentParser(
+    parser = _OneLineParser(
         prog="pyfdc", description="Frequency-domain diffusion for time series, with E2-CRF caching.")
     parser.add_argument("--version", action="version", version=f"pyfdc {__version__}")
     sub = parser.add_subparsers(dest="command", metavar="COMMAND", required=True)
@@ -301,6 +306,13 @@ def cmd_train(args: argparse.Namespace) -> dict[str, Any]:
     from pyfdc.training import TrainConfig, train
 
     warmup = args.warmup_epochs if args.warmup_epochs is not None else round(0.1 * args.epochs)
+    if args.resume and args.warmup_epochs is None and (args.out / "train_state.pt").is_file():
+        from pyfdc.training import _load_state
+
+        try:  # resuming keeps the run's warmup unless the user sets one (a default is not a change)
+            warmup = int(_load_state(args.out / "train_state.pt")["config"]["warmup_epochs"])
+        except (ValueError, KeyError, TypeError):
+            pass  # train() reports the unreadable state with its own message
     if warmup > args.epochs:
         raise UsageError(f"--warmup-epochs {warmup} exceeds --epochs {args.epochs}")
     if args.resume and args.overwrite:

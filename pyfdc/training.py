@@ -96,6 +96,12 @@ class TrainConfig:
             raise bad("small_t_fraction", "must be in [0, 1]")
         if not isinstance(self.device, str):
             raise bad("device", "must be a device string such as 'cpu'")
+        from pyfdc._device import check_device
+
+        try:
+            check_device(self.device)
+        except ValueError as exc:
+            raise ValueError(f"TrainConfig.device: {exc}") from None
 
     def to_dict(self) -> dict[str, Any]:
         return dataclasses.asdict(self)
@@ -417,7 +423,7 @@ def train(
                 if not torch.isfinite(loss):
                     raise FloatingPointError(
                         f"training loss became {float(loss)} at epoch {run['epoch'] + 1}, "
-                        f"step {run['step']}; try a lower lr (now {cfg.lr}) or grad_clip")
+                        f"step {run['step']}; try a lower lr (now {cfg.lr}; CLI --lr)")
                 optimizer.zero_grad(set_to_none=True)
                 loss.backward()
                 if cfg.grad_clip is not None:

@@ -190,3 +190,42 @@ def test_train_overwrite_keeps_the_old_checkpoint_until_replaced(tmp_path: Path)
     _prepare_out_dir(tmp_path, resume=False, overwrite=True)       # what a new run does first
     assert not (tmp_path / "train_state.pt").exists()
     assert load_checkpoint(tmp_path).meta["extra"]["which"] == "old"
+
+
+def _edit(folder: Path, fn) -> None:
+    cfg = json.loads((folder / CONFIG_FILE).read_text())
+    fn(cfg)
+    (folder / CONFIG_FILE).write_text(json.dumps(cfg))
+
+
+@pytest.mark.parametrize("edit,match", [
+    (lambda c: c["transform"].update(n=14), r"does not match the weights: the saved coordinate mask"),
+    (lambda c: c["transform"].update(n="15"), r"transform.n must be an integer, got '15'"),
+    (lambda c: c["transform"].update(n=15.9), r"transform.n must be an integer, got 15.9"),
+    (lambda c: c["model_config"].pop("d_model"), r"model_config is missing \['d_model'\]"),
+    (lambda c: c["standardizer"].update(mean=[0.0, 0.0], std=[1.0, 1.0]), r"standardizer has 2 channels, transform.m = 1"),
+    (lambda c: c["sde"].update(beta_max="20"), r"sde.beta_max must be a number"),
+    (lambda c: c.update(weights_file="../x.safetensors"), r"weights_file must be a .safetensors file name"),
+])
+def test_config_fields_are_checked_not_coerced(tmp_path: Path, edit, match) -> None:
+    tr = make_transform("freq", 15, 1)
+    torch.manual_seed(0)
+    net = ScoreTransformer(ModelConfig(tr.num_tokens, tr.token_dim, d_model=16, n_layers=1, n_heads=2, d_ff=16,
+                                       rff_dim=8), tr.mask())
+    x = np.random.default_rng(0).normal(size=(10, 15, 1)).astype(np.float32)
+    save_checkpoint(tmp_path, DiffusionModel(net, tr, VPSDE(), Standardizer.fit(x)), {})
+    load_checkpoint(tmp_path)
+    _edit(tmp_path, edit)
+    with pytest.raises(CheckpointError, match=match):
+        load_checkpoint(tmp_path)
+
+
+@pytest.mark.parametrize("device,match", [("mps", "is not supported"), ("cuda:7", "CUDA"), ("bogus", "not a torch device")])
+def test_unknown_devices_are_one_line_errors(tmp_path: Path, device: str, match: str) -> None:
+    from pyfdc.training import TrainConfig
+
+    save_checkpoint(tmp_path, _model(), {})
+    with pytest.raises(CheckpointError, match=match):
+        load_checkpoint(tmp_path, map_location=device)
+    with pytest.raises(ValueError, match=f"TrainConfig.device: .*{match}"):
+        TrainConfig(device=device)

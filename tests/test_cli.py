@@ -65,6 +65,9 @@ def _bad(tmp: Path, ckpt: Path) -> list[tuple[list[str], str]]:
           "--e2crf-tau-warn", "0.5", "--out", str(tmp / "s")], "tau_safe"),
         (["sample", "--checkpoint", str(ckpt), "--steps", "-3", "--out", str(tmp / "s")], "expected an integer >= 1"),
         (["sample", "--checkpoint", str(ckpt), "--device", "gpu7", "--out", str(tmp / "s")], "not a torch device"),
+        (["sample", "--checkpoint", str(ckpt), "--device", "mps", "--out", str(tmp / "s")], "'mps' is not supported"),
+        (["train", "--device", "meta", "--out", str(tmp / "a")], "'meta' is not supported"),
+        (["train", "--device", "cuda", "--out", str(tmp / "a")], "CUDA is not available"),
         (["evaluate", "--checkpoint", str(ckpt), "--samples", str(tmp / "none"), "--out", str(tmp / "e")],
          "not found"),
         (["train", "--scaling", "wavelet", "--out", str(tmp / "a")], "invalid choice"),
@@ -84,7 +87,8 @@ def test_bad_arguments_exit_2_without_traceback(capsys: pytest.CaptureFixture[st
         assert code == 2, (argv, text)
         assert message in text, (argv, text)
         assert "Traceback" not in text, argv
-    assert not (tmp_path / "s").exists()  # bad sampler options are rejected before --out is created
+        assert len(text.strip().splitlines()) == 1, (argv, text)        # one line, not a usage dump
+    assert not (tmp_path / "s").exists() and not (tmp_path / "a").exists()  # bad sampler options are rejected before --out is created
 
 
 def test_train_sample_evaluate(capsys: pytest.CaptureFixture[str], tmp_path: Path, checkpoint: Path) -> None:
@@ -153,6 +157,11 @@ def test_resume_via_cli(capsys: pytest.CaptureFixture[str], tmp_path: Path) -> N
     assert _run(capsys, "train", "--tiny", "--epochs", "1", "--out", out, "--no-progress")[0] == 0
     code, text = _run(capsys, "train", "--tiny", "--epochs", "2", "--out", out, "--resume", "--no-progress")
     assert code == 0 and "trained 2 epochs" in text
+    # the run's warmup (10% of its first --epochs) carries over: a longer resume is not refused over it
+    out = str(tmp_path / "w")
+    assert _run(capsys, "train", "--tiny", "--epochs", "10", "--out", out, "--no-progress")[0] == 0
+    code, text = _run(capsys, "train", "--tiny", "--epochs", "11", "--out", out, "--resume", "--no-progress")
+    assert code == 0 and "trained 11 epochs" in text, text
 
 
 def test_demo_tiny(capsys: pytest.CaptureFixture[str], tmp_path: Path) -> None:
