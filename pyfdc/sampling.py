@@ -310,6 +310,10 @@ class Sampler:
             if isinstance(v, bool) or not isinstance(v, int) or v < 1:
                 raise ValueError(f"{name} must be a positive int, got {v!r}")
         net, tr, sde = self.model.net, self.model.transform, self.model.sde
+        p_dtype = next(net.parameters()).dtype
+        if p_dtype not in (torch.float32, torch.float64):
+            raise ValueError(f"Sampler supports float32 and float64 models, got {p_dtype} (for reduced precision "
+                             "keep the model in float32 and pass precision='bf16')")
         mask = tr.mask(device=net.mask.device, dtype=net.mask.dtype)
         shape = (tr.num_tokens, tr.token_dim)
         eps_fn = network_eps_fn(net, self.compile, self.precision)
