@@ -85,6 +85,9 @@ class E2CRFConfig:
     reuse: with ``budget``, what a cached token's residual is: ``frozen`` (the paper's, its value at
     the last recompute) or ``linear`` (extrapolated along t through its last two recomputes, the
     forecasting idea of TaylorSeer/FreqCa; more memory: one more ``(B, N', d)`` residual).
+    cached_output: with ``budget``, what a cached token answers: ``features`` (the paper's: the head
+    on ``h0 + C``) or ``x0`` (its denoised estimate x̂0 from its last recompute, turned into
+    ``ε̂ = (z − α(t) x̂0)/σ(t)`` at the current z and t: x̂0 drifts slowly where ε̂ moves fast).
     compile: with ``budget``, run the three step functions through ``torch.compile(fullgraph=True)``
     (built once per network and batch size; same samples as eager to float rounding).
     """
@@ -105,6 +108,7 @@ class E2CRFConfig:
     compile: bool = False
     solver: str = "em"
     reuse: str = "frozen"
+    cached_output: str = "features"
 
     def __post_init__(self) -> None:
         if self.K is not None and (isinstance(self.K, bool) or not isinstance(self.K, int) or self.K < 0):
@@ -137,6 +141,10 @@ class E2CRFConfig:
             raise ValueError(f"E2CRFConfig.reuse must be 'frozen' or 'linear', got {self.reuse!r}")
         if self.reuse != "frozen" and self.budget is None:
             raise ValueError("E2CRFConfig.reuse='linear' needs a budget (only the budget step forecasts)")
+        if self.cached_output not in ("features", "x0"):
+            raise ValueError(f"E2CRFConfig.cached_output must be 'features' or 'x0', got {self.cached_output!r}")
+        if self.cached_output != "features" and self.budget is None:
+            raise ValueError("E2CRFConfig.cached_output='x0' needs a budget")
         if self.compile and self.budget is None:
             raise ValueError("E2CRFConfig.compile needs a budget (only the static-shape step compiles)")
         if isinstance(self.probe_seed_offset, bool) or not isinstance(self.probe_seed_offset, int):
@@ -437,7 +445,8 @@ class E2CRFSampler:
                 ids = torch.arange(sample_offset + b0, sample_offset + b0 + n)
                 stream = NoiseStream(seed, ids, (T, C), mask)
                 if self.config.budget is not None:
-                    eps_fn = BudgetEpsFn(net, self.config, ids, seed, T, C, acc, dtype=mask.dtype, device=dev)
+                    eps_fn = BudgetEpsFn(net, self.config, ids, seed, T, C, acc, dtype=mask.dtype, device=dev,
+                                         sde=sde)
                 else:
                     eps_fn = CachedEpsFn(net, self.config, ids, seed, T, C, acc, dtype=mask.dtype, device=dev)
                 stats.cache_bytes = max(stats.cache_bytes, eps_fn.cache_bytes)

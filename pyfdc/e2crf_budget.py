@@ -43,9 +43,14 @@ class BudgetForward:
     def __init__(self, net: nn.Module, batch: int, num_tokens: int, token_dim: int, *, k: int, K: int,
                  num_probes: int, tau0: float, eps: float, energy_weighted: bool = True, eta: float = 1e-6,
                  dtype: torch.dtype = torch.float32, device: torch.device | str | None = None,
-                 compile: bool = False, reuse: str = "frozen") -> None:
+                 compile: bool = False, reuse: str = "frozen", cached_output: str = "features",
+                 sde: object | None = None) -> None:
         if reuse not in REUSE:
             raise ValueError(f"BudgetForward: reuse must be one of {REUSE}, got {reuse!r}")
+        if cached_output not in CACHED_OUTPUTS:
+            raise ValueError(f"BudgetForward: cached_output must be one of {CACHED_OUTPUTS}, got {cached_output!r}")
+        if cached_output == "x0" and sde is None:
+            raise ValueError("BudgetForward: cached_output='x0' needs the model's sde (for alpha(t), sigma(t))")
         if not (K + 1 + num_probes <= k <= num_tokens):
             raise ValueError(f"BudgetForward: the budget k = {k} must hold the band 0..K and the probes "
                              f"(K + 1 + P = {K + 1 + num_probes}) and be at most N' = {num_tokens}")
@@ -66,6 +71,9 @@ class BudgetForward:
         self._rule = torch.zeros(batch, num_tokens + 1, dtype=torch.bool, **kw)
         self._sel = torch.zeros(batch, num_tokens + 1, dtype=torch.bool, **kw)
         self.arange_t = torch.arange(num_tokens, **kw)
+        # x0 output: each token's denoised estimate at its last recompute
+        self.cached_output, self.sde = cached_output, sde
+        self.x0 = torch.zeros(batch, num_tokens, token_dim, dtype=dtype, **kw)
         # predictive reuse: each token's residual and time at its last two recomputes
         self.reuse = reuse
         self.crf_prev = torch.zeros(batch, num_tokens, self.d, dtype=dtype, **kw)
@@ -73,6 +81,11 @@ class BudgetForward:
         self.t_prev = torch.full((batch, num_tokens), math.nan, dtype=dtype, **kw)
         steps = (self._refresh, self._sparse, self._masked)
         if compile:
+            import torch._dynamo.config as dynamo_config
+
+            # every (batch, budget, network) is its own specialisation of the same three methods;
+            # dynamo's default of 8 per code object would fail hard (fullgraph) on the 9th forward
+            dynamo_config.recompile_limit = max(dynamo_config.recompile_limit, 64)
             steps = tuple(torch.compile(fn, fullgraph=True, dynamic=False) for fn in steps)
         self._steps = steps
 
@@ -86,7 +99,7 @@ class BudgetForward:
     def reset(self) -> None:
         """Forget the previous batch (no reallocation, so compiled steps stay valid)."""
         self.cache.reset()
-        for t in (self.idx, self.overflow, self.err, self.feat, self.crf_prev):
+        for t in (self.idx, self.overflow, self.err, self.feat, self.crf_prev, self.x0):
             t.zero_()
         self.t_last.fill_(math.nan)
         self.t_prev.fill_(math.nan)
@@ -119,7 +132,24 @@ class BudgetForward:
         torch.sub(h, h0, out=c.crf)
         c.z_ref.copy_(z)
         self.feat.copy_(h)
-        return self.net.head(h)
+        eps = self.net.head(h)
+        if self.cached_output == "x0":
+            a, s = self._coef(t)
+            torch.div(z - s * eps, a, out=self.x0)
+        return eps
+
+    def _coef(self, t: Tensor) -> tuple[Tensor, Tensor]:
+        a, s = self.sde.marginal(t)
+        return a[:, None, None].to(self.x0.dtype), s[:, None, None].to(self.x0.dtype)
+
+    def _x0_output(self, z: Tensor, t: Tensor, eps: Tensor, fresh: Tensor) -> Tensor:
+        """Fresh rows ``fresh (B, N')`` keep the network's ε̂ and store their x̂0 = (z − σ ε̂)/α; cached
+        rows answer ε̂ = (z − α x̂0_cached)/σ from the current z and t (x0 mode)."""
+        a, s = self._coef(t)
+        f = fresh[..., None]
+        cached_eps = (z - a * self.x0) / s * self.net.mask
+        torch.where(f, (z - s * eps) / a, self.x0, out=self.x0)
+        return torch.where(f, eps, cached_eps)
 
     def _cached_residual(self, t: Tensor) -> Tensor:
         """What a cached token adds to its embedding: ``C`` (frozen reuse) or ``C`` extrapolated to
@@ -168,7 +198,10 @@ class BudgetForward:
                 c.z_ref.scatter_(1, zr, z.gather(1, zr))
         feat = torch.add(h0, self._cached_residual(t), out=self.feat)  # cached tokens: h0 + C
         feat.scatter_(1, rows, hs)                                    # recomputed ones: fresh
-        return self.net.head(feat), err
+        eps = self.net.head(feat)
+        if self.cached_output == "x0":
+            eps = self._x0_output(z, t, eps, index_mask(idx, self.T, self._sel))
+        return eps, err
 
     def _masked(self, z: Tensor, t: Tensor, probes: Tensor, alpha: Tensor, force: Tensor) -> tuple[Tensor, Tensor]:
         """:meth:`sparse` row for row, computed densely, except that samples with ``force (B,)`` set
@@ -196,10 +229,14 @@ class BudgetForward:
         torch.where(rule[..., None], z, c.z_ref, out=c.z_ref)
         torch.add(h0, self._cached_residual(t), out=self.feat)
         torch.where(sel[..., None], h, self.feat, out=self.feat)
-        return self.net.head(self.feat), err
+        eps = self.net.head(self.feat)
+        if self.cached_output == "x0":
+            eps = self._x0_output(z, t, eps, sel)
+        return eps, err
 
 
 REUSE = ("frozen", "linear")
+CACHED_OUTPUTS = ("features", "x0")
 
 
 def budget_size(budget: float, num_tokens: int, K: int, num_probes: int) -> int:

@@ -49,7 +49,7 @@ class BudgetEpsFn:
 
     def __init__(self, net: nn.Module, config: "E2CRFConfig", sample_ids: Tensor, seed: int, num_tokens: int,
                  token_dim: int, acc: "_Accumulator | None", dtype: torch.dtype = torch.float32,
-                 device: torch.device | str = "cpu") -> None:
+                 device: torch.device | str = "cpu", sde: Any = None) -> None:
         from pyfdc.sampling import NoiseStream
 
         mode = config.mode
@@ -62,11 +62,12 @@ class BudgetEpsFn:
         self.use_warn = mode != "fixed"
         dev = torch.device(device)
         key = (self.B, num_tokens, token_dim, self.k, self.K, self.P, config.tau0, config.eps, mode != "no_energy",
-               config.eta, dtype, str(dev), config.compile, config.reuse)
+               config.eta, dtype, str(dev), config.compile, config.reuse, config.cached_output, id(sde))
         self.fwd = shared_forward(net, key, batch=self.B, num_tokens=num_tokens, token_dim=token_dim, k=self.k,
                                   K=self.K, num_probes=self.P, tau0=config.tau0, eps=config.eps,
                                   energy_weighted=mode != "no_energy", eta=config.eta, dtype=dtype, device=dev,
-                                  compile=config.compile, reuse=config.reuse)
+                                  compile=config.compile, reuse=config.reuse,
+                                  cached_output=config.cached_output, sde=sde)
         B, T = self.B, num_tokens
         self.r = torch.zeros(B, dtype=dtype, device=dev)
         self.alpha = torch.zeros(B, dtype=dtype, device=dev)

@@ -242,3 +242,27 @@ def test_linear_reuse_extrapolates_cached_residuals(net, step):
     torch.testing.assert_close(fwd.feat[:, 10:13], h0[:, 10:13] + c1[:, 10:13] + w * (c1[:, 10:13] - c0[:, 10:13]), **TOL)
     torch.testing.assert_close(fwd.feat[:, 7:10], h0[:, 7:10] + c0[:, 7:10], **TOL)
     assert (c1[:, 10:13] - c0[:, 10:13]).abs().max() > 1e-3   # the extrapolation term is not negligible
+
+
+def test_x0_output_answers_cached_tokens_from_their_denoised_estimate(net):
+    """cached_output='x0': a cached token's ε̂ at (z2, t2) is (z2 − α2 x̂0)/σ2 with x̂0 = (z0 − σ0 ε̂0)/α0
+    from its last recompute; recomputed tokens keep the network's ε̂."""
+    from pyfdc.sde import VPSDE
+
+    sde = VPSDE()
+    B, K, k = 2, 1, 5
+    fwd = BudgetForward(net, B, T, C, k=k, K=K, num_probes=0, tau0=0.5, eps=1e-6, dtype=torch.float64,
+                        cached_output="x0", sde=sde)
+    g = torch.Generator().manual_seed(3)
+    z0 = torch.randn(B, T, C, generator=g, dtype=torch.float64)
+    t0, t2 = torch.full((B,), 0.6, dtype=torch.float64), torch.full((B,), 0.4, dtype=torch.float64)
+    eps0 = fwd.refresh(z0, t0)
+    z2 = z0 + 0.2 * torch.randn(B, T, C, generator=g, dtype=torch.float64)
+    eps2, _ = fwd.sparse(z2, t2, torch.zeros(B, 0, dtype=torch.int64), torch.zeros(B, dtype=torch.float64))
+    sel = _mask(fwd.idx.tolist(), B)
+    (a0, s0), (a2, s2) = (tuple(v[:, None, None] for v in sde.marginal(t)) for t in (t0, t2))
+    want_cached = (z2 - a2 * (z0 - s0 * eps0) / a0) / s2
+    torch.testing.assert_close(eps2[~sel], want_cached[~sel], **TOL)
+    fresh_eps = net.out_proj(net.ln_f(fwd.feat))
+    torch.testing.assert_close(eps2[sel], fresh_eps[sel], **TOL)
+    torch.testing.assert_close(fwd.x0[sel], ((z2 - s2 * fresh_eps) / a2)[sel], **TOL)
