@@ -150,6 +150,18 @@ class E2CRFConfig:
         if isinstance(self.probe_seed_offset, bool) or not isinstance(self.probe_seed_offset, int):
             raise ValueError(f"E2CRFConfig.probe_seed_offset must be an int, got {self.probe_seed_offset!r}")
 
+    @classmethod
+    def paper(cls) -> "E2CRFConfig":
+        """The paper's literal rule (Sec. 4 defaults): variable recompute sets, τ0 = 0.01, energy weighting."""
+        return cls()
+
+    @classmethod
+    def budgeted(cls, budget: float = 0.5, **overrides: Any) -> "E2CRFConfig":
+        """The static-shape step with drift ranked by plain δ (mode ``no_energy``): the paper's energy
+        weighting ranks low-energy (high-frequency) tokens last, so under a fixed budget they are
+        served stale late in sampling and come out under-denoised (``benchmarks/RESULTS.md``)."""
+        return cls(**{"budget": budget, "mode": "no_energy", "tau0": 1.0, **overrides})
+
     def band(self, num_tokens: int) -> int:
         """Resolved K for ``num_tokens`` = N' tokens."""
         return num_tokens // 10 if self.K is None else self.K

@@ -191,3 +191,9 @@ def test_cache_feeds_deterministic_solvers(model, solver):
     assert st.mean_recomputed_fraction < 1 and torch.isfinite(part).all() and not torch.allclose(part, ref)
     with pytest.raises(ValueError, match="solver must be one of"):
         E2CRFConfig(solver="rk4")
+
+
+def test_presets():
+    assert E2CRFConfig.paper() == E2CRFConfig()
+    b = E2CRFConfig.budgeted(0.35, K=4)
+    assert (b.budget, b.mode, b.K) == (0.35, "no_energy", 4)
