@@ -33,6 +33,8 @@ def main(argv: list[str] | None = None) -> int:
     p.add_argument("--out", type=Path, required=True)
     p.add_argument("--num-samples", type=int, default=256)
     p.add_argument("--steps", type=int, default=1000)
+    p.add_argument("--sampler", choices=("em", "dpm2m"), default="em",
+                   help="uncached sampler (dpm2m: a cheap proxy for EM-1000 on large models; same for every row)")
     p.add_argument("--repeats", type=int, default=5)
     p.add_argument("--seed", type=int, default=0)
     args = p.parse_args(argv)
@@ -45,11 +47,11 @@ def main(argv: list[str] | None = None) -> int:
         tc = model.meta["extra"]["training"]["train_config"]
         fit_idx, val_idx = split_indices(len(ds.train), tc["val_fraction"], tc["seed"])
         fit, val = ds.train[fit_idx], ds.train[val_idx]
-        cache = args.out / f"{name}_em{args.steps}_n{args.num_samples}.npy"
+        cache = args.out / f"{name}_{args.sampler}{args.steps}_n{args.num_samples}.npy"
         if cache.is_file():
             x = np.load(cache)
         else:
-            x = Sampler(model).sample(args.num_samples, args.steps, 64, args.seed).numpy()
+            x = Sampler(model, args.sampler).sample(args.num_samples, args.steps, 64, args.seed).numpy()
             np.save(cache, x)
         rows[name] = {"vs_val": data_report(x, fit, val, repeats=args.repeats, seed=args.seed),
                       "vs_fit": data_report(x, val, fit, repeats=1, seed=args.seed, gaussian=True)}
