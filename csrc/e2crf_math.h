@@ -4,6 +4,7 @@
 #pragma once
 
 #include <cmath>
+#include <cstdint>
 
 #if defined(__CUDACC__)
 #define PYFDC_HD __host__ __device__ __forceinline__
@@ -21,6 +22,21 @@ PYFDC_HD double root(double x) { return sqrt(x); }
 template <typename acc_t>
 PYFDC_HD acc_t threshold(acc_t tau0, acc_t eps, acc_t energy, bool energy_weighted) {
   return energy_weighted ? tau0 / (eps + energy) : tau0;
+}
+
+// Squared drift ||z_k - z_ref,k||^2 and energy E_k = ||z_k||^2 of one token, summed in acc_t over its
+// C coordinates (element strides zc, rc) in one fixed order, shared by every selection kernel.
+template <typename scalar_t, typename acc_t>
+PYFDC_HD void token_drift(const scalar_t* zt, const scalar_t* rt, int64_t C, int64_t zc, int64_t rc, acc_t& drift_sq,
+                          acc_t& energy) {
+  drift_sq = 0;
+  energy = 0;
+  for (int64_t c = 0; c < C; ++c) {
+    const acc_t zv = static_cast<acc_t>(zt[c * zc]);
+    const acc_t diff = zv - static_cast<acc_t>(rt[c * rc]);
+    drift_sq += diff * diff;
+    energy += zv * zv;
+  }
 }
 
 // High-change rule of Eq. (13): delta_k = ||z_k - z_ref,k||_2 > tau_k.

@@ -15,9 +15,7 @@ import torch
 from pyfdc import ops
 from pyfdc.e2crf import MODES, E2CRFConfig, E2CRFSampler, E2CRFStats
 from pyfdc.model import DiffusionModel
-from pyfdc.score_net import ModelConfig, ScoreTransformer
-from pyfdc.sde import VPSDE
-from pyfdc.spectral import make_transform
+from tinymodels import tiny_model
 
 N, M = 32, 1
 T = N // 2 + 1
@@ -25,14 +23,7 @@ STEPS = 16
 
 
 def _tiny_model(seed: int = 0) -> DiffusionModel:
-    torch.manual_seed(seed)
-    tr = make_transform("freq", N, M)
-    cfg = ModelConfig(tr.num_tokens, tr.token_dim, d_model=32, n_layers=2, n_heads=4, d_ff=64, rff_dim=16)
-    net = ScoreTransformer(cfg, tr.mask())
-    # scale the output so the untrained EM trajectory stays O(1) (a random head is far from eps)
-    with torch.no_grad():
-        net.out_proj.weight.mul_(0.1)
-    return DiffusionModel(net.eval(), tr, VPSDE())
+    return tiny_model(seed)
 
 
 @pytest.fixture(scope="module")

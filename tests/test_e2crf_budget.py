@@ -12,23 +12,8 @@ from torch.profiler import ProfilerActivity, profile
 from pyfdc import ops
 from pyfdc.e2crf import E2CRFConfig, E2CRFSampler
 from pyfdc.e2crf_budget import BudgetForward
-from pyfdc.model import DiffusionModel
-from pyfdc.score_net import ModelConfig, ScoreTransformer
-from pyfdc.sde import VPSDE
-from pyfdc.spectral import make_transform
 
-N, M = 32, 1
-T = N // 2 + 1
-
-
-def _tiny_model(dtype=torch.float32) -> DiffusionModel:
-    torch.manual_seed(0)
-    tr = make_transform("freq", N, M)
-    cfg = ModelConfig(tr.num_tokens, tr.token_dim, d_model=32, n_layers=2, n_heads=4, d_ff=64, rff_dim=16)
-    net = ScoreTransformer(cfg, tr.mask())
-    with torch.no_grad():
-        net.out_proj.weight.mul_(0.1)
-    return DiffusionModel(net.to(dtype).eval(), tr, VPSDE())
+from tinymodels import T, tiny_model as _tiny_model
 
 
 @pytest.fixture(scope="module")
@@ -87,12 +72,12 @@ def test_full_budget_equals_uncached(model):
 
 
 def test_budget_float64():
-    m64 = _tiny_model(torch.float64)
+    m64 = _tiny_model(dtype=torch.float64)
     for cfg in (E2CRFConfig(**BUDGET), E2CRFConfig(K=1, tau0=0.5, R=5)):
         x, _ = E2CRFSampler(m64, cfg).sample_tokens(2, steps=8, batch_size=2, progress=False)
         assert x.dtype == torch.float64 and torch.isfinite(x).all()
     with pytest.raises(ValueError, match="supports float32 and float64 models, got torch.bfloat16"):
-        E2CRFSampler(_tiny_model(torch.bfloat16), E2CRFConfig(**BUDGET)).sample_tokens(1, steps=2, progress=False)
+        E2CRFSampler(_tiny_model(dtype=torch.bfloat16), E2CRFConfig(**BUDGET)).sample_tokens(1, steps=2, progress=False)
 
 
 @pytest.mark.parametrize("bad,match", [

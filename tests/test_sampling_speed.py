@@ -6,7 +6,7 @@ import torch
 
 from pyfdc.front import parse_spec
 from pyfdc.sampling import Sampler
-from test_e2crf_budget import _tiny_model
+from tinymodels import tiny_model as _tiny_model
 
 
 @pytest.fixture(scope="module")

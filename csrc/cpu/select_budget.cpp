@@ -53,13 +53,8 @@ void budget_impl(const at::Tensor& z, const at::Tensor& z_ref, const at::Tensor&
         if (taken[t]) continue;
         const scalar_t* zt = zp + b * zs[0] + t * zs[1];
         const scalar_t* rt = rp + b * rs[0] + t * rs[1];
-        acc_t drift_sq = 0, energy = 0;
-        for (int64_t c = 0; c < d.C; ++c) {
-          const acc_t zv = static_cast<acc_t>(zt[c * zs[2]]);
-          const acc_t diff = zv - static_cast<acc_t>(rt[c * rs[2]]);
-          drift_sq += diff * diff;
-          energy += zv * zv;
-        }
+        acc_t drift_sq, energy;
+        token_drift(zt, rt, d.C, zs[2], rs[2], drift_sq, energy);
         drifting += drifted(drift_sq, threshold(tau0, eps, energy, energy_weighted));
         cand.emplace_back(drift_score(drift_sq, eps, energy, energy_weighted), t);
       }

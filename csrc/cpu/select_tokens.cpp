@@ -38,13 +38,8 @@ void select_impl(const at::Tensor& z, const at::Tensor& z_ref, const at::Tensor&
         // only selected tokens advance n, and the tail is overwritten with -1 below.
         const scalar_t* zt = zp + b * zs[0] + t * zs[1];
         const scalar_t* rt = rp + b * rs[0] + t * rs[1];
-        acc_t drift_sq = 0, energy = 0;
-        for (int64_t c = 0; c < d.C; ++c) {
-          const acc_t zv = static_cast<acc_t>(zt[c * zs[2]]);
-          const acc_t diff = zv - static_cast<acc_t>(rt[c * rs[2]]);
-          drift_sq += diff * diff;
-          energy += zv * zv;
-        }
+        acc_t drift_sq, energy;
+        token_drift(zt, rt, d.C, zs[2], rs[2], drift_sq, energy);
         const bool sel = forced | (t <= K) | pp[b * ps[0] + t * ps[1]] |
                          drifted(drift_sq, threshold(tau0, eps, energy, energy_weighted));
         ip[b * is[0] + n * is[1]] = t;

@@ -38,13 +38,8 @@ __global__ void select_tokens_kernel(const scalar_t* __restrict__ z, const scala
     if (t < T) {
       sel = forced || t <= K || probe[b * st.p[0] + t * st.p[1]];
       if (!sel) {
-        acc_t drift_sq = 0, energy = 0;
-        for (int64_t c = 0; c < C; ++c) {
-          const acc_t zv = static_cast<acc_t>(z[b * st.z[0] + t * st.z[1] + c * st.z[2]]);
-          const acc_t diff = zv - static_cast<acc_t>(zr[b * st.r[0] + t * st.r[1] + c * st.r[2]]);
-          drift_sq += diff * diff;
-          energy += zv * zv;
-        }
+        acc_t drift_sq, energy;
+        token_drift(z + b * st.z[0] + t * st.z[1], zr + b * st.r[0] + t * st.r[1], C, st.z[2], st.r[2], drift_sq, energy);
         sel = drifted(drift_sq, threshold(tau0, eps, energy, energy_weighted));
       }
     }

@@ -1,0 +1,24 @@
+"""The tiny untrained diffusion model the sampler tests share (imported by the test modules)."""
+from __future__ import annotations
+
+import torch
+
+from pyfdc.model import DiffusionModel
+from pyfdc.score_net import ModelConfig, ScoreTransformer
+from pyfdc.sde import VPSDE
+from pyfdc.spectral import make_transform
+
+N, M = 32, 1
+T = N // 2 + 1
+
+
+def tiny_model(seed: int = 0, dtype: torch.dtype = torch.float32) -> DiffusionModel:
+    """2 layers, d 32, N = 32 -> N' = 17 tokens, M = 1; output scaled by 0.1 so untrained EM
+    trajectories stay O(1) (a random head is far from ε)."""
+    torch.manual_seed(seed)
+    tr = make_transform("freq", N, M)
+    cfg = ModelConfig(tr.num_tokens, tr.token_dim, d_model=32, n_layers=2, n_heads=4, d_ff=64, rff_dim=16)
+    net = ScoreTransformer(cfg, tr.mask())
+    with torch.no_grad():
+        net.out_proj.weight.mul_(0.1)
+    return DiffusionModel(net.to(dtype).eval(), tr, VPSDE())
