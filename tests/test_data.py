@@ -183,3 +183,31 @@ def test_standardizer_dict_zero_std_and_errors() -> None:
         Standardizer.fit(np.array([[[np.nan]]]))
     with pytest.raises(ValueError, match="'mean' and 'std'"):
         Standardizer.from_dict({"mean": [0.0]})
+
+
+def test_bad_paper_files_name_the_file(tmp_path: Path) -> None:
+    """A header row, a ragged row, a binary file, a non-number: one ValueError naming the file."""
+    rng = np.random.default_rng(0)
+    good = np.hstack([rng.random((3, 187)), np.zeros((3, 1))])
+    np.savetxt(tmp_path / "mitbih_test.csv", good, delimiter=",")
+    train = tmp_path / "mitbih_train.csv"
+    cases = [
+        ("c" + ",c" * 187 + "\n", r"mitbih_train.csv: line 1, column 1: expected a number, got 'c' \(a header row"),
+        ("1," * 187 + "0\n" + "1,2\n", r"mitbih_train.csv: line 2 has 2 values but earlier lines have 188"),
+        (b"\x89PNG\r\n\x1a\n\xff\xfe", r"mitbih_train.csv: is not a text CSV file"),
+    ]
+    for content, match in cases:
+        train.write_bytes(content if isinstance(content, bytes) else content.encode())
+        with pytest.raises(ValueError, match=match):
+            load_dataset("ecg-kaggle", root=tmp_path)
+    _nasa_fixture(tmp_path)
+    meta = tmp_path / "metadata.csv"
+    import csv
+
+    with open(meta, newline="") as fh:
+        first = next(r["filename"] for r in csv.DictReader(fh) if r["type"] == "charge")
+    cycle = tmp_path / "data" / first
+    cycle.write_bytes(b"\xff\xfe\x00binary")
+    with pytest.raises(ValueError, match=rf"{cycle.name}: not a UTF-8 text CSV file"):
+        load_dataset("nasa-charge", root=tmp_path)
+    assert meta.is_file()

@@ -6,15 +6,17 @@ Datasets without an official split are split 80/20 with a fixed seed (42) over s
 """
 from __future__ import annotations
 
+import contextlib
 import csv
 import os
-from collections.abc import Callable
+from collections.abc import Callable, Iterator
 from pathlib import Path
 
 import numpy as np
 
 from .dataset import TimeSeriesDataset
 from .embedded import load_embedded_ecg
+from .own import _read_csv
 
 SPLIT_SEED = 42
 TRAIN_FRACTION = 0.8
@@ -42,6 +44,19 @@ def _locate(root: Path, name: str, rel: str, source: str, *, is_dir: bool = Fals
     )
 
 
+@contextlib.contextmanager
+def _reading(path: Path) -> Iterator[None]:
+    """Name the file in any decoding / CSV / number error raised while reading it (one line)."""
+    try:
+        yield
+    except UnicodeDecodeError:
+        raise ValueError(f"{path}: not a UTF-8 text CSV file") from None
+    except (csv.Error, ValueError) as exc:
+        if str(exc).startswith(str(path)):
+            raise
+        raise ValueError(f"{path}: {exc}") from None
+
+
 def _split(x: np.ndarray) -> tuple[np.ndarray, np.ndarray]:
     """Seeded 80/20 split over the first axis."""
     perm = np.random.default_rng(SPLIT_SEED).permutation(len(x))
@@ -62,7 +77,7 @@ def load_ecg_kaggle(root: str | os.PathLike[str] | None = None) -> TimeSeriesDat
     parts = {}
     for split in ("train", "test"):
         path = _locate(base, "ecg-kaggle", f"mitbih_{split}.csv", SOURCES["ecg-kaggle"])
-        rows = np.loadtxt(path, delimiter=",", dtype=np.float64, ndmin=2)
+        rows = _read_csv(path, channels=1)[:, :, 0]       # errors name the file, line and column
         if rows.shape[1] != 188:
             raise ValueError(f"{path}: expected 188 columns (187 samples + label), got {rows.shape[1]}")
         parts[split] = rows
@@ -94,7 +109,7 @@ def load_nasdaq2019(root: str | os.PathLike[str] | None = None) -> TimeSeriesDat
         raise FileNotFoundError(f"dataset 'nasdaq2019': no *.csv in {folder}; download {SOURCES['nasdaq2019']}")
     tables: dict[str, dict[str, list[float] | None]] = {}
     for path in files:
-        with open(path, newline="") as fh:
+        with _reading(path), open(path, newline="", encoding="utf-8") as fh:
             reader = csv.DictReader(fh)
             missing = [c for c in ("Date", *NASDAQ_FEATURES) if c not in (reader.fieldnames or [])]
             if missing:
@@ -152,14 +167,14 @@ def load_nasa(kind: str, root: str | os.PathLike[str] | None = None) -> TimeSeri
     meta_path = _locate(base, name, "metadata.csv", SOURCES["nasa"])
     features, width = NASA_FEATURES[kind], NASA_BIN_SECONDS[kind]
     cycles: list[np.ndarray] = []
-    with open(meta_path, newline="") as fh:
+    with _reading(meta_path), open(meta_path, newline="", encoding="utf-8") as fh:
         for row in csv.DictReader(fh):
             if row.get("type", "").strip() != kind:
                 continue
             path = meta_path.parent / "data" / row["filename"]
             if not path.is_file():
                 raise FileNotFoundError(f"{name}: {meta_path} lists {row['filename']} but {path} is missing")
-            with open(path, newline="") as cf:
+            with _reading(path), open(path, newline="", encoding="utf-8") as cf:
                 table = list(csv.DictReader(cf))
             if not table:
                 continue
@@ -168,6 +183,8 @@ def load_nasa(kind: str, root: str | os.PathLike[str] | None = None) -> TimeSeri
                 vals = np.array([[float(r[c]) for c in features] for r in table])
             except KeyError as err:
                 raise ValueError(f"{path}: missing column {err}; expected {', '.join(features)}, Time") from None
+            except ValueError as err:
+                raise ValueError(f"{path}: {err}") from None
             if not (np.isfinite(vals).all() and np.isfinite(time).all()):
                 continue  # a cycle with gaps is dropped, as for the other datasets
             cycles.append(_bin_mean(time, vals, width))
@@ -192,7 +209,7 @@ def load_us_droughts(root: str | os.PathLike[str] | None = None) -> TimeSeriesDa
     that window (e.g. the weekly ``score``). Counties missing a day are dropped.
     """
     path = _locate(_root(root), "us-droughts", "train_timeseries.csv", SOURCES["us-droughts"])
-    with open(path, newline="") as fh:
+    with _reading(path), open(path, newline="", encoding="utf-8") as fh:
         header = fh.readline().strip().split(",")
         if header[:2] != ["fips", "date"]:
             raise ValueError(f"{path}: expected the header to start with 'fips,date', got {header[:2]}")
