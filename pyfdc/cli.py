@@ -131,6 +131,8 @@ def build_parser() -> argparse.ArgumentParser:
                    help="held-out share of the series (default: 0.2)")
     g.add_argument("--channels", metavar="M", type=pos_int,
                    help="CSV only: channels per line, stored one after another (default: 1)")
+    g.add_argument("--length", metavar="N", type=pos_int,
+                   help="CSV long format: one time step (M values) per line, every N lines one series")
     p.add_argument("--config", choices=("small", "paper"), default="small",
                    help="network size: small (CPU) or paper (10 layers, 3.2M params) (default: small)")
     p.add_argument("--domain", choices=("freq", "time", "chart"), default="freq",
@@ -288,7 +290,8 @@ def _echo(msg: str) -> None:
 def _train_data(args: argparse.Namespace) -> Any:
     from pyfdc.data import load_dataset, load_series
 
-    own = {"--split": args.split, "--test-fraction": args.test_fraction, "--channels": args.channels}
+    own = {"--split": args.split, "--test-fraction": args.test_fraction, "--channels": args.channels,
+           "--length": args.length}
     if args.data is None:
         given = [k for k, v in own.items() if v is not None]
         if given:
@@ -296,10 +299,10 @@ def _train_data(args: argparse.Namespace) -> Any:
         return load_dataset(args.dataset or "ecg", root=args.data_root)
     if args.dataset is not None or args.data_root is not None:
         raise UsageError("--data FILE replaces --dataset/--data-root; give one or the other")
-    if args.channels is not None and args.data.suffix.lower() != ".csv":
-        raise UsageError("--channels is for .csv files only (arrays carry their channel axis)")
+    if (args.channels is not None or args.length is not None) and args.data.suffix.lower() != ".csv":
+        raise UsageError("--channels/--length are for .csv files only (arrays carry their axes)")
     return load_series(args.data, split=args.split or "time", test_fraction=args.test_fraction or 0.2,
-                       channels=args.channels or 1, seed=args.seed)
+                       channels=args.channels or 1, seed=args.seed, length=args.length)
 
 
 def cmd_train(args: argparse.Namespace) -> dict[str, Any]:

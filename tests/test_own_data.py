@@ -104,7 +104,7 @@ def test_cli_train_sample_evaluate_on_own_file(tmp_path, capsys):
 @pytest.mark.parametrize("argv,match", [
     (["--split", "random"], "--split need --data FILE"),
     (["--data", "x.npy", "--dataset", "ecg"], "--data FILE replaces --dataset"),
-    (["--data", "x.npy", "--channels", "2"], "--channels is for .csv files only"),
+    (["--data", "x.npy", "--channels", "2"], "--channels/--length are for .csv files only"),
     (["--data", "missing.npy"], "missing.npy: no such data file"),
 ])
 def test_cli_own_data_errors(tmp_path, capsys, argv, match):
@@ -149,3 +149,13 @@ def test_readme_own_data_block_runs(tmp_path):
     assert res.returncode == 0, res.stderr[-2000:]
     metrics = json.loads((tmp_path / "runs/waves_eval/metrics.json").read_text())
     assert metrics["num_heldout"] == 12 and metrics["num_samples"] == 16
+
+
+def test_long_format_csv(tmp_path):
+    x = _series(S=10, N=8, M=2)
+    (tmp_path / "long.csv").write_text("\n".join(",".join(repr(float(v)) for v in step) for s in x for step in s) + "\n")
+    d = load_series(tmp_path / "long.csv", channels=2, length=8)
+    assert d.train.shape == (8, 8, 2)
+    np.testing.assert_allclose(d.test, x[8:], rtol=1e-6)
+    with pytest.raises(ValueError, match=r"long.csv: long format: 80 lines are not a whole number of series of --length 7"):
+        load_series(tmp_path / "long.csv", channels=2, length=7)

@@ -5,6 +5,8 @@
   split here.
 * ``.csv``: one series per line, comma-separated numbers, no header. With ``channels = M`` a line
   holds the M channels one after another (``N·M`` values: channel 0's N values, then channel 1's…).
+  Long format with ``length = N``: one time step per line (``M`` values, one per channel), and every
+  ``N`` consecutive lines form one series.
 
 Splits: ``time`` (the last ``test_fraction`` of the series, in file order, are held out — right for
 series cut from one recording) or ``random`` (seeded). The dataset's ``meta`` records the file's
@@ -30,7 +32,7 @@ def _fail(path: Path, what: str) -> ValueError:
     return ValueError(f"{path}: {what}")
 
 
-def _read_csv(path: Path, channels: int) -> np.ndarray:
+def _read_csv(path: Path, channels: int, length: int | None = None) -> np.ndarray:
     rows: list[list[float]] = []
     try:
         text = path.read_text(encoding="utf-8")
@@ -53,6 +55,12 @@ def _read_csv(path: Path, channels: int) -> np.ndarray:
     if not rows:
         raise _fail(path, "holds no series")
     x = np.asarray(rows, dtype=np.float64)
+    if length is not None:                             # long format: a time step per line
+        if x.shape[1] != channels:
+            raise _fail(path, f"long format: lines have {x.shape[1]} values, expected --channels {channels}")
+        if len(x) % length:
+            raise _fail(path, f"long format: {len(x)} lines are not a whole number of series of --length {length}")
+        return x.reshape(len(x) // length, length, channels)
     if x.shape[1] % channels:
         raise _fail(path, f"lines have {x.shape[1]} values, not a multiple of --channels {channels}")
     return x.reshape(len(x), channels, x.shape[1] // channels).transpose(0, 2, 1)
@@ -86,7 +94,7 @@ def file_sha256(path: str | os.PathLike[str]) -> str:
 
 
 def load_series(path: str | os.PathLike[str], *, split: str = "time", test_fraction: float = 0.2,
-                channels: int = 1, seed: int = 0) -> TimeSeriesDataset:
+                channels: int = 1, seed: int = 0, length: int | None = None) -> TimeSeriesDataset:
     """Read one file of series and split it into train / held-out (see the module docstring).
 
     Raises ``ValueError`` naming the file (and line, for CSV) for anything unreadable, and
@@ -99,15 +107,19 @@ def load_series(path: str | os.PathLike[str], *, split: str = "time", test_fract
         raise ValueError(f"test_fraction must be a number in (0, 1), got {test_fraction!r}")
     if isinstance(channels, bool) or not isinstance(channels, int) or channels < 1:
         raise ValueError(f"channels must be an int >= 1, got {channels!r}")
+    if length is not None and (isinstance(length, bool) or not isinstance(length, int) or length < 1):
+        raise ValueError(f"length must be None or an int >= 1, got {length!r}")
     if not p.is_file():
         raise FileNotFoundError(f"{p}: no such data file")
+    if length is not None and p.suffix.lower() != ".csv":
+        raise _fail(p, "length (long format) is for .csv files only")
     suffix = p.suffix.lower()
     if suffix not in SUFFIXES:
         raise _fail(p, f"unknown data format {suffix or '(no suffix)'!r}; expected one of {SUFFIXES}")
     presplit = False
     try:
         if suffix == ".csv":
-            x = _read_csv(p, channels)
+            x = _read_csv(p, channels, length)
         elif suffix == ".npy":
             x = _as_series(np.load(p, allow_pickle=False), p, "the array")
         else:
@@ -130,7 +142,7 @@ def load_series(path: str | os.PathLike[str], *, split: str = "time", test_fract
         train, test = _split(x, split, float(test_fraction), seed, p)
     meta: dict[str, Any] = {"source": "file", "path": str(p.resolve()), "sha256": file_sha256(p),
                             "split": "file" if presplit else split, "test_fraction": float(test_fraction),
-                            "channels": channels, "seed": seed}
+                            "channels": channels, "seed": seed, "length": length}
     try:
         return TimeSeriesDataset(f"file:{p.name}", train, test, meta)
     except ValueError as exc:
@@ -149,4 +161,5 @@ def reload_from_meta(meta: dict[str, Any], path: str | os.PathLike[str] | None =
                          f"(SHA-256 {digest[:12]}… vs {str(meta.get('sha256'))[:12]}…); its held-out split "
                          "would not be held out")
     return load_series(src, split=meta["split"] if meta["split"] in SPLITS else "time",
-                       test_fraction=meta["test_fraction"], channels=meta["channels"], seed=meta["seed"])
+                       test_fraction=meta["test_fraction"], channels=meta["channels"], seed=meta["seed"],
+                       length=meta.get("length"))
