@@ -123,8 +123,8 @@ def build_parser() -> argparse.ArgumentParser:
     p.add_argument("--data-root", metavar="DIR", type=Path, help="folder with the dataset's files (not needed for ecg)")
     g = p.add_argument_group("your own data (instead of --dataset)")
     g.add_argument("--data", metavar="FILE", type=Path,
-                   help=".npy (S, N[, M]), .npz (train/test arrays, or one array) or .csv (a series per line, "
-                        "no header); the checkpoint remembers the file so 'pyfdc evaluate' finds its held-out split")
+                   help=".npy (S, N[, M]), .npz (train/test arrays, or one array), .csv (a series per line, "
+                        "no header) or .parquet (needs pyarrow); the checkpoint remembers the file so 'pyfdc evaluate' finds its held-out split")
     g.add_argument("--split", choices=("time", "random"), help="hold out the last series in file order (time, "
                    "default) or a seeded random subset")
     g.add_argument("--test-fraction", metavar="F", type=_typed(float, lambda v: 0 < v < 1, "a number in (0, 1)"),
@@ -299,8 +299,8 @@ def _train_data(args: argparse.Namespace) -> Any:
         return load_dataset(args.dataset or "ecg", root=args.data_root)
     if args.dataset is not None or args.data_root is not None:
         raise UsageError("--data FILE replaces --dataset/--data-root; give one or the other")
-    if (args.channels is not None or args.length is not None) and args.data.suffix.lower() != ".csv":
-        raise UsageError("--channels/--length are for .csv files only (arrays carry their axes)")
+    if (args.channels is not None or args.length is not None) and args.data.suffix.lower() not in (".csv", ".parquet"):
+        raise UsageError("--channels/--length are for .csv/.parquet files only (arrays carry their axes)")
     return load_series(args.data, split=args.split or "time", test_fraction=args.test_fraction or 0.2,
                        channels=args.channels or 1, seed=args.seed, length=args.length)
 

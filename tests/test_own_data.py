@@ -104,7 +104,7 @@ def test_cli_train_sample_evaluate_on_own_file(tmp_path, capsys):
 @pytest.mark.parametrize("argv,match", [
     (["--split", "random"], "--split need --data FILE"),
     (["--data", "x.npy", "--dataset", "ecg"], "--data FILE replaces --dataset"),
-    (["--data", "x.npy", "--channels", "2"], "--channels/--length are for .csv files only"),
+    (["--data", "x.npy", "--channels", "2"], "--channels/--length are for .csv/.parquet files only"),
     (["--data", "missing.npy"], "missing.npy: no such data file"),
 ])
 def test_cli_own_data_errors(tmp_path, capsys, argv, match):
@@ -159,3 +159,18 @@ def test_long_format_csv(tmp_path):
     np.testing.assert_allclose(d.test, x[8:], rtol=1e-6)
     with pytest.raises(ValueError, match=r"long.csv: long format: 80 lines are not a whole number of series of --length 7"):
         load_series(tmp_path / "long.csv", channels=2, length=7)
+
+
+def test_parquet(tmp_path):
+    x = _series(S=10, N=6)
+    try:
+        import pyarrow as pa
+        import pyarrow.parquet as pq
+    except ImportError:
+        (tmp_path / "a.parquet").write_bytes(b"PAR1")
+        with pytest.raises(ValueError, match=r"a.parquet: reading .parquet needs pyarrow"):
+            load_series(tmp_path / "a.parquet")
+        return
+    pq.write_table(pa.table({f"t{i}": x[:, i, 0] for i in range(6)}), tmp_path / "a.parquet")
+    d = load_series(tmp_path / "a.parquet")
+    np.testing.assert_allclose(d.test, x[8:], rtol=1e-6)

@@ -7,6 +7,8 @@
   holds the M channels one after another (``N·M`` values: channel 0's N values, then channel 1's…).
   Long format with ``length = N``: one time step per line (``M`` values, one per channel), and every
   ``N`` consecutive lines form one series.
+* ``.parquet`` (needs ``pyarrow``): numeric columns read as the rows of a CSV would be — a series per
+  row (``channels`` blocks of columns), or long format with ``length``.
 
 Splits: ``time`` (the last ``test_fraction`` of the series, in file order, are held out — right for
 series cut from one recording) or ``random`` (seeded). The dataset's ``meta`` records the file's
@@ -25,7 +27,7 @@ import numpy as np
 from .dataset import TimeSeriesDataset
 
 SPLITS = ("time", "random")
-SUFFIXES = (".npy", ".npz", ".csv")
+SUFFIXES = (".npy", ".npz", ".csv", ".parquet")
 
 
 def _fail(path: Path, what: str) -> ValueError:
@@ -63,6 +65,32 @@ def _read_csv(path: Path, channels: int, length: int | None = None) -> np.ndarra
         return x.reshape(len(x) // length, length, channels)
     if x.shape[1] % channels:
         raise _fail(path, f"lines have {x.shape[1]} values, not a multiple of --channels {channels}")
+    return x.reshape(len(x), channels, x.shape[1] // channels).transpose(0, 2, 1)
+
+
+def _read_parquet(path: Path, channels: int, length: int | None) -> np.ndarray:
+    try:
+        import pyarrow.parquet as pq
+    except ImportError:
+        raise _fail(path, "reading .parquet needs pyarrow (pip install pyarrow)") from None
+    try:
+        table = pq.read_table(path)
+    except Exception as exc:  # pyarrow raises its own error types for corrupt files
+        raise _fail(path, f"cannot be read as .parquet: {exc}") from None
+    cols = []
+    for name, col in zip(table.column_names, table.columns):
+        values = np.asarray(col.to_numpy(zero_copy_only=False))
+        if values.dtype.kind not in "fiu":
+            raise _fail(path, f"column {name!r} is not numeric ({values.dtype})")
+        cols.append(values.astype(np.float64))
+    x = np.stack(cols, axis=1) if cols else np.zeros((0, 0))
+    if length is not None:
+        if x.shape[1] != channels or len(x) % length:
+            raise _fail(path, f"long format: need {channels} column(s) and a multiple of --length {length} rows, "
+                              f"got {x.shape[1]} x {len(x)}")
+        return x.reshape(len(x) // length, length, channels)
+    if x.shape[1] % channels:
+        raise _fail(path, f"{x.shape[1]} columns are not a multiple of --channels {channels}")
     return x.reshape(len(x), channels, x.shape[1] // channels).transpose(0, 2, 1)
 
 
@@ -111,8 +139,8 @@ def load_series(path: str | os.PathLike[str], *, split: str = "time", test_fract
         raise ValueError(f"length must be None or an int >= 1, got {length!r}")
     if not p.is_file():
         raise FileNotFoundError(f"{p}: no such data file")
-    if length is not None and p.suffix.lower() != ".csv":
-        raise _fail(p, "length (long format) is for .csv files only")
+    if length is not None and p.suffix.lower() not in (".csv", ".parquet"):
+        raise _fail(p, "length (long format) is for .csv and .parquet files only")
     suffix = p.suffix.lower()
     if suffix not in SUFFIXES:
         raise _fail(p, f"unknown data format {suffix or '(no suffix)'!r}; expected one of {SUFFIXES}")
@@ -120,6 +148,8 @@ def load_series(path: str | os.PathLike[str], *, split: str = "time", test_fract
     try:
         if suffix == ".csv":
             x = _read_csv(p, channels, length)
+        elif suffix == ".parquet":
+            x = _read_parquet(p, channels, length)
         elif suffix == ".npy":
             x = _as_series(np.load(p, allow_pickle=False), p, "the array")
         else:
