@@ -16,6 +16,7 @@ Generated sets are saved under ``out/samples`` and reused on a rerun (the run ca
 from __future__ import annotations
 
 import json
+import math
 import re
 import statistics
 import time
@@ -235,6 +236,14 @@ def _row(run: SamplerRun, ref: np.ndarray, floor_run: SamplerRun, base_s: float,
     return row
 
 
+def _margin(a: dict[str, Any], b: dict[str, Any]) -> float:
+    """1.96 standard errors of the difference of two rows' headline C2ST accuracies (binomial)."""
+    def var(r: dict[str, Any]) -> float:
+        p, n = r["c2st"]["headline"], 2 * r["c2st"]["hgb"]["n_per_side"]
+        return p * (1 - p) / n
+    return 1.96 * math.sqrt(var(a) + var(b))
+
+
 def _verdicts(rows: list[dict[str, Any]]) -> None:
     """Mark each cached row: below the uncached front? speedup over the best uncached at equal quality."""
     unc = [r for r in rows if r["uncached"]]  # the floor is uncached EM-1000 too
@@ -245,6 +254,10 @@ def _verdicts(rows: list[dict[str, Any]]) -> None:
         no_slower = [u for u in unc if u["batch_seconds"] <= r["batch_seconds"]]
         # None: faster than every uncached run, so the front says nothing there (not a win)
         r["below_front"] = all(acc < u["c2st"]["headline"] for u in no_slower) if no_slower else None
+        # the same question with the sampling error of both accuracies: only a gap larger than
+        # 1.96 standard errors of the difference counts (a "yes" above may be a tie)
+        r["below_front_significant"] = (all(acc + _margin(r, u) < u["c2st"]["headline"] for u in no_slower)
+                                        if no_slower else None)
         as_good = [u for u in unc if u["c2st"]["headline"] <= acc]
         r["speedup_at_equal_quality"] = (min(u["batch_seconds"] for u in as_good) / r["batch_seconds"]
                                          if as_good else None)
@@ -314,6 +327,8 @@ def front_table(result: dict[str, Any]) -> str:
         c = r["c2st"]
         bands = " / ".join(f"{v:+.0%}" for v in r["band_error"].values())
         below = "–" if r["uncached"] else {True: "**yes**", False: "no", None: "faster than all"}[r["below_front"]]
+        if r.get("below_front") and not r.get("below_front_significant"):
+            below = "yes, within noise"
         eq = r.get("speedup_at_equal_quality")
         eqs = "–" if r["uncached"] else ("none as good" if eq is None else f"{eq:.2f}×")
         line = (f"| {r['sampler']} | {r['batch_seconds']:.2f} | {r['speedup_vs_em1000']:.2f}× | "

@@ -28,8 +28,9 @@ def test_parse_spec_round_trips_and_rejects() -> None:
             parse_spec(bad)
 
 
-def _row(name: str, secs: float, acc: float, uncached: bool) -> dict:
-    return {"sampler": name, "uncached": uncached, "batch_seconds": secs, "c2st": {"headline": acc}}
+def _row(name: str, secs: float, acc: float, uncached: bool, n: int = 512) -> dict:
+    return {"sampler": name, "uncached": uncached, "batch_seconds": secs,
+            "c2st": {"headline": acc, "hgb": {"n_per_side": n}}}
 
 
 def test_verdicts_compare_only_with_uncached_runs_that_take_no_longer() -> None:
@@ -86,3 +87,13 @@ def test_cli_front(tmp_path: Path, capsys: pytest.CaptureFixture[str]) -> None:
     assert code == 0 and "| dpm2m:4 |" in text and "s / series at batch 1" in text
     rows = json.loads((out / "front.json").read_text())["rows"]
     assert all(np.isfinite(r["batch1_seconds"]) for r in rows)
+
+
+def test_significant_verdict_needs_a_gap_beyond_sampling_error() -> None:
+    """0.60 vs 0.70 at 512 per side is a win (gap 0.10 > 1.96 s.e. ≈ 0.04); 0.515 vs 0.521 a tie."""
+    rows = [_row("em:25", 0.25, 0.70, True), _row("clear", 0.5, 0.60, False),
+            _row("dpm2m:50", 4.1, 0.521, True), _row("tie", 9.7, 0.515, False)]
+    _verdicts(rows)
+    v = {r["sampler"]: r for r in rows}
+    assert v["clear"]["below_front"] and v["clear"]["below_front_significant"]
+    assert v["tie"]["below_front"] and not v["tie"]["below_front_significant"]
