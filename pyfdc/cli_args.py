@@ -1,0 +1,219 @@
+"""Argument parsing for ``pyfdc``: the parser of every command, argument types and the checks that
+turn a bad argument into one line on stderr (exit 2). The commands themselves live in
+:mod:`pyfdc.cli`."""
+from __future__ import annotations
+
+import argparse
+import math
+from collections.abc import Callable
+from pathlib import Path
+from typing import Any, NoReturn
+
+
+class UsageError(Exception):
+    """A problem with the user's request: reported as ``pyfdc CMD: error: ...`` with exit 2."""
+
+
+# ----------------------------------------------------------------------------- argument types
+
+
+def _typed(kind: Callable[[str], Any], check: Callable[[Any], bool], what: str) -> Callable[[str], Any]:
+    def parse(text: str) -> Any:
+        try:
+            value = kind(text)
+        except ValueError:
+            raise argparse.ArgumentTypeError(f"expected {what}, got {text!r}") from None
+        if not check(value):
+            raise argparse.ArgumentTypeError(f"expected {what}, got {text!r}")
+        return value
+
+    parse.__name__ = what
+    return parse
+
+
+pos_int = _typed(int, lambda v: v >= 1, "an integer >= 1")
+nonneg_int = _typed(int, lambda v: v >= 0, "an integer >= 0")
+pos_float = _typed(float, lambda v: math.isfinite(v) and v > 0, "a finite number > 0")
+nonneg_float = _typed(float, lambda v: v >= 0 and not math.isnan(v), "a number >= 0")
+unit_float = _typed(float, lambda v: 0 <= v < 1, "a number in [0, 1)")
+open_unit_float = _typed(float, lambda v: 0 < v < 1, "a number in (0, 1)")
+
+
+def _add_out(p: argparse.ArgumentParser, required: bool = True) -> None:
+    p.add_argument("--out", type=Path, required=required, metavar="DIR",
+                   help="output folder (must be new or empty unless --overwrite)")
+    p.add_argument("--overwrite", action="store_true", help="allow writing into a non-empty --out")
+    p.add_argument("--no-progress", dest="progress", action="store_false", help="hide progress bars")
+
+
+def _add_device(p: argparse.ArgumentParser) -> None:
+    p.add_argument("--device", default="cpu", help="torch device, e.g. cpu or cuda:0 (default: cpu)")
+
+
+def _check_device(name: str) -> str:
+    from pyfdc._device import check_device
+
+    try:
+        check_device(name)
+    except ValueError as exc:
+        raise UsageError(f"--{exc}") from None
+    return name
+
+
+def _add_sampler_args(p: argparse.ArgumentParser) -> None:
+    p.add_argument("--sampler", choices=("em", "ddim", "dpm2m", "e2crf"), default="em",
+                   help="em: Euler-Maruyama (paper default); ddim: deterministic first order; dpm2m: "
+                        "DPM-Solver++(2M), deterministic second order (best at few steps); "
+                        "e2crf: cached Euler-Maruyama (default: em)")
+    p.add_argument("--steps", metavar="T", type=pos_int, default=1000, help="reverse steps (default: 1000)")
+    p.add_argument("--batch-size", metavar="B", type=pos_int, default=64, help="series per batch (default: 64)")
+    p.add_argument("--seed", type=nonneg_int, default=0, help="noise seed (default: 0)")
+    g = p.add_argument_group("E2-CRF (with --sampler e2crf; defaults are the paper's)")
+    g.add_argument("--e2crf-K", dest="e2crf_K", metavar="K", type=_typed(int, lambda v: v >= 0, "an integer >= 0"),
+                   help="always-recompute band {0..K} (default: N'//10)")
+    g.add_argument("--e2crf-tau0", metavar="TAU0", type=nonneg_float, help="drift threshold tau0 (default: 0.01)")
+    g.add_argument("--e2crf-R", dest="e2crf_R", metavar="R", type=pos_int, help="full refresh every R steps (default: 50)")
+    g.add_argument("--e2crf-probes", metavar="P", type=nonneg_int, help="probe tokens per cached step (default: 2)")
+    g.add_argument("--e2crf-tau-warn", metavar="TAU", type=pos_float, help="event intensity forcing a refresh (default: 0.5)")
+    g.add_argument("--e2crf-tau-safe", metavar="TAU", type=nonneg_float, help="event intensity enabling correction (default: 0.1)")
+    g.add_argument("--e2crf-mode", choices=("full", "uncached", "fixed", "no_feedback", "no_energy", "naive_kv"),
+                   help="ablation mode (default: full)")
+    g.add_argument("--e2crf-budget", metavar="F", type=_typed(float, lambda v: 0 < v <= 1, "a number in (0, 1]"),
+                   help="static-shape step: every sample recomputes a fixed fraction F of the tokens per cached "
+                        "step (band, probes, then the largest drift); default: the paper's variable sets")
+    g.add_argument("--e2crf-compile", action="store_true", default=None,
+                   help="torch.compile the budget step (needs --e2crf-budget; compiles once, ~10-60 s)")
+
+
+class _OneLineParser(argparse.ArgumentParser):
+    """Usage errors as one line on stderr (exit 2), pointing at --help instead of printing the usage."""
+
+    def error(self, message: str) -> NoReturn:  # type: ignore[override]
+        self.exit(2, f"{self.prog}: error: {message} (see '{self.prog} --help')\n")
+
+
+def build_parser() -> argparse.ArgumentParser:
+    from pyfdc import __version__
+
+    parser = _OneLineParser(
+        prog="pyfdc", description="Frequency-domain diffusion for time series, with E2-CRF caching.")
+    parser.add_argument("--version", action="version", version=f"pyfdc {__version__}")
+    sub = parser.add_subparsers(dest="command", metavar="COMMAND", required=True)
+
+    p = sub.add_parser("train", help="train a diffusion model", description=(
+        "Train a score network on a dataset's train split (a validation split is carved from it; "
+        "the held-out split is never used). --out becomes a checkpoint folder."))
+    p.add_argument("--dataset", metavar="NAME", help="dataset name (default: ecg, embedded)")
+    p.add_argument("--data-root", metavar="DIR", type=Path, help="folder with the dataset's files (not needed for ecg)")
+    g = p.add_argument_group("your own data (instead of --dataset)")
+    g.add_argument("--data", metavar="FILE", type=Path,
+                   help=".npy (S, N[, M]), .npz (train/test arrays, or one array), .csv (a series per line, "
+                        "no header) or .parquet (needs pyarrow); the checkpoint remembers the file so 'pyfdc evaluate' finds its held-out split")
+    g.add_argument("--split", choices=("time", "random"), help="hold out the last series in file order (time, "
+                   "default) or a seeded random subset")
+    g.add_argument("--test-fraction", metavar="F", type=_typed(float, lambda v: 0 < v < 1, "a number in (0, 1)"),
+                   help="held-out share of the series (default: 0.2)")
+    g.add_argument("--channels", metavar="M", type=pos_int,
+                   help="CSV only: channels per line, stored one after another (default: 1)")
+    g.add_argument("--length", metavar="N", type=pos_int,
+                   help="CSV long format: one time step (M values) per line, every N lines one series")
+    p.add_argument("--config", choices=("small", "paper"), default="small",
+                   help="network size: small (CPU) or paper (10 layers, 3.2M params) (default: small)")
+    p.add_argument("--domain", choices=("freq", "time", "chart"), default="freq",
+                   help="token layout: freq (half-spectrum, default), time or chart (N-token spectrum)")
+    p.add_argument("--scaling", choices=("channel", "token"), default="channel",
+                   help="standardise per channel in time only, or also every token coordinate after the "
+                        "transform (equal SNR across frequencies) (default: channel)")
+    p.add_argument("--pinning", choices=("auto", "off"), default="auto",
+                   help="auto: coordinates constant over the training series (a zero pad, a fixed start) "
+                        "get their exact noise prediction and are restored exactly; ignored with --scaling token "
+                        "(default: auto)")
+    p.add_argument("--epochs", metavar="E", type=pos_int, default=200, help="epochs (default: 200)")
+    p.add_argument("--batch-size", metavar="B", type=pos_int, default=64, help="batch size (default: 64)")
+    p.add_argument("--lr", metavar="LR", type=pos_float, default=1e-3, help="peak learning rate (default: 1e-3)")
+    p.add_argument("--weight-decay", metavar="WD", type=nonneg_float, default=1e-2, help="AdamW weight decay (default: 0.01)")
+    p.add_argument("--warmup-epochs", metavar="E", type=nonneg_int,
+                   help="linear warmup epochs (default: 10%% of --epochs, as the paper's 20/200)")
+    p.add_argument("--ema", type=open_unit_float, metavar="DECAY", help="keep an EMA of the weights")
+    p.add_argument("--small-t-fraction", metavar="F", type=unit_float, default=0.0,
+                   help="fraction of training draws with t log-uniform instead of uniform, so the "
+                        "low-noise end (where fine detail is decided) gets trained (default: 0)")
+    p.add_argument("--val-fraction", metavar="F", type=unit_float, default=0.1,
+                   help="fraction of the train split used for validation (default: 0.1)")
+    p.add_argument("--seed", type=nonneg_int, default=0, help="seed (default: 0)")
+    p.add_argument("--max-minutes", metavar="MIN", type=pos_float, help="wall-clock budget; the LR schedule is fitted to it")
+    p.add_argument("--resume", action="store_true", help="continue an interrupted run in --out")
+    _add_device(p)
+    p.add_argument("--tiny", action="store_true", help=argparse.SUPPRESS)
+    _add_out(p)
+
+    p = sub.add_parser("sample", help="draw samples from a checkpoint", description=(
+        "Sample series (original units) from a trained checkpoint; writes samples.npy, "
+        "sample_info.json and, for e2crf, e2crf_stats.json."))
+    p.add_argument("--checkpoint", type=Path, required=True, metavar="DIR", help="checkpoint folder")
+    p.add_argument("--num-samples", metavar="S", type=pos_int, default=1000, help="series to draw (default: 1000)")
+    _add_sampler_args(p)
+    _add_device(p)
+    _add_out(p)
+
+    p = sub.add_parser("benchmark", help="time E2-CRF against uncached sampling, side by side", description=(
+        "Same checkpoint, same seeds and steps, one process: uncached Euler-Maruyama vs E2-CRF "
+        "(after a warm-up, median of --repeats). Prints wall time, speedup, recomputed fraction f, "
+        "the FLOP-ideal 1/f and the paired RMS deviation from the uncached samples. The full "
+        "ablation/quality benchmark is benchmarks/bench_e2crf.py."))
+    p.add_argument("--checkpoint", type=Path, metavar="DIR",
+                   help="checkpoint folder (default: the shipped ECG model)")
+    p.add_argument("--num-samples", metavar="S", type=pos_int,
+                   help="series per run (default: 64; with --front, series per set: 512)")
+    p.add_argument("--repeats", metavar="R", type=pos_int, default=3, help="timed repeats (default: 3)")
+    _add_sampler_args(p)
+    p.set_defaults(sampler="e2crf")
+    _add_device(p)
+    f = p.add_argument_group("speed-quality front (--front; see benchmarks/RESULTS.md)")
+    f.add_argument("--front", action="store_true",
+                   help="time and score every sampler against uncached EM-1000 (C2ST, band error, SW) "
+                        "and write front.json / front.md / front.png into --out")
+    f.add_argument("--specs", nargs="+", metavar="SPEC",
+                   help="samplers for --front, e.g. em:100 dpm2m:25 'e2crf(tau0=1):1000' (default: the full front)")
+    f.add_argument("--batch1", metavar="K", type=nonneg_int, default=0,
+                   help="with --front, also time K series one at a time per sampler (default: 0)")
+    f.add_argument("--threads", metavar="N", type=pos_int, help="torch threads (default: torch's choice)")
+    p.add_argument("--out", type=Path, metavar="DIR", help="output folder of --front (reruns resume from it)")
+    p.add_argument("--no-progress", dest="progress", action="store_false", help=argparse.SUPPRESS)
+
+    p = sub.add_parser("evaluate", help="score samples against held-out data", description=(
+        "Classifier two-sample tests (C2ST: gradient-boosted trees on summary statistics and a "
+        "linear model on the raw series) and sliced Wasserstein distances of samples to the "
+        "dataset's held-out split, next to the train-vs-held-out floor and a fitted Gaussian; "
+        "per-band spectral error, roughness and pad residue; spectral density and "
+        "sample grid PNGs, plus E2-CRF statistics plots when the samples came from e2crf."))
+    p.add_argument("--checkpoint", type=Path, required=True, metavar="DIR", help="checkpoint folder")
+    p.add_argument("--samples", type=Path, required=True, metavar="DIR",
+                   help="folder written by 'pyfdc sample' (or a .npy file)")
+    p.add_argument("--data-root", metavar="DIR", type=Path, help="folder with the dataset's files (not needed for ecg)")
+    p.add_argument("--data", metavar="FILE", type=Path,
+                   help="the data file the model was trained on, if it moved (its SHA-256 must match)")
+    p.add_argument("--projections", metavar="L", type=_typed(int, lambda v: v >= 2, "an integer >= 2"), default=10_000,
+                   help="random projections of the SW estimate (default: 10000)")
+    p.add_argument("--seed", type=nonneg_int, default=0, help="projection and C2ST seed (default: 0)")
+    p.add_argument("--c2st-repeats", metavar="R", type=nonneg_int, default=5,
+                   help="C2ST vs held-out: subsamples of len(held-out) per set, 0 = skip (default: 5)")
+    p.add_argument("--reference", type=Path, metavar="DIR",
+                   help="a reference sample folder/.npy (e.g. uncached EM-1000 drawn with another --seed): "
+                        "also report the C2ST and band error of --samples against it")
+    _add_out(p)
+
+    p = sub.add_parser("demo", help="end-to-end demo on the embedded ECG (a few minutes)", description=(
+        "Sample the embedded ECG with the shipped pretrained small model (or, with --minutes, a model "
+        "trained here from scratch) using uncached Euler-Maruyama and E2-CRF, evaluate both against "
+        "the held-out beats, write plots and print a table."))
+    p.add_argument("--minutes", metavar="MIN", type=pos_float, default=None,
+                   help="train a fresh small model for MIN minutes instead of using the shipped one "
+                        "(<= 6 min gives visibly worse samples on 2 CPU cores)")
+    p.add_argument("--num-samples", metavar="S", type=pos_int, default=32, help="series per sampler (default: 32)")
+    p.add_argument("--steps", metavar="T", type=pos_int, default=1000, help="EM steps (default: 1000)")
+    p.add_argument("--seed", type=nonneg_int, default=0, help="seed (default: 0)")
+    p.add_argument("--tiny", action="store_true", help=argparse.SUPPRESS)
+    p.add_argument("--epochs", metavar="E", type=pos_int, default=200, help=argparse.SUPPRESS)
+    _add_out(p)
+    return parser
