@@ -46,6 +46,7 @@ if TYPE_CHECKING:
 from pyfdc.cached_layers import index_mask
 from pyfdc.e2crf_budget_policy import BudgetEpsFn
 from pyfdc.e2crf_step import CachedForward
+from pyfdc.event_intensity import EventIntensity
 
 MODES = ("full", "uncached", "fixed", "no_feedback", "no_energy", "naive_kv")
 
@@ -275,12 +276,10 @@ class CachedEpsFn:
         self.taken = torch.zeros(B, T + 1, dtype=torch.bool, device=dev)
         self.force = torch.zeros(B, dtype=torch.bool, device=dev)
         self.warn = torch.zeros(B, dtype=torch.bool, device=dev)
-        self.r = torch.zeros(B, dtype=dtype, device=dev)
+        self.intensity = EventIntensity(B, T, self.d, config.eta, dtype=dtype, device=dev)
+        self.alpha = self.intensity.alpha
         self.r_used = torch.zeros(B, dtype=dtype, device=dev)
         self.probe_err = torch.zeros(B, dtype=dtype, device=dev)
-        self.alpha = torch.zeros(B, dtype=dtype, device=dev)
-        self.prev = torch.zeros(B, T, self.d, dtype=dtype, device=dev)
-        self.prev_sq = torch.zeros(B, dtype=dtype, device=dev)  # ‖prev‖² per sample, kept with prev
         self.steps_seen = 0
         self.rss_warm: int | None = None
         self.rss_max = 0
@@ -292,9 +291,8 @@ class CachedEpsFn:
     @property
     def cache_bytes(self) -> int:
         extra = sum(t.numel() * t.element_size() for t in
-                    (self.no_probe, self.taken, self.force, self.warn, self.r, self.probe_err, self.alpha,
-                    self.prev, self.prev_sq))
-        return (self.fwd.cache_bytes if self.fwd is not None else 0) + extra
+                    (self.no_probe, self.taken, self.force, self.warn, self.r_used, self.probe_err))
+        return (self.fwd.cache_bytes if self.fwd is not None else 0) + extra + self.intensity.nbytes
 
     def _mark_selected(self, idx: Tensor) -> None:
         """``taken[b, κ]`` = token κ is in sample b's recompute set (column T absorbs the -1 padding)."""
@@ -319,9 +317,7 @@ class CachedEpsFn:
             return self.net(z, t)
         first = self.steps_seen == 0
         # event intensity from features of steps i-1, i-2 (Eq. 12, Δ = 1) and the last probe error
-        r = self.r
-        if self.steps_seen < 2:
-            r.zero_()
+        r = self.intensity.current()
         self.r_used.copy_(r)
         periodic = first or i % cfg.R == 0
         self.force.fill_(periodic)
@@ -338,21 +334,15 @@ class CachedEpsFn:
             self._mark_selected(idx)  # once per step: probes and stats both read it
         if self.use_probes:
             probes = self._draw_probes()
-            torch.where(r >= cfg.tau_safe, torch.clamp(r * 0.5, max=cfg.alpha_max),
-                        torch.zeros_like(r), out=self.alpha)
+            self.intensity.step_size(cfg.tau_safe, cfg.alpha_max)
         eps_hat, probe_err, feat = self.fwd(z, t, idx, count, probes, self.alpha, cfg.eta)
         pin = getattr(self.net, "pin_projector", None)
         if pin is not None:  # exact noise prediction on pinned coordinates, as in net.forward
             eps_hat = pin(eps_hat, z, t)
         # next step's intensity: relative change of the final-layer features
-        if self.steps_seen >= 1:
-            num = (feat - self.prev).pow(2).sum(dim=(1, 2))
-            torch.div(num, self.prev_sq + cfg.eta, out=r)
         if probe_err is not None:
             self.probe_err.copy_(probe_err)
-            torch.maximum(r, self.probe_err, out=r)
-        self.prev.copy_(feat)
-        torch.sum(feat.pow(2), dim=(1, 2), out=self.prev_sq)
+        self.intensity.update(feat, probe_err)
         self._record(i, idx, count, probes, warn, periodic)
         self._memory_probe()
         return eps_hat

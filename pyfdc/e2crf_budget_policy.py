@@ -25,6 +25,7 @@ from torch import Tensor, nn
 
 from pyfdc.cached_layers import index_mask
 from pyfdc.e2crf_budget import BudgetForward, budget_size
+from pyfdc.event_intensity import EventIntensity
 
 if TYPE_CHECKING:
     from pyfdc.e2crf import E2CRFConfig, _Accumulator
@@ -69,10 +70,7 @@ class BudgetEpsFn:
                                   compile=config.compile, reuse=config.reuse,
                                   cached_output=config.cached_output, sde=sde)
         B, T = self.B, num_tokens
-        self.r = torch.zeros(B, dtype=dtype, device=dev)
-        self.alpha = torch.zeros(B, dtype=dtype, device=dev)
-        self.prev = torch.zeros(B, T, self.fwd.d, dtype=dtype, device=dev)
-        self.prev_sq = torch.zeros(B, dtype=dtype, device=dev)
+        self.intensity = EventIntensity(B, T, self.fwd.d, config.eta, dtype=dtype, device=dev)
         self.warn_flags = torch.zeros(2, B, dtype=torch.bool, device=dev)     # ring: end of steps i-1, i
         pin = dev.type == "cuda"
         self.warn_any = torch.zeros(2, dtype=torch.bool, pin_memory=pin)      # host copies of .any()
@@ -88,8 +86,7 @@ class BudgetEpsFn:
 
     @property
     def cache_bytes(self) -> int:
-        extra = sum(t.numel() * t.element_size() for t in (self.r, self.alpha, self.prev, self.prev_sq))
-        return self.fwd.cache_bytes + extra
+        return self.fwd.cache_bytes + self.intensity.nbytes
 
     def _probes(self) -> Tensor:
         """``(B, P)`` distinct tokens outside the band, uniform per sample."""
@@ -101,40 +98,31 @@ class BudgetEpsFn:
     def __call__(self, z: Tensor, t: Tensor, i: int) -> Tensor:
         cfg, fwd = self.cfg, self.fwd
         periodic = self.steps_seen == 0 or i % cfg.R == 0
-        warn_step = False
         force = None
+        r_used = self.intensity.current().clone() if self.acc is not None else None
         if periodic:
             eps_hat = fwd.refresh(z, t)
             err = None
             self.last_full = i
         else:
             probes = self._probes()
-            r = self.r if self.steps_seen >= 2 else torch.zeros_like(self.r)
-            torch.where(r >= cfg.tau_safe, torch.clamp(r * 0.5, max=cfg.alpha_max), torch.zeros_like(r),
-                        out=self.alpha)
+            alpha = self.intensity.step_size(cfg.tau_safe, cfg.alpha_max)
             slot = (i - 2) % 2   # flags raised at the end of step i-2 (= r used at step i-1)
             warn_step = (self.use_warn and self.steps_seen >= 3 and i - 2 >= self.last_full
                          and bool(self.warn_any[slot]))
             if warn_step:
                 force = self.warn_flags[slot].clone()
-                eps_hat, err = fwd.masked(z, t, probes, self.alpha, force)
+                eps_hat, err = fwd.masked(z, t, probes, alpha, force)
             else:
-                eps_hat, err = fwd.sparse(z, t, probes, self.alpha)
+                eps_hat, err = fwd.sparse(z, t, probes, alpha)
             if not self.P:
                 err = None
         pin = getattr(self.net, "pin_projector", None)
         if pin is not None:
             eps_hat = pin(eps_hat, z, t)
-        feat = fwd.feat
-        r_used = self.r.clone() if self.acc is not None else None
-        if self.steps_seen >= 1:
-            torch.div((feat - self.prev).pow(2).sum(dim=(1, 2)), self.prev_sq + cfg.eta, out=self.r)
-        if err is not None:
-            torch.maximum(self.r, err, out=self.r)
-        self.prev.copy_(feat)
-        torch.sum(feat.pow(2), dim=(1, 2), out=self.prev_sq)
+        r = self.intensity.update(fwd.feat, err)
         flags = self.warn_flags[i % 2]
-        torch.gt(self.r, cfg.tau_warn, out=flags)
+        torch.gt(r, cfg.tau_warn, out=flags)
         self.warn_any[i % 2].copy_(flags.any(), non_blocking=True)
         if self.acc is not None:
             self._record(i, periodic, force, err, r_used)
@@ -144,7 +132,7 @@ class BudgetEpsFn:
     def _record(self, i: int, periodic: bool, force: Tensor | None, err: Tensor | None, r_used: Tensor) -> None:
         acc, B, T = self.acc, self.B, self.T
         if periodic:
-            recomputed = torch.ones(B, T, dtype=torch.bool, device=self.r.device)
+            recomputed = torch.ones(B, T, dtype=torch.bool, device=r_used.device)
         else:
             recomputed = index_mask(self.fwd.idx, T, self._mark)
             if force is not None:
@@ -152,7 +140,7 @@ class BudgetEpsFn:
                 acc.warn[i] |= force.any()
         acc.count[i] += recomputed.sum()
         acc.cached += (~recomputed).sum(dim=0)
-        acc.r[i] += r_used.sum() if self.steps_seen >= 2 else 0.0
+        acc.r[i] += r_used.sum()
         acc.refresh[i] |= periodic or force is not None
         if err is not None:
             acc.err[i] += err.sum()

@@ -15,7 +15,7 @@ import torch
 from pyfdc import ops
 from pyfdc.e2crf import MODES, E2CRFConfig, E2CRFSampler, E2CRFStats
 from pyfdc.model import DiffusionModel
-from tinymodels import tiny_model
+from tinymodels import one_thread, tiny_model  # noqa: F401 (autouse fixture)
 
 N, M = 32, 1
 T = N // 2 + 1
@@ -29,14 +29,6 @@ def _tiny_model(seed: int = 0) -> DiffusionModel:
 @pytest.fixture(scope="module")
 def model() -> DiffusionModel:
     return _tiny_model()
-
-
-@pytest.fixture(autouse=True)
-def _one_thread():
-    n = torch.get_num_threads()
-    torch.set_num_threads(1)
-    yield
-    torch.set_num_threads(n)
 
 
 # a config that really caches on 16 steps: small band, drift rule active, refresh every 5 steps

@@ -13,20 +13,12 @@ from pyfdc import ops
 from pyfdc.e2crf import E2CRFConfig, E2CRFSampler
 from pyfdc.e2crf_budget import BudgetForward
 
-from tinymodels import T, tiny_model as _tiny_model
+from tinymodels import T, one_thread, tiny_model as _tiny_model  # noqa: F401 (autouse fixture)
 
 
 @pytest.fixture(scope="module")
 def model() -> DiffusionModel:
     return _tiny_model()
-
-
-@pytest.fixture(autouse=True)
-def _one_thread():
-    n = torch.get_num_threads()
-    torch.set_num_threads(1)
-    yield
-    torch.set_num_threads(n)
 
 
 BUDGET = dict(K=1, tau0=0.5, R=5, num_probes=2, budget=0.4)

@@ -1,6 +1,7 @@
 """The tiny untrained diffusion model the sampler tests share (imported by the test modules)."""
 from __future__ import annotations
 
+import pytest
 import torch
 
 from pyfdc.model import DiffusionModel
@@ -22,3 +23,12 @@ def tiny_model(seed: int = 0, dtype: torch.dtype = torch.float32) -> DiffusionMo
     with torch.no_grad():
         net.out_proj.weight.mul_(0.1)
     return DiffusionModel(net.to(dtype).eval(), tr, VPSDE())
+
+
+@pytest.fixture(autouse=True)
+def one_thread():
+    """One torch thread for the test (exactness tests compare runs with the same matmul blocking)."""
+    n = torch.get_num_threads()
+    torch.set_num_threads(1)
+    yield
+    torch.set_num_threads(n)

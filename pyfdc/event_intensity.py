@@ -1,0 +1,49 @@
+"""The E2-CRF event intensity (Eq. 12, Δ = 1) and the Eq. 14 step size, per sample, shared by both
+cached samplers (:class:`pyfdc.e2crf.CachedEpsFn`, :class:`pyfdc.e2crf_budget_policy.BudgetEpsFn`)."""
+from __future__ import annotations
+
+import torch
+from torch import Tensor
+
+
+class EventIntensity:
+    """``r_b = max(‖F(i−1) − F(i−2)‖² / (‖F(i−2)‖² + η), e_b(i−1))`` over final-layer features
+    ``F (B, N', d)`` and the previous relative probe error ``e_b``; 0 until two steps have been seen.
+
+    Buffers (allocated once): ``r (B,)``, ``alpha (B,)``, ``prev (B, N', d)``, ``prev_sq (B,)``.
+    """
+
+    def __init__(self, batch: int, num_tokens: int, width: int, eta: float, *, dtype: torch.dtype,
+                 device: torch.device | str) -> None:
+        kw = {"dtype": dtype, "device": device}
+        self.eta = eta
+        self.r, self.alpha, self.prev_sq = (torch.zeros(batch, **kw) for _ in range(3))
+        self.prev = torch.zeros(batch, num_tokens, width, **kw)
+        self.seen = 0
+
+    @property
+    def nbytes(self) -> int:
+        return sum(t.numel() * t.element_size() for t in (self.r, self.alpha, self.prev, self.prev_sq))
+
+    def current(self) -> Tensor:
+        """``r (B,)`` for the step about to run (zeroed while fewer than two steps have been seen)."""
+        if self.seen < 2:
+            self.r.zero_()
+        return self.r
+
+    def step_size(self, tau_safe: float, alpha_max: float) -> Tensor:
+        """Eq. 14: ``α_b = min(α_max, r_b / 2)`` where ``r_b ≥ τ_safe``, else 0 (the safe zone)."""
+        r = self.current()
+        torch.where(r >= tau_safe, torch.clamp(r * 0.5, max=alpha_max), torch.zeros_like(r), out=self.alpha)
+        return self.alpha
+
+    def update(self, feat: Tensor, probe_err: Tensor | None = None) -> Tensor:
+        """Fold in this step's features ``feat (B, N', d)`` (and probe error ``(B,)``); returns next ``r``."""
+        if self.seen >= 1:
+            torch.div((feat - self.prev).pow(2).sum(dim=(1, 2)), self.prev_sq + self.eta, out=self.r)
+        if probe_err is not None:
+            torch.maximum(self.r, probe_err, out=self.r)
+        self.prev.copy_(feat)
+        torch.sum(feat.pow(2), dim=(1, 2), out=self.prev_sq)
+        self.seen += 1
+        return self.r
