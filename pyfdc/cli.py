@@ -26,7 +26,10 @@ METRICS_FILE = "metrics.json"
 TINY_MODEL = {"d_model": 16, "n_layers": 1, "n_heads": 2, "d_ff": 32, "rff_dim": 8}
 
 
+from pyfdc import distributed
 from pyfdc.cli_args import UsageError, _check_device, build_parser
+
+DISTRIBUTED_COMMANDS = ("train", "sample")  # the commands that join a torchrun job
 
 
 # ----------------------------------------------------------------------------- helpers
@@ -74,8 +77,12 @@ def _save_npy(path: Path, arr: Any) -> None:
         np.save(fh, np.asarray(arr, dtype=np.float32))
 
 
+_QUIET = False  # set on ranks other than 0 of a torchrun job: one process reports
+
+
 def _echo(msg: str) -> None:
-    print(msg, file=sys.stderr, flush=True)
+    if not _QUIET:
+        print(msg, file=sys.stderr, flush=True)
 
 
 # ----------------------------------------------------------------------------- train
@@ -148,8 +155,12 @@ def _e2crf_config(args: argparse.Namespace) -> Any:
 
 
 def draw_samples(model: Any, sampler: str, num_samples: int, steps: int, batch_size: int, seed: int,
-                 progress: bool, e2crf_config: Any = None) -> tuple[Any, dict[str, Any] | None, float]:
-    """Run one sampler; return ``(samples (S, N, M) numpy, e2crf stats dict or None, wall seconds)``."""
+                 progress: bool, e2crf_config: Any = None, sample_offset: int = 0,
+                 world: Any = None) -> tuple[Any, dict[str, Any] | None, float]:
+    """Run one sampler; return ``(samples (S, N, M) numpy, e2crf stats dict or None, wall seconds)``.
+
+    Sample ``j`` uses noise id ``sample_offset + j``; with a multi-process ``world`` the E2-CRF stats are
+    reduced over its ranks (each rank passing its own ids)."""
     import torch
 
     t0 = time.perf_counter()
@@ -160,14 +171,14 @@ def draw_samples(model: Any, sampler: str, num_samples: int, steps: int, batch_s
 
             sm = E2CRFSampler(model, e2crf_config or E2CRFConfig())
             samples, st = sm.sample(num_samples, steps=steps, batch_size=batch_size, seed=seed,
-                                    progress=progress)
+                                    progress=progress, sample_offset=sample_offset, world=world)
             stats = st.to_dict()
         else:
             from pyfdc.sampling import Sampler
 
             samples = Sampler(model, method=sampler).sample(num_samples, steps=steps,
                                                             batch_size=batch_size, seed=seed,
-                                                            progress=progress)
+                                                            progress=progress, sample_offset=sample_offset)
     wall = time.perf_counter() - t0
     return samples.detach().cpu().numpy(), stats, wall
 
@@ -182,25 +193,44 @@ def cmd_sample(args: argparse.Namespace) -> dict[str, Any]:
     if uses_e2crf and args.sampler != "e2crf":
         raise UsageError(f"--e2crf-* options need --sampler e2crf (got --sampler {args.sampler})")
     e2cfg = _e2crf_config(args) if args.sampler == "e2crf" else None  # validate before any work
+    world = getattr(args, "world", None) or distributed.World()
+    if args.num_samples < world.size:
+        raise UsageError(f"--num-samples {args.num_samples} is fewer than the {world.size} processes of this run")
     model = load_checkpoint(args.checkpoint, map_location=_check_device(args.device))
-    out = _prepare_out(args.out, args.overwrite, SAMPLE_OUTPUTS)
-    samples, stats, wall = draw_samples(model, args.sampler, args.num_samples, args.steps,
-                                        args.batch_size, args.seed, args.progress, e2cfg)
-    _save_npy(out / SAMPLES_FILE, samples)
+    out = distributed.on_main(world, lambda: _prepare_out(args.out, args.overwrite, SAMPLE_OUTPUTS))
+    t0 = time.perf_counter()
+    start, stop = distributed.shard(args.num_samples, world)  # noise is per sample id: shards join seamlessly
+    samples, stats, _ = draw_samples(model, args.sampler, stop - start, args.steps, args.batch_size, args.seed,
+                                     args.progress, e2cfg, sample_offset=start, world=world)
+    blocks = distributed.all_gather(world, (start, stop))
+    if world.active:
+        import numpy as np
+
+        samples = np.concatenate(distributed.all_gather(world, samples), axis=0)
+    wall = time.perf_counter() - t0
     info = {
         "checkpoint": str(args.checkpoint), "dataset": model.meta.get("dataset"),
         "transform": model.transform.kind, "sampler": args.sampler, "num_samples": args.num_samples,
         "steps": args.steps, "batch_size": args.batch_size, "seed": args.seed,
         "wall_seconds": round(wall, 3), "series_per_second": args.num_samples / wall,
         "shape": list(samples.shape), "pyfdc_version": __version__,
+        "world_size": world.size,
+        "rank_sample_ids": [{"rank": r, "start": a, "stop": b} for r, (a, b) in enumerate(blocks)],
     }
     if stats is not None:
         info["e2crf_config"] = {k: (None if isinstance(v, float) and not math.isfinite(v) else v)
                                 for k, v in vars(e2cfg).items()}
         info["mean_recomputed_fraction"] = stats.get("mean_recomputed_fraction")
-        _write_json(out / STATS_FILE, stats)
-    _write_json(out / SAMPLE_INFO_FILE, info)
-    _finish_out(out, SAMPLE_OUTPUTS, {SAMPLES_FILE, SAMPLE_INFO_FILE} | ({STATS_FILE} if stats is not None else set()))
+
+    def write() -> None:
+        _save_npy(out / SAMPLES_FILE, samples)
+        if stats is not None:
+            _write_json(out / STATS_FILE, stats)
+        _write_json(out / SAMPLE_INFO_FILE, info)
+        _finish_out(out, SAMPLE_OUTPUTS,
+                    {SAMPLES_FILE, SAMPLE_INFO_FILE} | ({STATS_FILE} if stats is not None else set()))
+
+    distributed.on_main(world, write)
     _echo(f"{args.num_samples} samples in {wall:.1f}s ({info['series_per_second']:.2f} series/s) -> {out}")
     return info
 
@@ -527,11 +557,22 @@ COMMANDS: dict[str, Callable[[argparse.Namespace], dict[str, Any]]] = {
 
 def main(argv: Sequence[str] | None = None) -> int:
     """Entry point of the ``pyfdc`` script; returns the process exit status."""
+    global _QUIET
     parser = build_parser()
     args = parser.parse_args(argv)  # exits 2 with a usage message on bad arguments
     from pyfdc.checkpoint import CheckpointError
 
+    world = distributed.World()
     try:
+        if args.command in DISTRIBUTED_COMMANDS:
+            world, device = distributed.join(args.device)  # torchrun's group, or one process
+            args.device = str(device)
+        elif distributed.launched_size() > 1:
+            raise UsageError(f"'pyfdc {args.command}' runs in one process; only {' and '.join(DISTRIBUTED_COMMANDS)} "
+                             "run under torchrun")
+        args.world = world
+        if not world.is_main:
+            _QUIET, args.progress = True, False
         COMMANDS[args.command](args)
     except KeyboardInterrupt:
         _echo(f"pyfdc {args.command}: interrupted")
@@ -542,6 +583,8 @@ def main(argv: Sequence[str] | None = None) -> int:
             raise
         _echo(f"pyfdc {args.command}: error: {exc}")
         return 2
+    finally:
+        distributed.leave(world)
     return 0
 
 

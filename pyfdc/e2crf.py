@@ -230,6 +230,26 @@ class _Accumulator:
                                                for _ in range(3))
         self.samples = 0
 
+    def all_reduce(self, world: Any) -> None:
+        """Sum the per-step sums over the ranks of ``world``; a step flag holds if it held on any rank."""
+        from pyfdc import distributed
+
+        for t in (self.count, self.r, self.err, self.cached, self.overflow):
+            distributed.all_reduce_(world, t, "sum")
+        for name in ("refresh", "warn", "probe"):
+            flags = getattr(self, name).to(torch.int32)
+            setattr(self, name, distributed.all_reduce_(world, flags, "max").bool())
+        self.samples = int(distributed.all_sum(world, [float(self.samples)])[0])
+
+    @staticmethod
+    def maxima(world: Any, *values: float) -> list[float]:
+        """Each value's maximum over ranks (``int`` inputs come back as ``int``)."""
+        from pyfdc import distributed
+
+        t = torch.tensor([float(v) for v in values], dtype=torch.float64)
+        distributed.all_reduce_(world, t, "max")
+        return [type(v)(x) for v, x in zip(values, t.tolist())]
+
     def finish(self, stats: E2CRFStats, steps: int, num_tokens: int) -> None:
         n = max(self.samples, 1)
         stats.recomputed_fraction = (self.count / (n * num_tokens)).tolist()
@@ -424,8 +444,13 @@ class E2CRFSampler:
 
     @torch.no_grad()
     def sample_tokens(self, num_samples: int, steps: int = 1000, batch_size: int = 64, seed: int = 0,
-                      progress: bool = True, sample_offset: int = 0) -> tuple[Tensor, E2CRFStats]:
-        """Token-space samples ``(S, T, C)`` and stats. Sample ``j`` uses noise id ``sample_offset + j``."""
+                      progress: bool = True, sample_offset: int = 0,
+                      world: Any = None) -> tuple[Tensor, E2CRFStats]:
+        """Token-space samples ``(S, T, C)`` and stats. Sample ``j`` uses noise id ``sample_offset + j``.
+
+        With a multi-process ``world`` (:mod:`pyfdc.distributed`) each rank passes its own block of ids and
+        the returned stats are those of the whole job (sums over ranks; wall time and memory: the maximum).
+        """
         from pyfdc.sampling import NoiseStream, ddim, dpm_solver_2m, euler_maruyama
 
         for name, v, lo in (("num_samples", num_samples, 1), ("steps", steps, 1), ("batch_size", batch_size, 1)):
@@ -468,11 +493,15 @@ class E2CRFSampler:
             net.train(was_training)
         stats.wall_time_s = time.perf_counter() - start
         stats.peak_rss_growth_bytes = growth
+        if world is not None and world.active:
+            acc.all_reduce(world)
+            stats.wall_time_s, stats.peak_rss_growth_bytes, stats.cache_bytes = acc.maxima(
+                world, stats.wall_time_s, stats.peak_rss_growth_bytes, stats.cache_bytes)
         acc.finish(stats, steps, T)
         return torch.cat(out, dim=0), stats
 
     def sample(self, num_samples: int, steps: int = 1000, batch_size: int = 64, seed: int = 0,
-               progress: bool = True) -> tuple[Tensor, E2CRFStats]:
-        """Samples ``(S, N, M)`` in original units, and the run's :class:`E2CRFStats`."""
-        z, stats = self.sample_tokens(num_samples, steps, batch_size, seed, progress)
+               progress: bool = True, sample_offset: int = 0, world: Any = None) -> tuple[Tensor, E2CRFStats]:
+        """Samples ``(S, N, M)`` in original units, and the run's :class:`E2CRFStats` (see ``sample_tokens``)."""
+        z, stats = self.sample_tokens(num_samples, steps, batch_size, seed, progress, sample_offset, world)
         return self.model.tokens_to_data(z), stats

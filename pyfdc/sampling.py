@@ -348,8 +348,9 @@ class Sampler:
         return torch.cat(out, dim=0)
 
     def sample(
-        self, num_samples: int, steps: int = 1000, batch_size: int = 64, seed: int = 0, progress: bool = True
+        self, num_samples: int, steps: int = 1000, batch_size: int = 64, seed: int = 0, progress: bool = True,
+        sample_offset: int = 0,
     ) -> Tensor:
-        """Samples ``(S, N, M)`` in the data's original units."""
-        z = self.sample_tokens(num_samples, steps, batch_size, seed, progress)
+        """Samples ``(S, N, M)`` in the data's original units (noise ids ``sample_offset + j``)."""
+        z = self.sample_tokens(num_samples, steps, batch_size, seed, progress, sample_offset)
         return self.model.tokens_to_data(z)

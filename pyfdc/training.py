@@ -11,6 +11,12 @@ Output folder (a checkpoint directory, see :mod:`pyfdc.checkpoint`)::
     train_state.pt                    last finished epoch: weights, optimizer, schedule, RNG
     history.json                      per-epoch train/val loss, lr, wall time
 
+Under ``torchrun`` (:mod:`pyfdc.distributed`) the network is wrapped in DistributedDataParallel: each
+rank draws its share of every global batch of ``batch_size`` from a ``DistributedSampler`` seeded per
+epoch, train and validation losses are all-reduced, the wall-clock budget is decided on rank 0 and
+broadcast (no rank stops alone), and only rank 0 writes the checkpoint; ``train_state.pt`` holds
+every rank's noise-RNG state, so ``resume`` continues the same job after a kill of any rank.
+
 Everything random (initialisation, split, shuffling, diffusion times and noise) derives from
 ``TrainConfig.seed``, so two runs with the same seed and thread count give identical weights,
 and an interrupted run resumed with ``resume=True`` ends with the same weights as an
@@ -196,11 +202,16 @@ def _ema_update(ema: nn.Module, net: nn.Module, decay: float, step: int) -> None
 
 
 @torch.no_grad()
-def _val_loss(net: nn.Module, z_val: Tensor, sde: Any, mask: Tensor, cfg: TrainConfig) -> float:
+def _val_loss(net: nn.Module, z_val: Tensor, sde: Any, mask: Tensor, cfg: TrainConfig,
+              world: Any = None) -> float:
+    """Mean DSM loss over ``z_val`` (each rank of a distributed run takes every ``size``-th series)."""
+    from pyfdc import distributed
     from pyfdc.sde import dsm_loss
 
+    world = world or distributed.World()
+    z_val = z_val[world.rank::world.size]
     net.eval()
-    gen = torch.Generator(device=z_val.device).manual_seed(cfg.seed + 1_000_003)
+    gen = torch.Generator(device=z_val.device).manual_seed(cfg.seed + 1_000_003 + 7_919 * world.rank)
     total, count = 0.0, 0
     for _ in range(cfg.val_repeats):
         for start in range(0, len(z_val), cfg.batch_size):
@@ -208,10 +219,12 @@ def _val_loss(net: nn.Module, z_val: Tensor, sde: Any, mask: Tensor, cfg: TrainC
             total += float(dsm_loss(net, zb, sde, mask, generator=gen)) * len(zb)
             count += len(zb)
     net.train()
+    total, count = distributed.all_sum(world, [total, float(count)])
     return total / count
 
 
 def _prepare_out_dir(out: Path, resume: bool, overwrite: bool) -> None:
+    """Check ``out`` for a new / resumed run and make it (rank 0 only in a distributed run)."""
     state = out / STATE_FILE
     if resume:
         if not state.is_file():
@@ -287,6 +300,7 @@ def train(
     """
     from tqdm.auto import tqdm
 
+    from pyfdc import distributed
     from pyfdc.checkpoint import save_checkpoint
     from pyfdc.data import Standardizer
     from pyfdc.model import DiffusionModel
@@ -310,12 +324,17 @@ def train(
         raise ValueError(f"scaling must be one of {SCALINGS}, got {scaling!r}")
     if pinning not in PINNING:
         raise ValueError(f"pinning must be one of {PINNING}, got {pinning!r}")
+    world = distributed.current()
+    if cfg.batch_size % world.size:
+        raise ValueError(f"TrainConfig.batch_size {cfg.batch_size} (the global batch) must be divisible by the "
+                         f"{world.size} processes of this distributed run")
     n, n_steps_t, m = train_x.shape
     transform = make_transform(transform_kind, n_steps_t, m)
     mcfg = resolve_model_config(model_config, transform.num_tokens, transform.token_dim)
     fit_idx, val_idx = split_indices(n, cfg.val_fraction, cfg.seed)
     out = Path(out_dir)
-    _prepare_out_dir(out, resume, overwrite)  # only after every argument has been checked
+    # only after every argument has been checked; rank 0 makes the folder, every rank gets its error
+    distributed.on_main(world, lambda: _prepare_out_dir(out, resume, overwrite))
     t_start = time.perf_counter()
     device = torch.device(cfg.device)
     standardizer = Standardizer.fit(train_x[fit_idx])
@@ -352,8 +371,19 @@ def train(
     ema = copy.deepcopy(net) if cfg.ema_decay is not None else None
     optimizer = torch.optim.AdamW(net.parameters(), lr=cfg.lr, weight_decay=cfg.weight_decay)
     shuffle_gen = torch.Generator().manual_seed(cfg.seed)
-    noise_gen = torch.Generator(device=device).manual_seed(cfg.seed + 1)
-    steps_per_epoch = math.ceil(len(z_fit) / cfg.batch_size)
+    noise_gen = torch.Generator(device=device).manual_seed(cfg.seed + 1 + 7_919 * world.rank)
+    batch = cfg.batch_size // world.size  # this rank's share of a global batch
+    shards = None
+    if world.active:
+        from torch.nn.parallel import DistributedDataParallel
+        from torch.utils.data import DistributedSampler
+
+        shards = DistributedSampler(range(len(z_fit)), num_replicas=world.size, rank=world.rank,
+                                    shuffle=True, seed=cfg.seed, drop_last=False)
+        trained: nn.Module = DistributedDataParallel(net, device_ids=[device] if device.type == "cuda" else None)
+    else:
+        trained = net
+    steps_per_epoch = math.ceil((len(shards) if shards is not None else len(z_fit)) / batch)
     meta = {
         "dataset": getattr(dataset, "name", None),
         "data_file": (getattr(dataset, "meta", None) or {}).get("source") == "file" and dict(dataset.meta) or None,
@@ -373,13 +403,13 @@ def train(
     }
     if resume:
         state = _load_state(out / STATE_FILE)
-        _check_resume(state, cfg, meta, mcfg)
+        _check_resume(state, cfg, meta, mcfg, world.size)
         net.load_state_dict(state["net"])
         if ema is not None:
             ema.load_state_dict(state["ema"])
         optimizer.load_state_dict(state["optimizer"])
         shuffle_gen.set_state(state["shuffle_rng"])
-        noise_gen.set_state(state["noise_rng"])
+        noise_gen.set_state(state["noise_rng_ranks"][world.rank] if world.active else state["noise_rng"])
         run.update(state["run"])
         if cfg.epochs != state["config"]["epochs"]:  # user extended/shortened the run
             run["planned_epochs"] = cfg.epochs
@@ -405,21 +435,25 @@ def train(
     marks: list[float] = []  # wall clock at the end of each epoch of this session (before saving)
     save_s = 0.0
     bar = tqdm(total=run["planned_epochs"] * steps_per_epoch, initial=run["step"],
-               disable=not progress, desc="train", unit="step", dynamic_ncols=True)
+               disable=not (progress and world.is_main), desc="train", unit="step", dynamic_ncols=True)
     net.train()
     try:
         while run["epoch"] < run["planned_epochs"]:
             epoch_t0 = time.perf_counter()
-            perm = torch.randperm(len(z_fit), generator=shuffle_gen).to(device)
+            if shards is not None:
+                shards.set_epoch(run["epoch"])
+                perm = torch.tensor(list(shards), dtype=torch.int64).to(device)
+            else:
+                perm = torch.randperm(len(z_fit), generator=shuffle_gen).to(device)
             loss_sum = 0.0
-            for start in range(0, len(z_fit), cfg.batch_size):
+            for start in range(0, len(perm), batch):
                 total = run["planned_epochs"] * steps_per_epoch
                 warm = run["warmup_epochs"] * steps_per_epoch
                 lr = cfg.lr * lr_factor(run["step"], warm, total)
                 for group in optimizer.param_groups:
                     group["lr"] = lr
-                zb = z_fit[perm[start:start + cfg.batch_size]]
-                loss = dsm_loss(net, zb, sde, mask, generator=noise_gen, small_t_fraction=cfg.small_t_fraction)
+                zb = z_fit[perm[start:start + batch]]
+                loss = dsm_loss(trained, zb, sde, mask, generator=noise_gen, small_t_fraction=cfg.small_t_fraction)
                 if not torch.isfinite(loss):
                     raise FloatingPointError(
                         f"training loss became {float(loss)} at epoch {run['epoch'] + 1}, "
@@ -436,8 +470,9 @@ def train(
                 bar.update(1)
                 bar.set_postfix(epoch=run["epoch"] + 1, loss=f"{float(loss.detach()):.4f}", lr=f"{lr:.2e}")
             run["epoch"] += 1
-            train_loss = loss_sum / len(z_fit)
-            val = _val_loss(eval_net, z_val, sde, mask, cfg) if len(z_val) else train_loss
+            loss_sum, seen = distributed.all_sum(world, [loss_sum, float(len(perm))])
+            train_loss = loss_sum / seen
+            val = _val_loss(eval_net, z_val, sde, mask, cfg, world) if len(z_val) else train_loss
             improved = val < run["best_val"] or not len(z_val)  # no val split: keep the last
             if improved:
                 run["best_val"], run["best_epoch"] = val, run["epoch"]
@@ -454,17 +489,23 @@ def train(
             if budget_s is not None and run["epoch"] < run["planned_epochs"]:
                 # stop if the next epoch (timed like this one, saves included) would overrun
                 stopped = time.perf_counter() - t_start + epoch_s + save_s > budget_s
-            if improved:
-                save_checkpoint(out, model_of(eval_net),
-                                {"training": {**summary(stopped), "train_config": cfg.to_dict()}})
-            _save_state(out / STATE_FILE, {
-                "format": _STATE_FORMAT, "config": cfg.to_dict(), "model_config": _cfg_dict(mcfg),
-                "meta": meta, "net": net.state_dict(),
-                "ema": ema.state_dict() if ema is not None else None,
-                "optimizer": optimizer.state_dict(), "shuffle_rng": shuffle_gen.get_state(),
-                "noise_rng": noise_gen.get_state(), "run": copy.deepcopy(run),
-            })
-            atomic_write_text(out / HISTORY_FILE, json.dumps(run["history"], indent=1))
+            if budget_s is not None and world.active:  # rank 0's clock decides for every rank
+                stopped, run["planned_epochs"], run["warmup_epochs"] = distributed.broadcast(
+                    world, (stopped, run["planned_epochs"], run["warmup_epochs"]))
+            noise_states = distributed.all_gather(world, noise_gen.get_state())
+            if world.is_main:
+                if improved:
+                    save_checkpoint(out, model_of(eval_net),
+                                    {"training": {**summary(stopped), "train_config": cfg.to_dict()}})
+                _save_state(out / STATE_FILE, {
+                    "format": _STATE_FORMAT, "config": cfg.to_dict(), "model_config": _cfg_dict(mcfg),
+                    "meta": meta, "net": net.state_dict(),
+                    "ema": ema.state_dict() if ema is not None else None,
+                    "optimizer": optimizer.state_dict(), "shuffle_rng": shuffle_gen.get_state(),
+                    "noise_rng": noise_gen.get_state(), "run": copy.deepcopy(run),
+                    "world_size": world.size, "noise_rng_ranks": noise_states,
+                })
+                atomic_write_text(out / HISTORY_FILE, json.dumps(run["history"], indent=1))
             save_s = time.perf_counter() - marks[-1]
             if stopped:
                 break
@@ -474,7 +515,8 @@ def train(
     from pyfdc.checkpoint import load_checkpoint, update_checkpoint_extra
 
     final = summary(stopped)
-    update_checkpoint_extra(out, {"training": {**final, "train_config": cfg.to_dict()}})
+    distributed.on_main(world, lambda: update_checkpoint_extra(
+        out, {"training": {**final, "train_config": cfg.to_dict()}}))
     best = load_checkpoint(out)
     return TrainResult(model=best, out_dir=out, epochs_run=run["epoch"],
                        planned_epochs=run["planned_epochs"], best_epoch=run["best_epoch"],
@@ -501,9 +543,13 @@ def _cfg_dict(mcfg: Any) -> dict[str, Any]:
     return dataclasses.asdict(mcfg) if dataclasses.is_dataclass(mcfg) else dict(vars(mcfg))
 
 
-def _check_resume(state: dict[str, Any], cfg: TrainConfig, meta: dict[str, Any], mcfg: Any) -> None:
-    """Refuse to resume onto different data, model or optimisation settings."""
+def _check_resume(state: dict[str, Any], cfg: TrainConfig, meta: dict[str, Any], mcfg: Any,
+                  world_size: int = 1) -> None:
+    """Refuse to resume onto different data, model or optimisation settings, or another process count."""
     problems = []
+    if state.get("world_size", 1) != world_size:  # the shards and per-rank noise streams depend on it
+        problems.append(f"processes: checkpoint {state.get('world_size', 1)} vs now {world_size} "
+                        "(resume with the same torchrun --nproc_per_node x --nnodes)")
     old = state["config"]
     for key, value in cfg.to_dict().items():
         if key not in ("epochs", "max_minutes", "device") and old.get(key, _LEGACY_DEFAULTS.get(key)) != value:
