@@ -1,4 +1,4 @@
-"""Command line: ``pyfdc train | sample | evaluate | benchmark | demo`` (also ``python -m pyfdc``).
+"""Command line: ``pyfdc train | sample | calibrate | evaluate | benchmark | demo`` (also ``python -m pyfdc``).
 
 Every command writes into an ``--out`` folder that must be new or empty unless ``--overwrite``
 is given; every file is written atomically. Bad arguments and bad inputs (missing or corrupt
@@ -21,6 +21,8 @@ SAMPLES_FILE = "samples.npy"
 SAMPLE_INFO_FILE = "sample_info.json"
 STATS_FILE = "e2crf_stats.json"
 METRICS_FILE = "metrics.json"
+CALIBRATION_FILE = "calibration.json"
+CALIBRATE_OUTPUTS = (CALIBRATION_FILE,)
 
 # Hidden test/demo override: a tiny network that trains in seconds.
 TINY_MODEL = {"d_model": 16, "n_layers": 1, "n_heads": 2, "d_ff": 32, "rff_dim": 8}
@@ -147,6 +149,14 @@ def cmd_train(args: argparse.Namespace) -> dict[str, Any]:
 def _e2crf_config(args: argparse.Namespace) -> Any:
     from pyfdc.e2crf import E2CRFConfig
 
+    if getattr(args, "e2crf_config", None) is not None:
+        from pyfdc.e2crf_calibrate import Calibration
+
+        cal = Calibration.load(args.e2crf_config)
+        if cal.steps != args.steps:
+            raise UsageError(f"--e2crf-config {args.e2crf_config} was calibrated for {cal.steps} steps, not "
+                             f"--steps {args.steps}; calibrate again for this step count")
+        return cal.config
     fields = {"K": args.e2crf_K, "tau0": args.e2crf_tau0, "R": args.e2crf_R,
               "num_probes": args.e2crf_probes, "tau_warn": args.e2crf_tau_warn,
               "tau_safe": args.e2crf_tau_safe, "mode": args.e2crf_mode, "budget": args.e2crf_budget,
@@ -190,8 +200,10 @@ def cmd_sample(args: argparse.Namespace) -> dict[str, Any]:
     uses_e2crf = any(getattr(args, k) is not None for k in
                      ("e2crf_K", "e2crf_tau0", "e2crf_R", "e2crf_probes", "e2crf_tau_warn",
                       "e2crf_tau_safe", "e2crf_mode", "e2crf_budget", "e2crf_compile"))
-    if uses_e2crf and args.sampler != "e2crf":
+    if (uses_e2crf or args.e2crf_config is not None) and args.sampler != "e2crf":
         raise UsageError(f"--e2crf-* options need --sampler e2crf (got --sampler {args.sampler})")
+    if uses_e2crf and args.e2crf_config is not None:
+        raise UsageError("--e2crf-config replaces the other --e2crf-* options; give one or the other")
     e2cfg = _e2crf_config(args) if args.sampler == "e2crf" else None  # validate before any work
     world = getattr(args, "world", None) or distributed.World()
     if args.num_samples < world.size:
@@ -233,6 +245,31 @@ def cmd_sample(args: argparse.Namespace) -> dict[str, Any]:
     distributed.on_main(world, write)
     _echo(f"{args.num_samples} samples in {wall:.1f}s ({info['series_per_second']:.2f} series/s) -> {out}")
     return info
+
+
+# ----------------------------------------------------------------------------- calibrate
+
+
+def cmd_calibrate(args: argparse.Namespace) -> dict[str, Any]:
+    from pyfdc.checkpoint import load_checkpoint
+    from pyfdc.e2crf_calibrate import DEFAULT_CANDIDATES, calibrate
+    from pyfdc.pretrained import pretrained_path
+
+    targets = {k: v for k, v in (("max_deviation", args.max_deviation), ("max_band_error", args.max_band_error),
+                                 ("min_speedup", args.min_speedup)) if v is not None}
+    candidates = DEFAULT_CANDIDATES if args.budgets is None else [{"budget": b} for b in sorted(set(args.budgets))]
+    model = load_checkpoint(args.checkpoint or pretrained_path(), map_location=_check_device(args.device))
+    out = _prepare_out(args.out, args.overwrite, CALIBRATE_OUTPUTS)
+    cal = calibrate(model, args.steps, solver=args.solver, candidates=candidates, num_shadow=args.shadow,
+                    batch_size=args.batch_size, progress=args.progress, all_candidates=args.all_candidates,
+                    **targets)
+    cal.save(out / CALIBRATION_FILE)
+    for row in cal.rows:
+        _echo(f"  budget {row['candidate'].get('budget')}: deviation {row['deviation_median']:.4f}, worst band "
+              f"{row['worst_band_error']:+.3f}, {row['speedup']:.2f}x -> {'pass' if row['passed'] else 'fail'}")
+    chosen = "uncached (no candidate met the targets)" if cal.fallback else f"budget {cal.config.budget}"
+    _echo(f"calibrated for {args.steps} {args.solver} steps: {chosen} -> {out / CALIBRATION_FILE}")
+    return cal.to_dict()
 
 
 # ----------------------------------------------------------------------------- evaluate
@@ -551,7 +588,7 @@ def cmd_demo(args: argparse.Namespace) -> dict[str, Any]:
 
 COMMANDS: dict[str, Callable[[argparse.Namespace], dict[str, Any]]] = {
     "train": cmd_train, "sample": cmd_sample, "evaluate": cmd_evaluate, "demo": cmd_demo,
-    "benchmark": cmd_benchmark,
+    "benchmark": cmd_benchmark, "calibrate": cmd_calibrate,
 }
 
 

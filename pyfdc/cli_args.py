@@ -83,6 +83,9 @@ def _add_sampler_args(p: argparse.ArgumentParser) -> None:
                         "step (band, probes, then the largest drift); default: the paper's variable sets")
     g.add_argument("--e2crf-compile", action="store_true", default=None,
                    help="torch.compile the budget step (needs --e2crf-budget; compiles once, ~10-60 s)")
+    g.add_argument("--e2crf-config", metavar="FILE", type=Path,
+                   help="calibration.json written by 'pyfdc calibrate' (for the same --steps); replaces the "
+                        "other --e2crf-* options")
 
 
 class _OneLineParser(argparse.ArgumentParser):
@@ -153,6 +156,31 @@ def build_parser() -> argparse.ArgumentParser:
     p.add_argument("--checkpoint", type=Path, required=True, metavar="DIR", help="checkpoint folder")
     p.add_argument("--num-samples", metavar="S", type=pos_int, default=1000, help="series to draw (default: 1000)")
     _add_sampler_args(p)
+    _add_device(p)
+    _add_out(p)
+
+    p = sub.add_parser("calibrate", help="choose an E2-CRF configuration for a checkpoint and step count",
+                       description=(
+        "Draw shadow series uncached and with each candidate budget (cheapest first) from the same noise, "
+        "and keep the first whose paired deviation, per-band power error and speedup meet the targets; "
+        "if none does, the result samples uncached. Uses only the model (no data). Writes "
+        "calibration.json for 'pyfdc sample --sampler e2crf --e2crf-config'."))
+    p.add_argument("--checkpoint", type=Path, metavar="DIR", help="checkpoint folder (default: the shipped ECG model)")
+    p.add_argument("--steps", metavar="T", type=pos_int, default=1000, help="sampler steps (default: 1000)")
+    p.add_argument("--solver", choices=("em", "ddim", "dpm2m"), default="em", help="solver (default: em)")
+    p.add_argument("--budgets", nargs="+", metavar="F", type=_typed(float, lambda v: 0 < v <= 1, "a number in (0, 1]"),
+                   help="candidate budgets, tried in increasing order (default: 0.2 0.35 0.5 0.7)")
+    p.add_argument("--max-deviation", metavar="D", type=nonneg_float,
+                   help="median paired relative RMS deviation allowed (default: 0.02)")
+    p.add_argument("--max-band-error", metavar="E", type=nonneg_float,
+                   help="largest |relative band power error| allowed (default: 0.05)")
+    p.add_argument("--min-speedup", metavar="X", type=nonneg_float,
+                   help="required speedup over uncached on the shadow batch (default: 1.1)")
+    p.add_argument("--all-candidates", action="store_true",
+                   help="measure every candidate (a table) instead of stopping at the first that passes")
+    p.add_argument("--shadow", metavar="S", type=_typed(int, lambda v: v >= 4, "an integer >= 4"), default=32,
+                   help="shadow series (default: 32)")
+    p.add_argument("--batch-size", metavar="B", type=pos_int, default=64, help="series per batch (default: 64)")
     _add_device(p)
     _add_out(p)
 

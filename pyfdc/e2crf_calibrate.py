@@ -1,0 +1,201 @@
+"""Calibration: pick an E2-CRF configuration for one model and step count from shadow samples.
+
+``calibrate(model, steps)`` draws a few *shadow* series twice from the same noise — uncached, and with
+each candidate configuration in order of cost (cheapest first) — and keeps the first candidate whose
+cache error stays within the targets:
+
+- ``max_deviation``: median over shadow series of the paired relative RMS distance of the cached
+  series from its uncached twin (:func:`pyfdc.quality.paired_deviation`);
+- ``max_band_error``: the largest |relative power error| over the frequency bands
+  (:func:`pyfdc.quality.band_spectral_error`) — the error that a classifier picked up when a cache
+  starved the high-frequency tokens;
+- ``min_speedup``: the cached run must also be faster than the uncached one by this factor (measured
+  on the shadow batch), else caching is not worth it.
+
+If no candidate passes, the result says so (``fallback=True``) and its config samples uncached
+(``mode="uncached"``), so a preset that cannot keep quality at few steps falls back instead of
+diverging.
+
+The default targets come from the 512-vs-512 front of the shipped ECG model (sampler against sampler:
+no data involved). There, every budget configuration whose samples a classifier could tell from
+uncached EM-1000 (C2ST >= 0.54: budget 0.2 at 1,000 steps, 0.35 at 250, energy-weighted ranking at
+0.35) had a shadow deviation >= 0.021 and a band error >= 0.053, and those it could not (C2ST <= 0.515:
+budget 0.35 at 1,000, 0.5 at 250) stayed at <= 0.019 and <= 0.049 (``benchmarks/RESULTS.md``). The margin is thin; the targets are a
+proxy for the C2ST, not a replacement, so check a calibrated configuration on the front.
+
+Only the model is used: no training, validation or held-out data. The shadow noise ids
+come from their own seed (``CALIBRATION_SEED``), so calibration never replays a user's samples.
+"""
+from __future__ import annotations
+
+import dataclasses
+import json
+import math
+import time
+from dataclasses import dataclass, field
+from pathlib import Path
+from typing import Any, Sequence
+
+from pyfdc.e2crf import E2CRFConfig, E2CRFSampler
+
+CALIBRATION_SEED = 0x5EED_CA11
+DEFAULT_CANDIDATES: tuple[dict[str, Any], ...] = tuple({"budget": b} for b in (0.2, 0.35, 0.5, 0.7))
+FORMAT = "pyfdc-e2crf-calibration"
+
+
+@dataclass
+class Calibration:
+    """What :func:`calibrate` found: the chosen ``config`` and every candidate's measurements."""
+
+    config: E2CRFConfig
+    fallback: bool
+    steps: int
+    solver: str
+    targets: dict[str, float]
+    rows: list[dict[str, Any]] = field(default_factory=list)
+    num_shadow: int = 0
+    seed: int = CALIBRATION_SEED
+
+    def to_dict(self) -> dict[str, Any]:
+        return {"format": FORMAT, "config": config_to_dict(self.config), "fallback": self.fallback,
+                "steps": self.steps, "solver": self.solver, "targets": dict(self.targets),
+                "rows": list(self.rows), "num_shadow": self.num_shadow, "seed": self.seed}
+
+    @classmethod
+    def from_dict(cls, d: Any, source: str = "calibration") -> "Calibration":
+        if not isinstance(d, dict) or d.get("format") != FORMAT:
+            raise ValueError(f"{source}: not a pyfdc E2-CRF calibration (format {FORMAT!r} expected)")
+        try:
+            steps = d["steps"]
+            if isinstance(steps, bool) or not isinstance(steps, int) or steps < 1:
+                raise ValueError(f"steps must be an int >= 1, got {steps!r}")
+            return cls(config=config_from_dict(d["config"]), fallback=bool(d["fallback"]), steps=steps,
+                       solver=str(d["solver"]), targets=dict(d["targets"]), rows=list(d.get("rows", [])),
+                       num_shadow=int(d.get("num_shadow", 0)), seed=int(d.get("seed", CALIBRATION_SEED)))
+        except (KeyError, TypeError, ValueError) as exc:
+            raise ValueError(f"{source}: corrupt calibration ({type(exc).__name__}: {exc})") from None
+
+    def save(self, path: str | Path) -> None:
+        """Write as JSON, atomically (an existing file stays intact until the new one is complete)."""
+        from pyfdc._io import atomic_write_text
+
+        atomic_write_text(Path(path), json.dumps(self.to_dict(), indent=2) + "\n")
+
+    @classmethod
+    def load(cls, path: str | Path) -> "Calibration":
+        path = Path(path)
+        try:
+            d = json.loads(path.read_text())
+        except FileNotFoundError:
+            raise FileNotFoundError(f"{path}: no such calibration file (write one with 'pyfdc calibrate')") from None
+        except (ValueError, UnicodeDecodeError) as exc:
+            raise ValueError(f"{path}: not valid JSON ({exc})") from None
+        return cls.from_dict(d, str(path))
+
+
+def config_to_dict(cfg: E2CRFConfig) -> dict[str, Any]:
+    """JSON-safe fields (``inf`` as the string ``"inf"``)."""
+    return {k: ("inf" if isinstance(v, float) and math.isinf(v) else v) for k, v in dataclasses.asdict(cfg).items()}
+
+
+def config_from_dict(d: Any) -> E2CRFConfig:
+    """Inverse of :func:`config_to_dict`; unknown fields are an error, values are validated by the config."""
+    if not isinstance(d, dict):
+        raise ValueError(f"an E2-CRF config must be a JSON object, got {type(d).__name__}")
+    known = {f.name for f in dataclasses.fields(E2CRFConfig)}
+    unknown = sorted(set(d) - known)
+    if unknown:
+        raise ValueError(f"unknown E2-CRF config fields {unknown}")
+    return E2CRFConfig(**{k: (math.inf if v == "inf" else v) for k, v in d.items()})
+
+
+def _check_target(name: str, v: Any, low: float) -> float:
+    if isinstance(v, bool) or not isinstance(v, (int, float)) or not math.isfinite(v) or v < low:
+        raise ValueError(f"calibrate: {name} must be a finite number >= {low}, got {v!r}")
+    return float(v)
+
+
+def calibrate(model: Any, steps: int, solver: str = "em", base: E2CRFConfig | None = None,
+              candidates: Sequence[dict[str, Any]] = DEFAULT_CANDIDATES, max_deviation: float = 0.02,
+              max_band_error: float = 0.05, min_speedup: float = 1.1, num_shadow: int = 32,
+              batch_size: int = 64, seed: int = CALIBRATION_SEED, progress: bool = True,
+              all_candidates: bool = False) -> Calibration:
+    """Choose the cheapest candidate configuration whose cache error is within the targets.
+
+    Args:
+        model: a :class:`~pyfdc.model.DiffusionModel`.
+        steps: the sampler's step count (the config is for this count; few steps change more per step).
+        solver: ``"em"``, ``"ddim"`` or ``"dpm2m"`` (the uncached reference uses the same solver).
+        base: configuration the candidates override (default ``E2CRFConfig.budgeted()``: plain-δ ranking).
+        candidates: dicts of ``E2CRFConfig`` fields, cheapest first (default: budgets 0.2, 0.35, 0.5, 0.7).
+        max_deviation, max_band_error, min_speedup: the targets (module docstring).
+        num_shadow: shadow series (more: a steadier decision, a longer calibration).
+        all_candidates: measure every candidate (a table) instead of stopping at the first that passes.
+    Returns:
+        :class:`Calibration`; ``fallback=True`` (config samples uncached) when no candidate passes.
+    """
+    import torch
+
+    from pyfdc.quality import band_spectral_error, paired_deviation
+    from pyfdc.sampling import Sampler
+
+    for name, v in (("steps", steps), ("num_shadow", num_shadow), ("batch_size", batch_size)):
+        if isinstance(v, bool) or not isinstance(v, int) or v < 1:
+            raise ValueError(f"calibrate: {name} must be an int >= 1, got {v!r}")
+    if num_shadow < 4:
+        raise ValueError(f"calibrate: num_shadow must be >= 4 for a median and band powers, got {num_shadow}")
+    targets = {"max_deviation": _check_target("max_deviation", max_deviation, 0.0),
+               "max_band_error": _check_target("max_band_error", max_band_error, 0.0),
+               "min_speedup": _check_target("min_speedup", min_speedup, 0.0)}
+    base = E2CRFConfig.budgeted() if base is None else base
+    if not isinstance(base, E2CRFConfig):
+        raise TypeError(f"calibrate: base must be an E2CRFConfig, got {type(base).__name__}")
+    if not candidates:
+        raise ValueError("calibrate: candidates is empty")
+    configs = []
+    for c in candidates:  # validate every candidate before any sampling
+        try:
+            configs.append(dataclasses.replace(base, solver=solver, **dict(c)))
+        except (TypeError, ValueError) as exc:
+            raise ValueError(f"calibrate: candidate {dict(c)!r}: {exc}") from None
+    bar = None
+    if progress:
+        from tqdm.auto import tqdm
+
+        bar = tqdm(total=len(configs) + 1, desc="calibrating E2-CRF", unit="run", dynamic_ncols=True)
+    with torch.inference_mode():
+        t0 = time.perf_counter()
+        ref = Sampler(model, solver).sample(num_shadow, steps=steps, batch_size=batch_size, seed=seed,
+                                            progress=False).numpy()
+        t_ref = time.perf_counter() - t0
+        if bar is not None:
+            bar.update(1)
+        rows: list[dict[str, Any]] = []
+        chosen: E2CRFConfig | None = None
+        for cand, cfg in zip(candidates, configs):
+            t0 = time.perf_counter()
+            x, stats = E2CRFSampler(model, cfg).sample(num_shadow, steps=steps, batch_size=batch_size, seed=seed,
+                                                       progress=False)
+            seconds = time.perf_counter() - t0
+            dev = paired_deviation(x.numpy(), ref)
+            bands = band_spectral_error(x.numpy(), ref)
+            worst = max(abs(v) for v in bands.values())
+            speedup = t_ref / seconds
+            ok = dev["median"] <= max_deviation and worst <= max_band_error and speedup >= min_speedup
+            rows.append({"candidate": dict(cand), "deviation_median": dev["median"], "deviation_p95": dev["p95"],
+                         "band_deviation": dev["bands"], "band_power_error": bands, "worst_band_error": worst,
+                         "speedup": speedup, "recomputed_fraction": stats.mean_recomputed_fraction, "passed": ok})
+            if bar is not None:
+                bar.update(1)
+            if ok and chosen is None:
+                chosen = cfg
+                if not all_candidates:
+                    break
+    if bar is not None:
+        bar.close()
+    fallback = chosen is None
+    config = dataclasses.replace(base, solver=solver, mode="uncached", budget=None, compile=False,
+                                 reuse="frozen", cached_output="features") \
+        if fallback else chosen
+    return Calibration(config=config, fallback=fallback, steps=steps, solver=solver, targets=targets,
+                       rows=rows, num_shadow=num_shadow, seed=seed)

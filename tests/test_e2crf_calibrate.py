@@ -1,0 +1,101 @@
+"""E2-CRF calibration: the cheapest passing candidate, the uncached fallback, saving, the CLI round trip."""
+from __future__ import annotations
+
+import json
+import math
+from pathlib import Path
+
+import pytest
+import torch
+
+from pyfdc import cli
+from pyfdc.checkpoint import save_checkpoint
+from pyfdc.e2crf import E2CRFConfig, E2CRFSampler
+from pyfdc.e2crf_calibrate import Calibration, calibrate, config_from_dict, config_to_dict
+from pyfdc.sampling import Sampler
+from tinymodels import one_thread, tiny_model  # noqa: F401
+
+STEPS, SHADOW = 20, 6
+LOOSE = {"max_deviation": 10.0, "max_band_error": 10.0, "min_speedup": 0.0}
+
+
+def test_loose_targets_take_the_cheapest_candidate() -> None:
+    cal = calibrate(tiny_model(), STEPS, num_shadow=SHADOW, progress=False, **LOOSE)
+    assert not cal.fallback and cal.config.budget == 0.2 and cal.config.mode == "no_energy"
+    assert len(cal.rows) == 1 and cal.rows[0]["passed"]  # stops at the first pass: no wasted runs
+    row = cal.rows[0]
+    assert 0 < row["deviation_median"] < 10 and set(row["band_power_error"]) == set(row["band_deviation"])
+    assert 0 < row["recomputed_fraction"] <= 1
+    table = calibrate(tiny_model(), STEPS, num_shadow=SHADOW, progress=False, all_candidates=True, **LOOSE)
+    assert [r["candidate"]["budget"] for r in table.rows] == [0.2, 0.35, 0.5, 0.7] and table.config.budget == 0.2
+    fractions = [r["recomputed_fraction"] for r in table.rows]
+    assert fractions == sorted(fractions)  # candidates ordered by cost
+
+
+def test_targets_are_applied_to_measured_deviation() -> None:
+    model = tiny_model()
+    first = calibrate(model, STEPS, num_shadow=SHADOW, progress=False, **LOOSE).rows[0]
+    # a deviation target just below what the cheapest candidate measured rejects it; a larger budget
+    # deviates less (recomputes more), so it can pass
+    tight = {**LOOSE, "max_deviation": first["deviation_median"] * 0.999}
+    cal = calibrate(model, STEPS, num_shadow=SHADOW, progress=False, candidates=[{"budget": 0.2}, {"budget": 1.0}],
+                    **tight)
+    assert [r["passed"] for r in cal.rows] == [False, True] and cal.config.budget == 1.0
+    assert cal.rows[1]["deviation_median"] < first["deviation_median"]
+
+
+def test_no_passing_candidate_falls_back_to_uncached_sampling() -> None:
+    model = tiny_model()
+    cal = calibrate(model, STEPS, num_shadow=SHADOW, progress=False,
+                    base=E2CRFConfig.budgeted(reuse="linear"), **{**LOOSE, "max_deviation": 0.0})
+    assert cal.fallback and all(not r["passed"] for r in cal.rows) and len(cal.rows) == 4
+    assert cal.config.mode == "uncached" and cal.config.budget is None
+    x, stats = E2CRFSampler(model, cal.config).sample(3, steps=STEPS, seed=1, progress=False)
+    ref = Sampler(model, "em").sample(3, steps=STEPS, seed=1, progress=False)
+    torch.testing.assert_close(x, ref)  # the fallback is uncached EM (float32 default tolerance)
+    assert stats.mean_recomputed_fraction == 1.0
+
+
+def test_calibration_round_trips_and_rejects_bad_input(tmp_path: Path) -> None:
+    cal = calibrate(tiny_model(), STEPS, num_shadow=SHADOW, progress=False, **LOOSE)
+    cal.save(tmp_path / "c.json")
+    back = Calibration.load(tmp_path / "c.json")
+    assert back.config == cal.config and back.steps == STEPS and back.rows == json.loads(json.dumps(cal.rows))
+    cfg = E2CRFConfig(tau_warn=math.inf)
+    assert config_from_dict(json.loads(json.dumps(config_to_dict(cfg)))) == cfg
+    (tmp_path / "bad.json").write_text("{not json")
+    with pytest.raises(ValueError, match="not valid JSON"):
+        Calibration.load(tmp_path / "bad.json")
+    (tmp_path / "other.json").write_text('{"format": "something else"}')
+    with pytest.raises(ValueError, match="not a pyfdc E2-CRF calibration"):
+        Calibration.load(tmp_path / "other.json")
+    d = cal.to_dict()
+    d["config"]["budgett"] = 0.3
+    with pytest.raises(ValueError, match="unknown E2-CRF config fields"):
+        Calibration.from_dict(d)
+    with pytest.raises(ValueError, match="num_shadow must be >= 4"):
+        calibrate(tiny_model(), STEPS, num_shadow=2)
+    with pytest.raises(ValueError, match="candidate .*budget"):
+        calibrate(tiny_model(), STEPS, candidates=[{"budget": 2.0}])
+    with pytest.raises(ValueError, match="max_deviation must be a finite number"):
+        calibrate(tiny_model(), STEPS, max_deviation=float("nan"))
+
+
+def test_cli_calibrate_then_sample(tmp_path: Path, capsys: pytest.CaptureFixture[str]) -> None:
+    ckpt = tmp_path / "ck"
+    save_checkpoint(ckpt, tiny_model())
+    code = cli.main(["calibrate", "--checkpoint", str(ckpt), "--steps", str(STEPS), "--shadow", str(SHADOW),
+                     "--budgets", "0.5", "0.2", "--max-deviation", "10", "--max-band-error", "10",
+                     "--min-speedup", "0", "--out", str(tmp_path / "cal"), "--no-progress"])
+    assert code == 0, capsys.readouterr().err
+    assert "budget 0.2" in capsys.readouterr().err  # budgets are tried cheapest first
+    cal_file = tmp_path / "cal" / cli.CALIBRATION_FILE
+    base = ["sample", "--checkpoint", str(ckpt), "--sampler", "e2crf", "--num-samples", "3", "--no-progress"]
+    assert cli.main(base + ["--steps", str(STEPS), "--e2crf-config", str(cal_file), "--out", str(tmp_path / "s")]) == 0
+    info = json.loads((tmp_path / "s" / cli.SAMPLE_INFO_FILE).read_text())
+    assert info["e2crf_config"]["budget"] == 0.2
+    assert cli.main(base + ["--steps", "50", "--e2crf-config", str(cal_file), "--out", str(tmp_path / "t")]) == 2
+    assert "calibrated for 20 steps" in capsys.readouterr().err
+    assert cli.main(base + ["--steps", str(STEPS), "--e2crf-config", str(cal_file), "--e2crf-budget", "0.3",
+                            "--out", str(tmp_path / "u")]) == 2
+    assert "replaces the other --e2crf-* options" in capsys.readouterr().err
