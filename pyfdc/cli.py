@@ -161,7 +161,9 @@ def _e2crf_config(args: argparse.Namespace) -> Any:
               "num_probes": args.e2crf_probes, "tau_warn": args.e2crf_tau_warn,
               "tau_safe": args.e2crf_tau_safe, "mode": args.e2crf_mode, "budget": args.e2crf_budget,
               "compile": args.e2crf_compile}
-    return E2CRFConfig(**{k: v for k, v in fields.items() if v is not None})
+    given = {k: v for k, v in fields.items() if v is not None}
+    # no options: the measured preset for this step count; any option: the paper's settings plus it
+    return E2CRFConfig(**given) if given else E2CRFConfig.preset(args.steps)
 
 
 def draw_samples(model: Any, sampler: str, num_samples: int, steps: int, batch_size: int, seed: int,

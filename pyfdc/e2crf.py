@@ -163,6 +163,28 @@ class E2CRFConfig:
         served stale late in sampling and come out under-denoised (``benchmarks/RESULTS.md``)."""
         return cls(**{"budget": budget, "mode": "no_energy", "tau0": 1.0, **overrides})
 
+    @classmethod
+    def preset(cls, steps: int) -> "E2CRFConfig":
+        """The measured preset for an Euler–Maruyama run of ``steps`` steps (what ``pyfdc sample --sampler
+        e2crf`` uses without ``--e2crf-*`` options): budget 0.35 at >= 1,000 steps, 0.5 at 250–999, and
+        uncached below 250, where no budget kept quality on the front (``benchmarks/RESULTS.md``). Found
+        on the shipped ECG model; :meth:`calibrate` (``pyfdc calibrate``) checks a model of your own."""
+        if isinstance(steps, bool) or not isinstance(steps, int) or steps < 1:
+            raise ValueError(f"steps must be a positive int, got {steps!r}")
+        if steps >= 1000:
+            return cls.budgeted(0.35)
+        if steps >= 250:
+            return cls.budgeted(0.5)
+        return cls(mode="uncached")
+
+    @classmethod
+    def calibrate(cls, model: "DiffusionModel", steps: int, **kwargs: Any) -> Any:
+        """Pick a configuration for ``model`` at ``steps`` from shadow samples (no data); returns a
+        :class:`pyfdc.e2crf_calibrate.Calibration` whose ``.config`` to sample with (see that module)."""
+        from pyfdc.e2crf_calibrate import calibrate
+
+        return calibrate(model, steps, **kwargs)
+
     def band(self, num_tokens: int) -> int:
         """Resolved K for ``num_tokens`` = N' tokens."""
         return num_tokens // 10 if self.K is None else self.K

@@ -20,7 +20,7 @@ LOOSE = {"max_deviation": 10.0, "max_band_error": 10.0, "min_speedup": 0.0}
 
 
 def test_loose_targets_take_the_cheapest_candidate() -> None:
-    cal = calibrate(tiny_model(), STEPS, num_shadow=SHADOW, progress=False, **LOOSE)
+    cal = E2CRFConfig.calibrate(tiny_model(), STEPS, num_shadow=SHADOW, progress=False, **LOOSE)
     assert not cal.fallback and cal.config.budget == 0.2 and cal.config.mode == "no_energy"
     assert len(cal.rows) == 1 and cal.rows[0]["passed"]  # stops at the first pass: no wasted runs
     row = cal.rows[0]
@@ -99,3 +99,19 @@ def test_cli_calibrate_then_sample(tmp_path: Path, capsys: pytest.CaptureFixture
     assert cli.main(base + ["--steps", str(STEPS), "--e2crf-config", str(cal_file), "--e2crf-budget", "0.3",
                             "--out", str(tmp_path / "u")]) == 2
     assert "replaces the other --e2crf-* options" in capsys.readouterr().err
+
+
+def test_presets_by_step_count(tmp_path: Path) -> None:
+    assert E2CRFConfig.preset(1000) == E2CRFConfig.budgeted(0.35) == E2CRFConfig.preset(4000)
+    assert E2CRFConfig.preset(250).budget == 0.5 == E2CRFConfig.preset(999).budget
+    assert E2CRFConfig.preset(249).mode == "uncached" and E2CRFConfig.preset(249).budget is None
+    assert E2CRFConfig() == E2CRFConfig.paper()  # the paper's settings stay one call away
+    with pytest.raises(ValueError, match="steps must be a positive int"):
+        E2CRFConfig.preset(0)
+    ckpt = tmp_path / "ck"
+    save_checkpoint(ckpt, tiny_model())
+    for steps, budget in ((250, 0.5), (20, None)):  # the CLI without --e2crf-* options takes the preset
+        out = tmp_path / f"s{steps}"
+        assert cli.main(["sample", "--checkpoint", str(ckpt), "--sampler", "e2crf", "--num-samples", "2",
+                         "--steps", str(steps), "--out", str(out), "--no-progress"]) == 0
+        assert json.loads((out / cli.SAMPLE_INFO_FILE).read_text())["e2crf_config"]["budget"] == budget
