@@ -87,13 +87,16 @@ def test_ddp_train_writes_one_checkpoint_with_every_ranks_state(ddp_run: tuple[P
     assert len(list(out.glob("model-*.safetensors"))) == 1 and (out / "config.json").is_file()
 
 
-def test_ddp_resume_after_killing_a_rank_equals_straight_run(ddp_run: tuple[Path, Path], tmp_path: Path) -> None:
+@pytest.mark.parametrize("rank", ["0", "1"])
+def test_ddp_resume_after_killing_a_rank_equals_straight_run(ddp_run: tuple[Path, Path], tmp_path: Path,
+                                                             rank: str) -> None:
     data, straight = ddp_run
     out = tmp_path / "killed"
-    res = _torchrun(_train_args(data, out), env={"PYFDC_TEST_KILL_RANK": "1", "PYFDC_TEST_KILL_EPOCH": "3"},
+    res = _torchrun(_train_args(data, out), env={"PYFDC_TEST_KILL_RANK": rank, "PYFDC_TEST_KILL_EPOCH": "3"},
                     script=WORKER)
-    assert res.returncode != 0  # torchrun stops the surviving rank instead of leaving it waiting
-    assert _state(out)["run"]["epoch"] == 2  # epoch 3 never finished on rank 1, so it was never saved
+    assert res.returncode != 0, res.stderr[-3000:]  # torchrun stops the survivor instead of leaving it waiting
+    assert (out / training.STATE_FILE).is_file(), res.stderr[-3000:]
+    assert _state(out)["run"]["epoch"] == 2, res.stderr[-3000:]  # epoch 3 never finished: never saved
     res = _torchrun(_train_args(data, out, "--resume"))
     assert res.returncode == 0, res.stderr[-3000:]
     a, b = _state(straight), _state(out)
