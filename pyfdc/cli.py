@@ -267,8 +267,8 @@ def cmd_calibrate(args: argparse.Namespace) -> dict[str, Any]:
                     **targets)
     cal.save(out / CALIBRATION_FILE)
     for row in cal.rows:
-        _echo(f"  budget {row['candidate'].get('budget')}: deviation {row['deviation_median']:.4f}, worst band "
-              f"{row['worst_band_error']:+.3f}, {row['speedup']:.2f}x -> {'pass' if row['passed'] else 'fail'}")
+        _echo(f"  budget {row['candidate'].get('budget')}: deviation {row['deviation_median']:.4f}, worst |band error| "
+              f"{row['worst_band_error']:.3f}, {row['speedup']:.2f}x -> {'pass' if row['passed'] else 'fail'}")
     chosen = "uncached (no candidate met the targets)" if cal.fallback else f"budget {cal.config.budget}"
     _echo(f"calibrated for {args.steps} {args.solver} steps: {chosen} -> {out / CALIBRATION_FILE}")
     return cal.to_dict()

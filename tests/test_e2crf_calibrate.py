@@ -103,14 +103,14 @@ def test_cli_calibrate_then_sample(tmp_path: Path, capsys: pytest.CaptureFixture
 
 def test_presets_by_step_count(tmp_path: Path) -> None:
     assert E2CRFConfig.preset(1000) == E2CRFConfig.budgeted(0.35) == E2CRFConfig.preset(4000)
-    assert E2CRFConfig.preset(250).budget == 0.5 == E2CRFConfig.preset(999).budget
+    assert E2CRFConfig.preset(250).budget == 0.7 == E2CRFConfig.preset(999).budget
     assert E2CRFConfig.preset(249).mode == "uncached" and E2CRFConfig.preset(249).budget is None
     assert E2CRFConfig() == E2CRFConfig.paper()  # the paper's settings stay one call away
     with pytest.raises(ValueError, match="steps must be a positive int"):
         E2CRFConfig.preset(0)
     ckpt = tmp_path / "ck"
     save_checkpoint(ckpt, tiny_model())
-    for steps, budget in ((250, 0.5), (20, None)):  # the CLI without --e2crf-* options takes the preset
+    for steps, budget in ((250, 0.7), (20, None)):  # the CLI without --e2crf-* options takes the preset
         out = tmp_path / f"s{steps}"
         assert cli.main(["sample", "--checkpoint", str(ckpt), "--sampler", "e2crf", "--num-samples", "2",
                          "--steps", str(steps), "--out", str(out), "--no-progress"]) == 0
