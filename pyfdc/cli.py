@@ -541,13 +541,15 @@ def cmd_demo(args: argparse.Namespace) -> dict[str, Any]:
         model = result.model
         trained = f"model trained here {result.epochs_run} epochs ({result.wall_seconds:.0f} s)"
     rows = []
-    for i, sampler in enumerate(("em", "e2crf")):
-        _echo(f"[{2 + i}/3] sampling {args.num_samples} series, {args.steps} steps, sampler {sampler}" + (" (budget step: f 0.35, plain-δ ranking)" if sampler == "e2crf" else ""))
-        # E2-CRF as measured on the front (benchmarks/RESULTS.md): the static budget step, plain-δ ranking
-        from pyfdc.e2crf import E2CRFConfig
+    from pyfdc.e2crf import E2CRFConfig
 
+    preset = E2CRFConfig.preset(args.steps)  # the calibrated choice for this step count (benchmarks/RESULTS.md)
+    what = "uncached: no budget keeps quality" if preset.budget is None else f"budget step f {preset.budget}, plain-δ ranking"
+    for i, sampler in enumerate(("em", "e2crf")):
+        _echo(f"[{2 + i}/3] sampling {args.num_samples} series, {args.steps} steps, sampler {sampler}"
+              + (f" (preset for {args.steps} steps: {what})" if sampler == "e2crf" else ""))
         samples, stats, wall = draw_samples(model, sampler, args.num_samples, args.steps, 64,
-                                            args.seed, args.progress, E2CRFConfig.budgeted(0.35, K=4))
+                                            args.seed, args.progress, preset)
         sdir = out / f"samples_{sampler}"
         sdir.mkdir(exist_ok=True)
         _save_npy(sdir / SAMPLES_FILE, samples)
