@@ -8,7 +8,6 @@ message, no traceback (set ``PYFDC_DEBUG=1`` to see it).
 from __future__ import annotations
 
 import argparse
-import json
 import math
 import os
 import sys
@@ -17,74 +16,18 @@ from collections.abc import Callable, Sequence
 from pathlib import Path
 from typing import Any
 
-SAMPLES_FILE = "samples.npy"
-SAMPLE_INFO_FILE = "sample_info.json"
-STATS_FILE = "e2crf_stats.json"
-METRICS_FILE = "metrics.json"
-CALIBRATION_FILE = "calibration.json"
-CALIBRATE_OUTPUTS = (CALIBRATION_FILE,)
 
-# Hidden test/demo override: a tiny network that trains in seconds.
-TINY_MODEL = {"d_model": 16, "n_layers": 1, "n_heads": 2, "d_ff": 32, "rff_dim": 8}
 
 
 from pyfdc import distributed
 from pyfdc.cli_args import UsageError, _check_device, build_parser
+from pyfdc.cli_io import (CALIBRATE_OUTPUTS, CALIBRATION_FILE, METRICS_FILE,  # noqa: F401  (re-exported)
+                          SAMPLE_INFO_FILE, SAMPLE_OUTPUTS, SAMPLES_FILE, STATS_FILE, _echo, _finish_out,
+                          TINY_MODEL, _prepare_out, _save_npy, _write_json, set_quiet)
+from pyfdc.cli_demo import cmd_demo
+from pyfdc.cli_evaluate import cmd_evaluate, evaluate_samples, gaussian_baseline, sw_report  # noqa: F401
 
 DISTRIBUTED_COMMANDS = ("train", "sample")  # the commands that join a torchrun job
-
-
-# ----------------------------------------------------------------------------- helpers
-
-
-SAMPLE_OUTPUTS = ("samples.npy", "sample_info.json", "e2crf_stats.json")
-EVALUATE_OUTPUTS = ("metrics.json", "spectral_density.png", "sample_grid.png", "e2crf_stats.png")
-
-
-def _prepare_out(out: Path, overwrite: bool, produces: tuple[str, ...] | None = None) -> Path:
-    """Check ``--out``. With ``--overwrite`` and ``produces`` (every file the command can write), a
-    folder holding anything else is refused; old outputs stay until :func:`_finish_out`."""
-    if out.exists() and not out.is_dir():
-        raise UsageError(f"--out {out} exists and is not a folder")
-    if out.is_dir() and any(out.iterdir()):
-        if not overwrite:
-            raise UsageError(f"--out {out} is not empty; choose a new folder or pass --overwrite")
-        if produces is not None:
-            foreign = sorted(p.name for p in out.iterdir() if p.name not in produces)
-            if foreign:
-                raise UsageError(f"--out {out} holds files this command does not write ({', '.join(foreign[:5])}); "
-                                 "--overwrite replaces only a folder of its own outputs")
-    out.mkdir(parents=True, exist_ok=True)
-    return out
-
-
-def _finish_out(out: Path, produces: tuple[str, ...], written: set[str]) -> None:
-    """Remove outputs of an earlier run that this run did not rewrite (e.g. stale E2-CRF stats)."""
-    for name in set(produces) - written:
-        (out / name).unlink(missing_ok=True)
-
-
-def _write_json(path: Path, obj: Any) -> None:
-    from pyfdc._io import atomic_write_text
-
-    atomic_write_text(path, json.dumps(obj, indent=2) + "\n")
-
-
-def _save_npy(path: Path, arr: Any) -> None:
-    import numpy as np
-
-    from pyfdc._io import atomic_path
-
-    with atomic_path(path) as tmp, open(tmp, "wb") as fh:
-        np.save(fh, np.asarray(arr, dtype=np.float32))
-
-
-_QUIET = False  # set on ranks other than 0 of a torchrun job: one process reports
-
-
-def _echo(msg: str) -> None:
-    if not _QUIET:
-        print(msg, file=sys.stderr, flush=True)
 
 
 # ----------------------------------------------------------------------------- train
@@ -274,166 +217,6 @@ def cmd_calibrate(args: argparse.Namespace) -> dict[str, Any]:
     return cal.to_dict()
 
 
-# ----------------------------------------------------------------------------- evaluate
-
-
-def sw_report(x: Any, y: Any, projections: int, seed: int) -> dict[str, dict[str, float]]:
-    """SW2 of ``x`` to ``y`` (both ``(n, N, M)``), time and frequency: mean over projections and
-    2 standard errors of that mean (Monte-Carlo spread over the projections, see pyfdc.metrics)."""
-    from pyfdc.metrics import sliced_wasserstein_stats
-
-    out: dict[str, dict[str, float]] = {}
-    for domain in ("time", "freq"):
-        mean, two_se = sliced_wasserstein_stats(x, y, n_projections=projections, seed=seed, domain=domain)
-        out[domain] = {"mean": mean, "two_se": two_se}
-    return out
-
-
-def gaussian_baseline(train_x: Any, n: int, seed: int) -> Any:
-    """``n`` draws ``(n, N, M)`` float32 from N(mean, cov) fitted to the flattened train series."""
-    from pyfdc.quality import gaussian_baseline as draw
-
-    return draw(train_x, n, seed).astype("float32")
-
-
-def _load_samples(path: Path) -> tuple[Any, Path | None]:
-    import numpy as np
-
-    file = path if path.suffix == ".npy" else path / SAMPLES_FILE
-    if not file.is_file():
-        raise UsageError(f"--samples: {file} not found (expected a folder written by 'pyfdc sample')")
-    try:
-        arr = np.load(file, allow_pickle=False)
-    except (ValueError, OSError, EOFError) as exc:
-        raise UsageError(f"--samples: {file} is not a readable .npy array ({exc})") from exc
-    if arr.ndim != 3:
-        raise UsageError(f"--samples: {file} must hold an (S, N, M) array, got shape {list(arr.shape)}")
-    if not np.isfinite(arr).all():
-        raise UsageError(f"--samples: {file} contains NaN/Inf")
-    stats_dir = file.parent if file.parent.joinpath(STATS_FILE).is_file() else None
-    info_file = file.parent / SAMPLE_INFO_FILE
-    if stats_dir is not None and info_file.is_file():
-        try:
-            if json.loads(info_file.read_text()).get("sampler") != "e2crf":
-                stats_dir = None            # stats left by an earlier E2-CRF run in the same folder
-        except (ValueError, UnicodeDecodeError, AttributeError) as exc:
-            raise UsageError(f"--samples: {info_file} is not valid JSON ({exc})") from None
-    if stats_dir is not None:
-        _read_stats(stats_dir)              # reject a corrupt file before anything is written
-    return arr, stats_dir
-
-
-def _read_stats(stats_dir: Path) -> dict[str, Any]:
-    try:
-        stats = json.loads((stats_dir / STATS_FILE).read_text())
-        if not isinstance(stats, dict):
-            raise ValueError("not a JSON object")
-    except (ValueError, UnicodeDecodeError) as exc:
-        raise UsageError(f"{stats_dir / STATS_FILE}: corrupt E2-CRF statistics ({exc})") from None
-    return stats
-
-
-def evaluate_samples(samples: Any, dataset: Any, out: Path, projections: int, seed: int,
-                     stats_dir: Path | None = None, c2st_repeats: int = 0,
-                     reference: Any = None) -> dict[str, Any]:
-    """SW to held-out (+ floor), C2ST vs held-out next to the data floor and a Gaussian (with
-    ``c2st_repeats`` > 0), C2ST vs a ``reference`` sample set when given, and plots into ``out``;
-    returns the metrics dict (also saved as metrics.json)."""
-    from pyfdc import plots
-
-    test, train = dataset.test, dataset.train
-    stats = None if stats_dir is None else _read_stats(stats_dir)   # before anything is written
-    out.mkdir(parents=True, exist_ok=True)
-    if samples.shape[1:] != test.shape[1:]:
-        raise UsageError(f"samples have (N, M) = {tuple(samples.shape[1:])} but dataset "
-                         f"{dataset.name!r} has (N, M) = {tuple(test.shape[1:])}")
-    metrics: dict[str, Any] = {
-        "dataset": dataset.name, "num_samples": int(len(samples)), "num_heldout": int(len(test)),
-        "projections": projections, "seed": seed,
-        "sw_samples_vs_heldout": sw_report(samples, test, projections, seed),
-        "sw_floor_train_vs_heldout": sw_report(train, test, projections, seed),
-    }
-    if c2st_repeats > 0:
-        from pyfdc.quality import data_report
-
-        metrics["quality_vs_heldout"] = data_report(samples, train, test, repeats=c2st_repeats, seed=seed)
-    if reference is not None:
-        from pyfdc.quality import sampler_report
-
-        if reference.shape[1:] != samples.shape[1:]:
-            raise UsageError(f"--reference has (N, M) = {tuple(reference.shape[1:])}, samples have "
-                             f"{tuple(samples.shape[1:])}")
-        metrics["quality_vs_reference"] = sampler_report(samples, reference, seed=seed)["candidate"]
-        if reference.shape == samples.shape:
-            from pyfdc.quality import paired_deviation
-
-            dev = paired_deviation(samples, reference)
-            metrics["quality_vs_reference"]["paired_deviation"] = dev
-            # independent draws sit ~sqrt(2) apart; same-noise pairs much closer, and a twin in the
-            # training folds pulls the cross-validated accuracy below 0.5
-            metrics["quality_vs_reference"]["same_noise_pairs"] = dev["median"] < 0.5
-    plots.plot_spectral_density(test, samples, out / "spectral_density.png")
-    plots.plot_sample_grid(samples, out / "sample_grid.png", real=test)
-    if stats is not None:
-        plots.plot_e2crf_stats(stats, out / "e2crf_stats.png")
-        metrics["e2crf"] = {k: stats.get(k) for k in ("mode", "hit_rate", "mean_recomputed_fraction",
-                                                     "refresh_steps", "cache_bytes")}
-    _write_json(out / METRICS_FILE, metrics)
-    _finish_out(out, EVALUATE_OUTPUTS, {METRICS_FILE, "spectral_density.png", "sample_grid.png"}
-                | ({"e2crf_stats.png"} if stats is not None else set()))
-    return metrics
-
-
-def cmd_evaluate(args: argparse.Namespace) -> dict[str, Any]:
-    from pyfdc.checkpoint import read_config
-    from pyfdc.data import load_dataset
-
-    config = read_config(args.checkpoint)
-    samples, stats_dir = _load_samples(args.samples)
-    out = _prepare_out(args.out, args.overwrite, EVALUATE_OUTPUTS)
-    data_meta = (config.get("meta") or {}).get("data_file")
-    if data_meta is not None:
-        from pyfdc.data import reload_from_meta
-
-        dataset = reload_from_meta(data_meta, args.data)
-    elif args.data is not None:
-        raise UsageError(f"--data: checkpoint {args.checkpoint} was trained on dataset "
-                         f"{config.get('dataset')!r}, not on a file")
-    elif config.get("dataset") is None:
-        raise UsageError(f"checkpoint {args.checkpoint} does not record the dataset it was trained on, so its "
-                         "held-out split is unknown")
-    else:
-        dataset = load_dataset(config["dataset"], root=args.data_root)
-    reference = _load_samples(args.reference)[0] if args.reference is not None else None
-    metrics = evaluate_samples(samples, dataset, out, args.projections, args.seed, stats_dir,
-                               c2st_repeats=args.c2st_repeats, reference=reference)
-    sw, floor = metrics["sw_samples_vs_heldout"], metrics["sw_floor_train_vs_heldout"]
-    for d in ("time", "freq"):
-        _echo(f"SW {d:4s}: samples {sw[d]['mean']:.4f} ± {sw[d]['two_se']:.4f}   "
-              f"floor (train) {floor[d]['mean']:.4f} ± {floor[d]['two_se']:.4f}")
-    q = metrics.get("quality_vs_heldout")
-    if q is not None:
-        for name, label in (("generated", "samples"), ("floor_train", "floor (train)"), ("gaussian", "Gaussian")):
-            c = q[name]["c2st"]
-            _echo(f"C2ST vs held-out, {label:13s}: {c['headline']:.3f} (hgb {c['hgb']['mean']:.3f} ± "
-                  f"{c['hgb']['sd']:.3f}, linear {c['linear']['mean']:.3f} ± {c['linear']['sd']:.3f})")
-        shape = q["generated"]["shape"]
-        _echo("shape: " + ", ".join(f"{k} {v:.4f} (held-out {q['shape_heldout'][k]:.4f})" for k, v in shape.items()))
-        _echo("band power vs held-out: " + ", ".join(f"{k} {v:+.0%}" for k, v in q["generated"]["band_error"].items()))
-    r = metrics.get("quality_vs_reference")
-    if r is not None:
-        c = r["c2st"]
-        _echo(f"C2ST vs reference: {c['headline']:.3f} (hgb {c['hgb']['accuracy']:.3f} "
-              f"[{c['hgb']['ci_low']:.3f}, {c['hgb']['ci_high']:.3f}], linear {c['linear']['accuracy']:.3f}); "
-              "band power: " + ", ".join(f"{k} {v:+.0%}" for k, v in r["band_error"].items()))
-        if r.get("same_noise_pairs"):
-            _echo(f"warning: --samples and --reference look drawn with the same noise (median paired "
-                  f"deviation {r['paired_deviation']['median']:.2f}); the C2ST reads low for such pairs: "
-                  "draw the reference with another --seed")
-    _echo(f"metrics and plots -> {out}")
-    return metrics
-
-
 # ----------------------------------------------------------------------------- benchmark
 
 
@@ -511,83 +294,6 @@ def _front(args: argparse.Namespace, path: Path) -> dict[str, Any]:
     return res
 
 
-# ----------------------------------------------------------------------------- demo
-
-
-def cmd_demo(args: argparse.Namespace) -> dict[str, Any]:
-    from pyfdc.data import load_dataset
-    from pyfdc.training import TrainConfig, train
-
-    out = _prepare_out(args.out, args.overwrite)
-    dataset = load_dataset("ecg")
-    if args.minutes is None and not args.tiny:
-        from pyfdc.checkpoint import load_checkpoint
-        from pyfdc.pretrained import pretrained_path
-
-        path = pretrained_path("ecg_small_freq")
-        _echo(f"[1/3] loading the shipped small model ({path})")
-        model = load_checkpoint(path)
-        summary = model.meta.get("extra", {}).get("training", {})
-        trained = f"shipped model trained {summary.get('epochs_run', '?')} epochs " \
-                  f"({summary.get('wall_seconds', float('nan')):.0f} s)"
-    else:
-        minutes = 1.5 if args.minutes is None else args.minutes
-        _echo(f"[1/3] training the {'tiny' if args.tiny else 'small'} model for <= {minutes} min "
-              f"on {dataset.train.shape[0]} ECG beats")
-        cfg = TrainConfig(epochs=args.epochs, warmup_epochs=round(0.1 * args.epochs), seed=args.seed,
-                          max_minutes=minutes)
-        result = train(dataset, out / "model", model_config=dict(TINY_MODEL) if args.tiny else "small",
-                       train_config=cfg, progress=args.progress, overwrite=args.overwrite)
-        model = result.model
-        trained = f"model trained here {result.epochs_run} epochs ({result.wall_seconds:.0f} s)"
-    rows = []
-    from pyfdc.e2crf import E2CRFConfig
-
-    preset = E2CRFConfig.preset(args.steps)  # the calibrated choice for this step count (benchmarks/RESULTS.md)
-    what = "uncached: no budget keeps quality" if preset.budget is None else f"budget step f {preset.budget}, plain-δ ranking"
-    for i, sampler in enumerate(("em", "e2crf")):
-        _echo(f"[{2 + i}/3] sampling {args.num_samples} series, {args.steps} steps, sampler {sampler}"
-              + (f" (preset for {args.steps} steps: {what})" if sampler == "e2crf" else ""))
-        samples, stats, wall = draw_samples(model, sampler, args.num_samples, args.steps, 64,
-                                            args.seed, args.progress, preset)
-        sdir = out / f"samples_{sampler}"
-        sdir.mkdir(exist_ok=True)
-        _save_npy(sdir / SAMPLES_FILE, samples)
-        if stats is not None:
-            _write_json(sdir / STATS_FILE, stats)
-        m = evaluate_samples(samples, dataset, out / f"eval_{sampler}", 2000, args.seed,
-                             sdir if stats is not None else None)
-        f = stats["mean_recomputed_fraction"] if stats else 1.0
-        rows.append((sampler, wall, args.num_samples / wall, f, m["sw_samples_vs_heldout"], samples))
-    import numpy as np
-
-    from pyfdc.quality import constant_pad, shape_stats
-
-    gauss = gaussian_baseline(dataset.train, args.num_samples, args.seed)
-    refs = [("Gaussian fitted to train", None, None, None, sw_report(gauss, dataset.test, 2000, args.seed), gauss),
-            ("train split (floor)", None, None, None, m["sw_floor_train_vs_heldout"], dataset.train),
-            ("held-out beats", None, None, None, None, dataset.test)]
-    pad = constant_pad(np.concatenate([dataset.train, dataset.test]))
-    lines = [f"SW to {len(dataset.test)} held-out beats; {trained}", "",
-             "| sampler | wall s | series/s | speedup vs em | recomputed f | SW time (±2se) | SW freq (±2se) "
-             "| roughness mean abs(dx) | pad residue p95 |",
-             "|---|---|---|---|---|---|---|---|---|"]
-    em_wall = rows[0][1]
-    for s, wall, rate, f, sw, x in rows + refs:
-        nums = ("–",) * 4 if wall is None else (f"{wall:.1f}", f"{rate:.2f}", f"{em_wall / wall:.2f}x", f"{f:.2f}")
-        sws = ("–", "–") if sw is None else (f"{sw['time']['mean']:.4f} ± {sw['time']['two_se']:.4f}",
-                                            f"{sw['freq']['mean']:.4f} ± {sw['freq']['two_se']:.4f}")
-        st = shape_stats(x, pad)
-        lines.append(f"| {s} | {' | '.join(nums)} | {' | '.join(sws)} | {st['roughness']:.4f} | "
-                     f"{st.get('pad_residue_p95', float('nan')):.4f} |")
-    table = "\n".join(lines)
-    print(table)
-    from pyfdc._io import atomic_write_text
-
-    atomic_write_text(out / "demo_results.md", table + "\n")
-    return {"table": table}
-
-
 # ----------------------------------------------------------------------------- main
 
 COMMANDS: dict[str, Callable[[argparse.Namespace], dict[str, Any]]] = {
@@ -598,7 +304,6 @@ COMMANDS: dict[str, Callable[[argparse.Namespace], dict[str, Any]]] = {
 
 def main(argv: Sequence[str] | None = None) -> int:
     """Entry point of the ``pyfdc`` script; returns the process exit status."""
-    global _QUIET
     parser = build_parser()
     args = parser.parse_args(argv)  # exits 2 with a usage message on bad arguments
     from pyfdc.checkpoint import CheckpointError
@@ -613,7 +318,8 @@ def main(argv: Sequence[str] | None = None) -> int:
                              "run under torchrun")
         args.world = world
         if not world.is_main:
-            _QUIET, args.progress = True, False
+            set_quiet(True)
+            args.progress = False
         COMMANDS[args.command](args)
     except KeyboardInterrupt:
         _echo(f"pyfdc {args.command}: interrupted")

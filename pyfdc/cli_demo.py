@@ -1,0 +1,85 @@
+"""``pyfdc demo``: the shipped model (or one trained here), uncached vs E2-CRF, evaluated against held-out beats."""
+from __future__ import annotations
+
+import argparse
+from typing import Any
+
+from pyfdc.cli_io import SAMPLES_FILE, STATS_FILE, TINY_MODEL, _echo, _prepare_out, _save_npy, _write_json
+
+from pyfdc.cli_evaluate import evaluate_samples, gaussian_baseline, sw_report
+
+
+
+def cmd_demo(args: argparse.Namespace) -> dict[str, Any]:
+    from pyfdc.cli import draw_samples  # the sampling entry point shared with `pyfdc sample`
+    from pyfdc.data import load_dataset
+    from pyfdc.training import TrainConfig, train
+
+    out = _prepare_out(args.out, args.overwrite)
+    dataset = load_dataset("ecg")
+    if args.minutes is None and not args.tiny:
+        from pyfdc.checkpoint import load_checkpoint
+        from pyfdc.pretrained import pretrained_path
+
+        path = pretrained_path("ecg_small_freq")
+        _echo(f"[1/3] loading the shipped small model ({path})")
+        model = load_checkpoint(path)
+        summary = model.meta.get("extra", {}).get("training", {})
+        trained = f"shipped model trained {summary.get('epochs_run', '?')} epochs " \
+                  f"({summary.get('wall_seconds', float('nan')):.0f} s)"
+    else:
+        minutes = 1.5 if args.minutes is None else args.minutes
+        _echo(f"[1/3] training the {'tiny' if args.tiny else 'small'} model for <= {minutes} min "
+              f"on {dataset.train.shape[0]} ECG beats")
+        cfg = TrainConfig(epochs=args.epochs, warmup_epochs=round(0.1 * args.epochs), seed=args.seed,
+                          max_minutes=minutes)
+        result = train(dataset, out / "model", model_config=dict(TINY_MODEL) if args.tiny else "small",
+                       train_config=cfg, progress=args.progress, overwrite=args.overwrite)
+        model = result.model
+        trained = f"model trained here {result.epochs_run} epochs ({result.wall_seconds:.0f} s)"
+    rows = []
+    from pyfdc.e2crf import E2CRFConfig
+
+    preset = E2CRFConfig.preset(args.steps)  # the calibrated choice for this step count (benchmarks/RESULTS.md)
+    what = "uncached: no budget keeps quality" if preset.budget is None else f"budget step f {preset.budget}, plain-δ ranking"
+    for i, sampler in enumerate(("em", "e2crf")):
+        _echo(f"[{2 + i}/3] sampling {args.num_samples} series, {args.steps} steps, sampler {sampler}"
+              + (f" (preset for {args.steps} steps: {what})" if sampler == "e2crf" else ""))
+        samples, stats, wall = draw_samples(model, sampler, args.num_samples, args.steps, 64,
+                                            args.seed, args.progress, preset)
+        sdir = out / f"samples_{sampler}"
+        sdir.mkdir(exist_ok=True)
+        _save_npy(sdir / SAMPLES_FILE, samples)
+        if stats is not None:
+            _write_json(sdir / STATS_FILE, stats)
+        m = evaluate_samples(samples, dataset, out / f"eval_{sampler}", 2000, args.seed,
+                             sdir if stats is not None else None)
+        f = stats["mean_recomputed_fraction"] if stats else 1.0
+        rows.append((sampler, wall, args.num_samples / wall, f, m["sw_samples_vs_heldout"], samples))
+    import numpy as np
+
+    from pyfdc.quality import constant_pad, shape_stats
+
+    gauss = gaussian_baseline(dataset.train, args.num_samples, args.seed)
+    refs = [("Gaussian fitted to train", None, None, None, sw_report(gauss, dataset.test, 2000, args.seed), gauss),
+            ("train split (floor)", None, None, None, m["sw_floor_train_vs_heldout"], dataset.train),
+            ("held-out beats", None, None, None, None, dataset.test)]
+    pad = constant_pad(np.concatenate([dataset.train, dataset.test]))
+    lines = [f"SW to {len(dataset.test)} held-out beats; {trained}", "",
+             "| sampler | wall s | series/s | speedup vs em | recomputed f | SW time (±2se) | SW freq (±2se) "
+             "| roughness mean abs(dx) | pad residue p95 |",
+             "|---|---|---|---|---|---|---|---|---|"]
+    em_wall = rows[0][1]
+    for s, wall, rate, f, sw, x in rows + refs:
+        nums = ("–",) * 4 if wall is None else (f"{wall:.1f}", f"{rate:.2f}", f"{em_wall / wall:.2f}x", f"{f:.2f}")
+        sws = ("–", "–") if sw is None else (f"{sw['time']['mean']:.4f} ± {sw['time']['two_se']:.4f}",
+                                            f"{sw['freq']['mean']:.4f} ± {sw['freq']['two_se']:.4f}")
+        st = shape_stats(x, pad)
+        lines.append(f"| {s} | {' | '.join(nums)} | {' | '.join(sws)} | {st['roughness']:.4f} | "
+                     f"{st.get('pad_residue_p95', float('nan')):.4f} |")
+    table = "\n".join(lines)
+    print(table)
+    from pyfdc._io import atomic_write_text
+
+    atomic_write_text(out / "demo_results.md", table + "\n")
+    return {"table": table}

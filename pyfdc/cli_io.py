@@ -1,0 +1,75 @@
+"""Shared pieces of the CLI commands: output file names, safe output folders, atomic writers, messages."""
+from __future__ import annotations
+
+import json
+import sys
+from pathlib import Path
+from typing import Any
+
+from pyfdc.cli_args import UsageError
+
+SAMPLES_FILE = "samples.npy"
+SAMPLE_INFO_FILE = "sample_info.json"
+STATS_FILE = "e2crf_stats.json"
+METRICS_FILE = "metrics.json"
+CALIBRATION_FILE = "calibration.json"
+CALIBRATE_OUTPUTS = (CALIBRATION_FILE,)
+
+# Hidden test/demo override: a tiny network that trains in seconds.
+TINY_MODEL = {"d_model": 16, "n_layers": 1, "n_heads": 2, "d_ff": 32, "rff_dim": 8}
+
+
+SAMPLE_OUTPUTS = ("samples.npy", "sample_info.json", "e2crf_stats.json")
+EVALUATE_OUTPUTS = ("metrics.json", "spectral_density.png", "sample_grid.png", "e2crf_stats.png")
+
+
+def _prepare_out(out: Path, overwrite: bool, produces: tuple[str, ...] | None = None) -> Path:
+    """Check ``--out``. With ``--overwrite`` and ``produces`` (every file the command can write), a
+    folder holding anything else is refused; old outputs stay until :func:`_finish_out`."""
+    if out.exists() and not out.is_dir():
+        raise UsageError(f"--out {out} exists and is not a folder")
+    if out.is_dir() and any(out.iterdir()):
+        if not overwrite:
+            raise UsageError(f"--out {out} is not empty; choose a new folder or pass --overwrite")
+        if produces is not None:
+            foreign = sorted(p.name for p in out.iterdir() if p.name not in produces)
+            if foreign:
+                raise UsageError(f"--out {out} holds files this command does not write ({', '.join(foreign[:5])}); "
+                                 "--overwrite replaces only a folder of its own outputs")
+    out.mkdir(parents=True, exist_ok=True)
+    return out
+
+
+def _finish_out(out: Path, produces: tuple[str, ...], written: set[str]) -> None:
+    """Remove outputs of an earlier run that this run did not rewrite (e.g. stale E2-CRF stats)."""
+    for name in set(produces) - written:
+        (out / name).unlink(missing_ok=True)
+
+
+def _write_json(path: Path, obj: Any) -> None:
+    from pyfdc._io import atomic_write_text
+
+    atomic_write_text(path, json.dumps(obj, indent=2) + "\n")
+
+
+def _save_npy(path: Path, arr: Any) -> None:
+    import numpy as np
+
+    from pyfdc._io import atomic_path
+
+    with atomic_path(path) as tmp, open(tmp, "wb") as fh:
+        np.save(fh, np.asarray(arr, dtype=np.float32))
+
+
+_QUIET = False  # set on ranks other than 0 of a torchrun job: one process reports
+
+
+def set_quiet(quiet: bool) -> None:
+    """Silence :func:`_echo` (ranks other than 0 of a torchrun job)."""
+    global _QUIET
+    _QUIET = quiet
+
+
+def _echo(msg: str) -> None:
+    if not _QUIET:
+        print(msg, file=sys.stderr, flush=True)
