@@ -21,7 +21,7 @@ from typing import Any
 
 from pyfdc import distributed
 from pyfdc.cli_args import UsageError, _check_device, build_parser
-from pyfdc.cli_io import (CALIBRATE_OUTPUTS, CALIBRATION_FILE, METRICS_FILE,  # noqa: F401  (re-exported)
+from pyfdc.cli_io import (CALIBRATE_OUTPUTS, CALIBRATION_FILE, CALIBRATION_PLOT, METRICS_FILE,  # noqa: F401  (re-exported)
                           SAMPLE_INFO_FILE, SAMPLE_OUTPUTS, SAMPLES_FILE, STATS_FILE, _echo, _finish_out,
                           TINY_MODEL, _prepare_out, _save_npy, _write_json, set_quiet)
 from pyfdc.cli_demo import cmd_demo
@@ -208,7 +208,10 @@ def cmd_calibrate(args: argparse.Namespace) -> dict[str, Any]:
     cal = calibrate(model, args.steps, solver=args.solver, candidates=candidates, num_shadow=args.shadow,
                     batch_size=args.batch_size, progress=args.progress, all_candidates=args.all_candidates,
                     **targets)
+    from pyfdc.plots import plot_calibration
+
     cal.save(out / CALIBRATION_FILE)
+    plot_calibration(cal.to_dict(), out / CALIBRATION_PLOT)
     for row in cal.rows:
         _echo(f"  budget {row['candidate'].get('budget')}: deviation {row['deviation_median']:.4f}, worst |band error| "
               f"{row['worst_band_error']:.3f}, {row['speedup']:.2f}x -> {'pass' if row['passed'] else 'fail'}")

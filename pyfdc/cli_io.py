@@ -13,7 +13,8 @@ SAMPLE_INFO_FILE = "sample_info.json"
 STATS_FILE = "e2crf_stats.json"
 METRICS_FILE = "metrics.json"
 CALIBRATION_FILE = "calibration.json"
-CALIBRATE_OUTPUTS = (CALIBRATION_FILE,)
+CALIBRATION_PLOT = "calibration.png"
+CALIBRATE_OUTPUTS = (CALIBRATION_FILE, CALIBRATION_PLOT)
 
 # Hidden test/demo override: a tiny network that trains in seconds.
 TINY_MODEL = {"d_model": 16, "n_layers": 1, "n_heads": 2, "d_ff": 32, "rff_dim": 8}

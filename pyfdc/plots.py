@@ -212,3 +212,34 @@ def plot_front(rows: Sequence[Mapping[str, Any]], path: PathLike, title: str = "
     ax.grid(True, which="both", alpha=0.3)
     ax.legend(fontsize=8, loc="upper right")
     _save(fig, path)
+
+
+def plot_calibration(calibration: Mapping[str, Any], path: PathLike) -> None:
+    """Per candidate (x: budget): shadow deviation and worst band error against their targets, and the
+    shadow speedup; the chosen candidate is marked. ``calibration`` is ``Calibration.to_dict()``."""
+    rows = list(calibration.get("rows", []))
+    if not rows:
+        raise ValueError("calibration has no candidate rows to plot")
+    labels = [str(r["candidate"].get("budget", r["candidate"])) for r in rows]
+    x = np.arange(len(rows))
+    targets = calibration.get("targets", {})
+    fig = Figure(figsize=(10, 3.2))
+    panels = (("deviation_median", "median paired deviation", targets.get("max_deviation")),
+              ("worst_band_error", "worst |band power error|", targets.get("max_band_error")),
+              ("speedup", "shadow speedup vs uncached", targets.get("min_speedup")))
+    for k, (key, title, limit) in enumerate(panels):
+        ax: Axes = fig.add_subplot(1, 3, k + 1)
+        colors = ["tab:green" if r["passed"] else "tab:red" for r in rows]
+        ax.bar(x, [float(r[key]) for r in rows], color=colors)
+        if limit is not None:
+            ax.axhline(float(limit), color="black", linestyle="--", linewidth=1, label="target")
+            ax.legend(fontsize=7)
+        if key != "speedup":
+            ax.set_yscale("log")  # errors span orders of magnitude between budgets
+        ax.set_xticks(x, labels)
+        ax.set_xlabel("budget")
+        ax.set_title(title, fontsize=9)
+    chosen = "uncached fallback" if calibration.get("fallback") else f"budget {calibration['config'].get('budget')}"
+    fig.suptitle(f"E2-CRF calibration, {calibration.get('steps')} {calibration.get('solver')} steps: {chosen} "
+                 "(green: passes every target)", fontsize=10)
+    _save(fig, path)

@@ -90,6 +90,7 @@ def test_cli_calibrate_then_sample(tmp_path: Path, capsys: pytest.CaptureFixture
     assert code == 0, capsys.readouterr().err
     assert "budget 0.2" in capsys.readouterr().err  # budgets are tried cheapest first
     cal_file = tmp_path / "cal" / cli.CALIBRATION_FILE
+    assert (tmp_path / "cal" / cli.CALIBRATION_PLOT).stat().st_size > 1000  # a PNG, not an empty file
     base = ["sample", "--checkpoint", str(ckpt), "--sampler", "e2crf", "--num-samples", "3", "--no-progress"]
     assert cli.main(base + ["--steps", str(STEPS), "--e2crf-config", str(cal_file), "--out", str(tmp_path / "s")]) == 0
     info = json.loads((tmp_path / "s" / cli.SAMPLE_INFO_FILE).read_text())
