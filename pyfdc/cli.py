@@ -159,7 +159,8 @@ def cmd_sample(args: argparse.Namespace) -> dict[str, Any]:
     start, stop = distributed.shard(args.num_samples, world)  # noise is per sample id: shards join seamlessly
     samples, stats, _ = draw_samples(model, args.sampler, stop - start, args.steps, args.batch_size, args.seed,
                                      args.progress, e2cfg, sample_offset=start, world=world)
-    blocks = distributed.all_gather(world, (start, stop))
+    blocks = [distributed.shard(args.num_samples, distributed.World(rank=r, size=world.size))
+              for r in range(world.size)]  # every rank's block, as each computed its own
     if world.active:
         import numpy as np
 

@@ -132,6 +132,15 @@ def all_sum(world: World, values: list[float]) -> list[float]:
     return t.tolist()
 
 
+def all_max(world: World, values: list[float]) -> list[float]:
+    """Element-wise maxima over ranks (float64)."""
+    if not world.active:
+        return list(values)
+    t = torch.tensor(values, dtype=torch.float64, device=world.device)
+    dist.all_reduce(t, op=dist.ReduceOp.MAX)
+    return t.tolist()
+
+
 def all_reduce_(world: World, tensor: torch.Tensor, op: str = "sum") -> torch.Tensor:
     """In-place reduction of ``tensor`` over ranks (``op`` ``"sum"`` or ``"max"``); returns it."""
     if world.active:

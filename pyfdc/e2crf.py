@@ -265,15 +265,6 @@ class _Accumulator:
             setattr(self, name, distributed.all_reduce_(world, flags, "max").bool())
         self.samples = int(distributed.all_sum(world, [float(self.samples)])[0])
 
-    @staticmethod
-    def maxima(world: Any, *values: float) -> list[float]:
-        """Each value's maximum over ranks (``int`` inputs come back as ``int``)."""
-        from pyfdc import distributed
-
-        t = torch.tensor([float(v) for v in values], dtype=torch.float64)
-        distributed.all_reduce_(world, t, "max")
-        return [type(v)(x) for v, x in zip(values, t.tolist())]
-
     def finish(self, stats: E2CRFStats, steps: int, num_tokens: int) -> None:
         n = max(self.samples, 1)
         stats.recomputed_fraction = (self.count / (n * num_tokens)).tolist()
@@ -518,9 +509,11 @@ class E2CRFSampler:
         stats.wall_time_s = time.perf_counter() - start
         stats.peak_rss_growth_bytes = growth
         if world is not None and world.active:
+            from pyfdc.distributed import all_max
+
             acc.all_reduce(world)
-            stats.wall_time_s, stats.peak_rss_growth_bytes, stats.cache_bytes = acc.maxima(
-                world, stats.wall_time_s, stats.peak_rss_growth_bytes, stats.cache_bytes)
+            wall, rss, cache = all_max(world, [stats.wall_time_s, stats.peak_rss_growth_bytes, stats.cache_bytes])
+            stats.wall_time_s, stats.peak_rss_growth_bytes, stats.cache_bytes = wall, int(rss), int(cache)
         acc.finish(stats, steps, T)
         return torch.cat(out, dim=0), stats
 
