@@ -8,6 +8,8 @@ there is fit vs val; the Gaussian is fitted to the fit split. Samples are cached
 
     python benchmarks/bench_recipe.py --out bench_out/recipe --num-samples 256 \
         --checkpoint freq_token=runs/A_freq_token --checkpoint freq_channel=runs/C_freq_channel
+
+``NAME=DIR,noclip`` samples that checkpoint with its support clip off (``pyfdc.support``).
 """
 from __future__ import annotations
 
@@ -43,7 +45,11 @@ def main(argv: list[str] | None = None) -> int:
     rows = {}
     for item in args.checkpoint:
         name, _, path = item.partition("=")
+        path, _, option = path.partition(",")
+        if option not in ("", "noclip"):
+            p.error(f"--checkpoint {item}: the only option after ',' is 'noclip'")
         model = load_checkpoint(path)
+        model.clip = option != "noclip"
         tc = model.meta["extra"]["training"]["train_config"]
         fit_idx, val_idx = split_indices(len(ds.train), tc["val_fraction"], tc["seed"])
         fit, val = ds.train[fit_idx], ds.train[val_idx]

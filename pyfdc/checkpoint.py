@@ -99,6 +99,7 @@ def save_checkpoint(directory: str | Path, model: Any, extra: dict[str, Any] | N
         "standardizer": None if model.standardizer is None else model.standardizer.to_dict(),
         "token_scaler": None if getattr(model, "token_scaler", None) is None else model.token_scaler.to_dict(),
         "pins": None if getattr(model, "pins", None) is None else model.pins.to_dict(),
+        "bounds": None if getattr(model, "bounds", None) is None else model.bounds.to_dict(),
         "dataset": meta.get("dataset"),
         "meta": meta,
         "extra": extra or {},
@@ -182,6 +183,7 @@ def load_checkpoint(directory: str | Path, map_location: str | torch.device = "c
     from pyfdc.sde import VPSDE
     from pyfdc.spectral import make_transform
     from pyfdc.pinning import PinnedCoordinates
+    from pyfdc.support import SupportBounds
     from pyfdc.token_scaler import TokenScaler
 
     folder = Path(directory)
@@ -230,6 +232,10 @@ def load_checkpoint(directory: str | Path, map_location: str | torch.device = "c
             pins = PinnedCoordinates(pins.pin, pins.values, standardizer.inverse(pins.values[None])[0])
         if pins is not None and pins.shape != (transform.n, transform.m):
             raise ValueError(f"pins are for (N, M) = {pins.shape}, transform is ({transform.n}, {transform.m})")
+        bounds_cfg = config.get("bounds")  # absent in checkpoints written before support bounds
+        bounds = None if bounds_cfg is None else SupportBounds.from_dict(bounds_cfg)
+        if bounds is not None and bounds.channels != transform.m:
+            raise ValueError(f"bounds are for {bounds.channels} channels, transform.m = {transform.m}")
         if token_scaler is not None and token_scaler.shape != (transform.num_tokens, transform.token_dim):
             raise ValueError(f"token_scaler is {token_scaler.shape}, transform gives "
                              f"({transform.num_tokens}, {transform.token_dim})")
@@ -265,6 +271,7 @@ def load_checkpoint(directory: str | Path, map_location: str | torch.device = "c
     meta["checkpoint"] = str(folder)
     meta["extra"] = config.get("extra", {})
     try:
-        return DiffusionModel(net, transform, sde, standardizer, meta=meta, token_scaler=token_scaler, pins=pins)
+        return DiffusionModel(net, transform, sde, standardizer, meta=meta, token_scaler=token_scaler, pins=pins,
+                              bounds=bounds)
     except (TypeError, ValueError) as exc:
         raise CheckpointError(f"{cfg_path}: inconsistent model fields ({exc})") from exc

@@ -154,6 +154,7 @@ def cmd_sample(args: argparse.Namespace) -> dict[str, Any]:
     if args.num_samples < world.size:
         raise UsageError(f"--num-samples {args.num_samples} is fewer than the {world.size} processes of this run")
     model = load_checkpoint(args.checkpoint, map_location=_check_device(args.device))
+    model.clip = getattr(args, "clip", "auto") == "auto"
     out = distributed.on_main(world, lambda: _prepare_out(args.out, args.overwrite, SAMPLE_OUTPUTS))
     t0 = time.perf_counter()
     start, stop = distributed.shard(args.num_samples, world)  # noise is per sample id: shards join seamlessly
@@ -173,6 +174,7 @@ def cmd_sample(args: argparse.Namespace) -> dict[str, Any]:
         "wall_seconds": round(wall, 3), "series_per_second": args.num_samples / wall,
         "shape": list(samples.shape), "pyfdc_version": __version__,
         "world_size": world.size,
+        "support_clip": None if model.bounds is None or not model.clip else model.bounds.to_dict(),
         "rank_sample_ids": [{"rank": r, "start": a, "stop": b} for r, (a, b) in enumerate(blocks)],
     }
     if stats is not None:

@@ -157,6 +157,10 @@ def build_parser() -> argparse.ArgumentParser:
     p.add_argument("--checkpoint", type=Path, required=True, metavar="DIR", help="checkpoint folder")
     p.add_argument("--num-samples", metavar="S", type=pos_int, default=1000, help="series to draw (default: 1000)")
     _add_sampler_args(p)
+    p.add_argument("--clip", choices=("auto", "off"), default="auto",
+                   help="auto (default): keep samples inside the training data's per-channel range recorded in "
+                        "the checkpoint (the denoised estimate is clipped at every step, the series at the end); "
+                        "off: sample the network as it is")
     _add_device(p)
     _add_out(p)
 

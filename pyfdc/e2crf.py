@@ -478,6 +478,7 @@ class E2CRFSampler:
         net.eval()
         stats = E2CRFStats(mode=self.config.mode, num_tokens=T, steps=steps)
         acc = _Accumulator(steps, T, dev)
+        clip = self.model.support_clip()
         out = []
         growth = 0
         start = time.perf_counter()
@@ -493,12 +494,13 @@ class E2CRFSampler:
                     eps_fn = CachedEpsFn(net, self.config, ids, seed, T, C, acc, dtype=mask.dtype, device=dev)
                 stats.cache_bytes = max(stats.cache_bytes, eps_fn.cache_bytes)
                 z = stream()
+                solve_fn = eps_fn if clip is None else clip.wrap(eps_fn)  # support bounds (pyfdc.support)
                 if self.config.solver == "em":
-                    z = euler_maruyama(eps_fn, sde, z, mask, steps, stream, progress=progress)
+                    z = euler_maruyama(solve_fn, sde, z, mask, steps, stream, progress=progress)
                 elif self.config.solver == "ddim":
-                    z = ddim(eps_fn, sde, z, mask, steps, progress=progress)
+                    z = ddim(solve_fn, sde, z, mask, steps, progress=progress)
                 else:
-                    z = dpm_solver_2m(eps_fn, sde, z, mask, steps, progress=progress)
+                    z = dpm_solver_2m(solve_fn, sde, z, mask, steps, progress=progress)
                 if isinstance(eps_fn, BudgetEpsFn):
                     acc.overflow += eps_fn.fwd.overflow.sum()
                 growth = max(growth, getattr(eps_fn, "rss_growth", 0))
@@ -521,4 +523,4 @@ class E2CRFSampler:
                progress: bool = True, sample_offset: int = 0, world: Any = None) -> tuple[Tensor, E2CRFStats]:
         """Samples ``(S, N, M)`` in original units, and the run's :class:`E2CRFStats` (see ``sample_tokens``)."""
         z, stats = self.sample_tokens(num_samples, steps, batch_size, seed, progress, sample_offset, world)
-        return self.model.tokens_to_data(z), stats
+        return self.model.decode_samples(z), stats

@@ -169,13 +169,13 @@ def run_sampler(model: Any, spec: SamplerSpec, num_samples: int, batch_size: int
             t0 = time.perf_counter()
             _draw(model, spec, 1, seed, j)
             singles.append(time.perf_counter() - t0)
-    x = model.tokens_to_data(torch.cat(zs)).detach().cpu().numpy()
+    x = model.decode_samples(torch.cat(zs)).detach().cpu().numpy()
     f = sum(a * n for a, n in fs) / sum(n for _, n in fs)
     return SamplerRun(spec, x, secs or [dt], batch_size, f, singles)
 
 
 def model_fingerprint(model: Any) -> str:
-    """SHA-256 prefix over the network's weights and the token scaling: saved runs are reused only
+    """SHA-256 prefix over the network's weights, the token scaling and the support clip: saved runs are reused only
     for the model that drew them."""
     import hashlib
 
@@ -186,6 +186,9 @@ def model_fingerprint(model: Any) -> str:
     ts = getattr(model, "token_scaler", None)
     if ts is not None:
         h.update(ts.mean.tobytes() + ts.std.tobytes())
+    bounds = getattr(model, "bounds", None)
+    if bounds is not None and getattr(model, "clip", False):  # clipped samples differ from unclipped ones
+        h.update(b"clip" + bounds.low.tobytes() + bounds.high.tobytes())
     return h.hexdigest()[:16]
 
 

@@ -11,6 +11,7 @@ from pyfdc.score_net import ScoreTransformer
 from pyfdc.sde import VPSDE
 from pyfdc.spectral import TokenTransform
 from pyfdc.pinning import PinnedCoordinates, PinProjector
+from pyfdc.support import SupportBounds, SupportClip
 from pyfdc.token_scaler import TokenScaler
 
 __all__ = ["DiffusionModel", "ScalerLike"]
@@ -31,6 +32,10 @@ class DiffusionModel:
 
     On construction the network's output mask is set to ``transform.mask()`` so pinned coordinates
     (Im of DC / Nyquist) are exactly zero in every prediction, however the network was built.
+
+    ``bounds``: the training data's per-channel range (:mod:`pyfdc.support`); with ``clip`` (the
+    default) samplers clip the denoised estimate to it at every step and :meth:`decode_samples`
+    clamps the decoded series to it. No bounds (checkpoints written before them): no clipping.
     """
 
     net: ScoreTransformer
@@ -40,6 +45,8 @@ class DiffusionModel:
     meta: dict[str, Any] = field(default_factory=dict)
     token_scaler: TokenScaler | None = None
     pins: PinnedCoordinates | None = None
+    bounds: SupportBounds | None = None
+    clip: bool = True
 
     def __post_init__(self) -> None:
         if not isinstance(self.transform, TokenTransform):
@@ -75,6 +82,25 @@ class DiffusionModel:
             self.net.pin_projector = PinProjector(self.transform, self.pins, self.sde).to(self.net.mask.device)
         else:
             self.net.pin_projector = None
+        if self.bounds is not None:
+            if not isinstance(self.bounds, SupportBounds):
+                raise TypeError(f"bounds must be SupportBounds or None, got {type(self.bounds).__name__}")
+            if self.bounds.channels != self.transform.m:
+                raise ValueError(f"bounds are for M = {self.bounds.channels} channels, the transform has "
+                                 f"{self.transform.m}")
+        if self.clip not in (True, False):
+            raise ValueError(f"clip must be a bool, got {self.clip!r}")
+
+    def support_clip(self) -> SupportClip | None:
+        """The per-step clip of the denoised estimate samplers apply, or ``None`` (no bounds, or ``clip`` off)."""
+        if self.bounds is None or not self.clip:
+            return None
+        return SupportClip(self, self.bounds).to(self.device)
+
+    def sampling_eps_fn(self, eps_fn: Any) -> Any:
+        """``eps_fn(z, t, i)`` as samplers should call it: clipped to the support when that is on."""
+        clip = self.support_clip()
+        return eps_fn if clip is None else clip.wrap(eps_fn)
 
     @property
     def standardizer(self) -> ScalerLike | None:
@@ -120,6 +146,12 @@ class DiffusionModel:
             pin = torch.as_tensor(self.pins.pin, dtype=x.dtype, device=x.device)
             x = x * (1 - pin) + torch.as_tensor(self.pins.original, dtype=x.dtype, device=x.device) * pin
         return x
+
+    def decode_samples(self, z: Tensor) -> Tensor:
+        """Sampled tokens ``(B, T, C)`` -> series ``(B, N, M)``: :meth:`tokens_to_data`, then clamped to
+        the support bounds when ``clip`` is on (what every sampler returns)."""
+        x = self.tokens_to_data(z)
+        return x if self.bounds is None or not self.clip else self.bounds.clamp(x)
 
     def data_to_tokens(self, x: Tensor) -> Tensor:
         """Series ``(B, N, M)`` in original units -> model tokens ``(B, T, C)`` (what the SDE runs on)."""

@@ -316,7 +316,7 @@ class Sampler:
                              "keep the model in float32 and pass precision='bf16')")
         mask = tr.mask(device=net.mask.device, dtype=net.mask.dtype)
         shape = (tr.num_tokens, tr.token_dim)
-        eps_fn = network_eps_fn(net, self.compile, self.precision)
+        eps_fn = self.model.sampling_eps_fn(network_eps_fn(net, self.compile, self.precision))
         starts = range(0, num_samples, batch_size)
         bar = None
         if progress:
@@ -353,4 +353,4 @@ class Sampler:
     ) -> Tensor:
         """Samples ``(S, N, M)`` in the data's original units (noise ids ``sample_offset + j``)."""
         z = self.sample_tokens(num_samples, steps, batch_size, seed, progress, sample_offset)
-        return self.model.tokens_to_data(z)
+        return self.model.decode_samples(z)

@@ -319,6 +319,7 @@ def train(
     from pyfdc.token_scaler import SCALINGS, TokenScaler
 
     from pyfdc.pinning import PINNING, PinnedCoordinates
+    from pyfdc.support import SupportBounds
 
     if scaling not in SCALINGS:
         raise ValueError(f"scaling must be one of {SCALINGS}, got {scaling!r}")
@@ -338,6 +339,7 @@ def train(
     t_start = time.perf_counter()
     device = torch.device(cfg.device)
     standardizer = Standardizer.fit(train_x[fit_idx])
+    bounds = SupportBounds.fit(train_x[fit_idx])  # the range samplers keep (pyfdc.support)
     sde = VPSDE()
     mask = transform.mask(device=device)
 
@@ -418,7 +420,7 @@ def train(
 
     def model_of(module: nn.Module) -> Any:
         return DiffusionModel(module, transform, sde, standardizer, meta=dict(meta), token_scaler=token_scaler,
-                              pins=pins)
+                              pins=pins, bounds=bounds)
 
     def summary(stopped: bool) -> dict[str, Any]:
         stopped = stopped or (budget_s is not None and run["epoch"] < cfg.epochs)
