@@ -71,20 +71,31 @@ def _model_config_dict(cfg: Any) -> dict[str, Any]:
     return dataclasses.asdict(cfg)
 
 
-def save_checkpoint(directory: str | Path, model: Any, extra: dict[str, Any] | None = None) -> Path:
+WEIGHT_DTYPES: dict[str, torch.dtype] = {"float32": torch.float32, "float16": torch.float16}
+
+
+def save_checkpoint(directory: str | Path, model: Any, extra: dict[str, Any] | None = None,
+                    weights_dtype: str = "float32") -> Path:
     """Write ``model`` (a :class:`~pyfdc.model.DiffusionModel`) into ``directory``; return it.
 
     ``extra`` is stored as-is (JSON) under the config's ``"extra"`` key, e.g. a training summary.
-    Existing checkpoint files in ``directory`` are replaced atomically.
+    ``weights_dtype="float16"`` stores the trainable parameters in half precision (half the file;
+    buffers such as the time features' frequencies stay float32); loading casts them back to the
+    network's float32. Existing checkpoint files in ``directory`` are replaced atomically.
     """
     from safetensors.torch import save as st_save
 
     import pyfdc
 
+    if weights_dtype not in WEIGHT_DTYPES:
+        raise ValueError(f"weights_dtype must be one of {sorted(WEIGHT_DTYPES)}, got {weights_dtype!r}")
     out = Path(directory)
     out.mkdir(parents=True, exist_ok=True)
+    params = {name for name, _ in model.net.named_parameters()}
     # Clone: safetensors refuses shared/non-contiguous storage; cpu so checkpoints are portable.
     tensors = {k: v.detach().to("cpu").contiguous().clone() for k, v in model.net.state_dict().items()}
+    for k in params:
+        tensors[k] = tensors[k].to(WEIGHT_DTYPES[weights_dtype])
     blob = st_save(tensors, metadata={"format": FORMAT})
     transform = model.transform
     meta = {k: v for k, v in (getattr(model, "meta", None) or {}).items()
@@ -104,6 +115,7 @@ def save_checkpoint(directory: str | Path, model: Any, extra: dict[str, Any] | N
         "meta": meta,
         "extra": extra or {},
         "weights_sha256": _sha256(blob),
+        "weights_dtype": weights_dtype,
     }
     wname = f"model-{config['weights_sha256'][:16]}.safetensors"
     config["weights_file"] = wname

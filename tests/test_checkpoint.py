@@ -229,3 +229,23 @@ def test_unknown_devices_are_one_line_errors(tmp_path: Path, device: str, match:
         load_checkpoint(tmp_path, map_location=device)
     with pytest.raises(ValueError, match=f"TrainConfig.device: .*{match}"):
         TrainConfig(device=device)
+
+
+def test_float16_weights_halve_the_file_and_load_as_float32(tmp_path: Path) -> None:
+    model = _model()
+    save_checkpoint(tmp_path / "f32", model)
+    save_checkpoint(tmp_path / "f16", model, weights_dtype="float16")
+    raw = load_file(weights_path(tmp_path / "f16"))
+    params = {n for n, _ in model.net.named_parameters()}
+    assert all(raw[k].dtype == torch.float16 for k in params)
+    assert all(raw[k].dtype == torch.float32 for k in raw if k not in params)  # buffers stay exact
+    assert weights_path(tmp_path / "f16").stat().st_size < 0.6 * weights_path(tmp_path / "f32").stat().st_size
+    back = load_checkpoint(tmp_path / "f16")
+    assert json.loads((tmp_path / "f16" / CONFIG_FILE).read_text())["weights_dtype"] == "float16"
+    for k, v in model.net.state_dict().items():
+        got = back.net.state_dict()[k]
+        assert got.dtype == torch.float32
+        want = v.to(torch.float16).float() if k in params else v
+        assert torch.equal(got, want), k
+    with pytest.raises(ValueError, match="weights_dtype"):
+        save_checkpoint(tmp_path / "bad", model, weights_dtype="bf16")
