@@ -43,3 +43,19 @@ def test_shipped_checkpoint_pins_the_zero_pad() -> None:
 def test_unknown_pretrained_name() -> None:
     with pytest.raises(ValueError, match="unknown pretrained checkpoint"):
         pretrained_path("nope")
+
+
+def test_shipped_checkpoint_keeps_the_training_range() -> None:
+    # its bounds are the range of the split it was fitted on, and its samples stay inside them
+    from pyfdc.training import split_indices
+
+    model = load_checkpoint(pretrained_path())
+    ds = load_dataset("ecg")
+    tc = model.meta["extra"]["training"]["train_config"]
+    fit_idx, _ = split_indices(len(ds.train), tc["val_fraction"], tc["seed"])
+    fit = np.asarray(ds.train[fit_idx], dtype=np.float64)
+    assert model.bounds is not None and model.clip
+    np.testing.assert_array_equal(model.bounds.low, fit.min(axis=(0, 1)))
+    np.testing.assert_array_equal(model.bounds.high, fit.max(axis=(0, 1)))
+    x = Sampler(model, "dpm2m").sample(3, steps=6, batch_size=3, seed=0, progress=False)
+    assert float(x.min()) >= model.bounds.low[0] and float(x.max()) <= model.bounds.high[0]
