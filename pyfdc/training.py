@@ -25,13 +25,10 @@ uninterrupted one.
 from __future__ import annotations
 
 import copy
-import dataclasses
 import hashlib
-import io
 import json
 import math
 import time
-from dataclasses import dataclass, field
 from pathlib import Path
 from typing import Any
 
@@ -39,153 +36,13 @@ import numpy as np
 import torch
 from torch import Tensor, nn
 
-from pyfdc._io import atomic_path, atomic_write_text
+from pyfdc._io import atomic_write_text
+from pyfdc.train_config import TrainConfig, TrainResult, lr_factor, resolve_model_config, split_indices
+from pyfdc.train_state import (_STATE_FORMAT, HISTORY_FILE, STATE_FILE, _cfg_dict, _check_resume,
+                               _fit_schedule_to_budget, _load_state, _prepare_out_dir, _save_state)
 
-STATE_FILE = "train_state.pt"
-HISTORY_FILE = "history.json"
-_STATE_FORMAT = 1
-_LEGACY_DEFAULTS = {"small_t_fraction": 0.0}  # fields added after the state format was fixed
-
-
-@dataclass
-class TrainConfig:
-    """Optimisation hyper-parameters (paper defaults: 200 epochs, batch 64, lr 1e-3, 20 warmup).
-
-    ``max_minutes`` is a wall-clock budget for this call: after each of the first three epochs
-    the cosine horizon is set to the number of epochs expected to fit (at most ``epochs``; warmup
-    scaled alike), so the learning rate anneals before time runs out, and training stops early
-    if an epoch would overrun. Such runs depend on timing, so they are not bit-reproducible.
-    ``val_repeats`` draws of (t, noise) per validation series reduce the variance of the
-    validation loss; they use a fixed generator, so epochs are compared on identical draws.
-    """
-
-    epochs: int = 200
-    batch_size: int = 64
-    lr: float = 1e-3
-    weight_decay: float = 1e-2
-    warmup_epochs: int = 20
-    ema_decay: float | None = None
-    val_fraction: float = 0.1
-    seed: int = 0
-    grad_clip: float | None = 1.0
-    max_minutes: float | None = None
-    val_repeats: int = 4
-    device: str = "cpu"
-    small_t_fraction: float = 0.0
-
-    def __post_init__(self) -> None:
-        def bad(name: str, why: str) -> ValueError:
-            return ValueError(f"TrainConfig.{name} {why}, got {getattr(self, name)!r}")
-
-        for name in ("epochs", "batch_size", "val_repeats"):
-            v = getattr(self, name)
-            if isinstance(v, bool) or not isinstance(v, int) or v < 1:
-                raise bad(name, "must be an integer >= 1")
-        if isinstance(self.warmup_epochs, bool) or not isinstance(self.warmup_epochs, int) \
-                or not 0 <= self.warmup_epochs <= self.epochs:
-            raise bad("warmup_epochs", f"must be an integer in [0, epochs={self.epochs}]")
-        if isinstance(self.seed, bool) or not isinstance(self.seed, int) or self.seed < 0:
-            raise bad("seed", "must be a non-negative integer")
-        if not _finite(self.lr) or self.lr <= 0:
-            raise bad("lr", "must be a finite number > 0")
-        if not _finite(self.weight_decay) or self.weight_decay < 0:
-            raise bad("weight_decay", "must be a finite number >= 0")
-        if not _finite(self.val_fraction) or not 0 <= self.val_fraction < 1:
-            raise bad("val_fraction", "must be in [0, 1)")
-        if self.ema_decay is not None and (not _finite(self.ema_decay) or not 0 < self.ema_decay < 1):
-            raise bad("ema_decay", "must be None or in (0, 1)")
-        if self.grad_clip is not None and (not _finite(self.grad_clip) or self.grad_clip <= 0):
-            raise bad("grad_clip", "must be None or a finite number > 0")
-        if self.max_minutes is not None and (not _finite(self.max_minutes) or self.max_minutes <= 0):
-            raise bad("max_minutes", "must be None or a finite number > 0")
-        if not _finite(self.small_t_fraction) or not 0 <= self.small_t_fraction <= 1:
-            raise bad("small_t_fraction", "must be in [0, 1]")
-        if not isinstance(self.device, str):
-            raise bad("device", "must be a device string such as 'cpu'")
-        from pyfdc._device import check_device
-
-        try:
-            check_device(self.device)
-        except ValueError as exc:
-            raise ValueError(f"TrainConfig.device: {exc}") from None
-
-    def to_dict(self) -> dict[str, Any]:
-        return dataclasses.asdict(self)
-
-
-def _finite(v: object) -> bool:
-    return isinstance(v, (int, float)) and not isinstance(v, bool) and math.isfinite(v)
-
-
-@dataclass
-class TrainResult:
-    """What :func:`train` returns: the best-validation model and a summary of the run."""
-
-    model: Any  # pyfdc.model.DiffusionModel
-    out_dir: Path
-    epochs_run: int
-    planned_epochs: int
-    best_epoch: int
-    best_val_loss: float | None
-    stopped_by_budget: bool
-    wall_seconds: float
-    history: list[dict[str, float]] = field(default_factory=list)
-
-    def summary(self) -> dict[str, Any]:
-        """JSON-safe summary (stored in the checkpoint's config.json)."""
-        return {
-            "epochs_run": self.epochs_run,
-            "planned_epochs": self.planned_epochs,
-            "best_epoch": self.best_epoch,
-            "best_val_loss": self.best_val_loss,
-            "final_train_loss": self.history[-1]["train_loss"] if self.history else None,
-            "stopped_by_budget": self.stopped_by_budget,
-            "wall_seconds": round(self.wall_seconds, 3),
-        }
-
-
-# ----------------------------------------------------------------------------- helpers
-
-
-def resolve_model_config(model_config: Any, num_tokens: int, token_dim: int) -> Any:
-    """``None``/``"small"``/``"paper"``/``ModelConfig``/dict -> ModelConfig for these tokens."""
-    from pyfdc.score_net import ModelConfig
-
-    if model_config is None or model_config == "small":
-        return ModelConfig.small(num_tokens=num_tokens, token_dim=token_dim)
-    if model_config == "paper":
-        return ModelConfig.paper(num_tokens=num_tokens, token_dim=token_dim)
-    if isinstance(model_config, dict):
-        model_config = ModelConfig(**{"num_tokens": num_tokens, "token_dim": token_dim, **model_config})
-    if not isinstance(model_config, ModelConfig):
-        raise TypeError(
-            "model_config must be None, 'small', 'paper', a dict or a ModelConfig, "
-            f"got {model_config!r}")
-    if (model_config.num_tokens, model_config.token_dim) != (num_tokens, token_dim):
-        raise ValueError(
-            f"model_config is for {model_config.num_tokens} tokens of width {model_config.token_dim}, "
-            f"but the data gives {num_tokens} tokens of width {token_dim}")
-    return model_config
-
-
-def lr_factor(step: int, warmup_steps: int, total_steps: int) -> float:
-    """Linear warmup from ~0 to 1 over ``warmup_steps``, then cosine to 0 at ``total_steps``."""
-    if step < warmup_steps:
-        return (step + 1) / warmup_steps
-    span = max(1, total_steps - warmup_steps)
-    progress = min(1.0, (step - warmup_steps) / span)
-    return 0.5 * (1.0 + math.cos(math.pi * progress))
-
-
-def split_indices(n: int, val_fraction: float, seed: int) -> tuple[np.ndarray, np.ndarray]:
-    """Seeded (fit, val) index split of ``n`` training series; val non-empty when fraction > 0."""
-    if val_fraction == 0:
-        return np.arange(n), np.arange(0)
-    n_val = max(1, int(round(n * val_fraction)))
-    if n_val >= n:
-        raise ValueError(f"val_fraction={val_fraction} leaves no training series out of {n}")
-    perm = np.random.default_rng(seed).permutation(n)
-    return np.sort(perm[n_val:]), np.sort(perm[:n_val])
+__all__ = ["TrainConfig", "TrainResult", "train", "resolve_model_config", "lr_factor", "split_indices",
+           "STATE_FILE", "HISTORY_FILE"]
 
 
 def _fingerprint(x: np.ndarray) -> str:
@@ -221,44 +78,6 @@ def _val_loss(net: nn.Module, z_val: Tensor, sde: Any, mask: Tensor, cfg: TrainC
     net.train()
     total, count = distributed.all_sum(world, [total, float(count)])
     return total / count
-
-
-def _prepare_out_dir(out: Path, resume: bool, overwrite: bool) -> None:
-    """Check ``out`` for a new / resumed run and make it (rank 0 only in a distributed run)."""
-    state = out / STATE_FILE
-    if resume:
-        if not state.is_file():
-            raise FileNotFoundError(f"resume=True but {state} does not exist: nothing to resume")
-        return
-    if out.exists() and not out.is_dir():
-        raise FileExistsError(f"output path {out} exists and is not a folder")
-    if out.is_dir() and any(out.iterdir()) and not overwrite:
-        raise FileExistsError(
-            f"output folder {out} is not empty; pass overwrite=True (CLI: --overwrite) to replace "
-            "its checkpoint, or resume=True (CLI: --resume) to continue training")
-    out.mkdir(parents=True, exist_ok=True)
-    if overwrite:
-        # The old checkpoint (config + weights) stays loadable until the new run commits its first
-        # one (save_checkpoint replaces it atomically); only the old run's resume state goes now.
-        for name in (STATE_FILE, HISTORY_FILE):
-            (out / name).unlink(missing_ok=True)
-
-
-def _save_state(path: Path, state: dict[str, Any]) -> None:
-    buf = io.BytesIO()
-    torch.save(state, buf)
-    with atomic_path(path) as tmp:
-        tmp.write_bytes(buf.getvalue())
-
-
-def _load_state(path: Path) -> dict[str, Any]:
-    try:
-        state = torch.load(path, map_location="cpu", weights_only=True)  # no arbitrary pickles
-    except Exception as exc:  # truncated / corrupt pickle
-        raise ValueError(f"{path}: cannot read training state ({type(exc).__name__}: {exc})") from exc
-    if not isinstance(state, dict) or state.get("format") != _STATE_FORMAT:
-        raise ValueError(f"{path}: not a pyfdc training state (format {_STATE_FORMAT} expected)")
-    return state
 
 
 # ----------------------------------------------------------------------------- train
@@ -524,43 +343,3 @@ def train(
                        planned_epochs=run["planned_epochs"], best_epoch=run["best_epoch"],
                        best_val_loss=final["best_val_loss"], stopped_by_budget=final["stopped_by_budget"],
                        wall_seconds=run["elapsed"], history=list(run["history"]))
-
-
-def _fit_schedule_to_budget(run: dict[str, Any], cfg: TrainConfig, budget_s: float,
-                            marks: list[float], t_start: float) -> None:
-    """Set the cosine horizon (and scaled warmup) to the epochs expected to fit ``budget_s``.
-
-    Called after each of the first few epochs: the first epoch carries one-off start-up costs,
-    so later calls time epochs 2.. only (saves included). The horizon never exceeds ``cfg.epochs``.
-    """
-    now = marks[-1]
-    per_epoch = (now - marks[0]) / (len(marks) - 1) if len(marks) > 1 else now - t_start
-    fit = run["epoch"] + int(max(0.0, budget_s - (now - t_start)) // max(per_epoch, 1e-9))
-    planned = max(run["epoch"], min(cfg.epochs, fit), 1)
-    run["planned_epochs"] = planned
-    run["warmup_epochs"] = min(planned, round(cfg.warmup_epochs * planned / cfg.epochs))
-
-
-def _cfg_dict(mcfg: Any) -> dict[str, Any]:
-    return dataclasses.asdict(mcfg) if dataclasses.is_dataclass(mcfg) else dict(vars(mcfg))
-
-
-def _check_resume(state: dict[str, Any], cfg: TrainConfig, meta: dict[str, Any], mcfg: Any,
-                  world_size: int = 1) -> None:
-    """Refuse to resume onto different data, model or optimisation settings, or another process count."""
-    problems = []
-    if state.get("world_size", 1) != world_size:  # the shards and per-rank noise streams depend on it
-        problems.append(f"processes: checkpoint {state.get('world_size', 1)} vs now {world_size} "
-                        "(resume with the same torchrun --nproc_per_node x --nnodes)")
-    old = state["config"]
-    for key, value in cfg.to_dict().items():
-        if key not in ("epochs", "max_minutes", "device") and old.get(key, _LEGACY_DEFAULTS.get(key)) != value:
-            problems.append(f"{key}: checkpoint {old.get(key)!r} vs now {value!r}")
-    legacy = {"scaling": "channel", "pinning": "off", "pinned": 0}  # runs saved before these options
-    for key in ("train_fingerprint", "transform_kind", "scaling", "pinning", "pinned", "n_fit", "n_val"):
-        if state["meta"].get(key, legacy.get(key)) != meta[key]:
-            problems.append(f"{key}: checkpoint {state['meta'].get(key)!r} vs now {meta[key]!r}")
-    if state["model_config"] != _cfg_dict(mcfg):
-        problems.append(f"model config: checkpoint {state['model_config']} vs now {_cfg_dict(mcfg)}")
-    if problems:
-        raise ValueError("cannot resume: the run differs from the saved one: " + "; ".join(problems))

@@ -1,0 +1,151 @@
+"""Training configuration: optimisation hyper-parameters, the run summary, model-config resolution,
+the learning-rate schedule and the seeded fit/validation split (used by :mod:`pyfdc.training`)."""
+from __future__ import annotations
+
+import dataclasses
+import math
+from dataclasses import dataclass, field
+from pathlib import Path
+from typing import Any
+
+import numpy as np
+
+__all__ = ["TrainConfig", "TrainResult", "resolve_model_config", "lr_factor", "split_indices"]
+
+
+@dataclass
+class TrainConfig:
+    """Optimisation hyper-parameters (paper defaults: 200 epochs, batch 64, lr 1e-3, 20 warmup).
+
+    ``max_minutes`` is a wall-clock budget for this call: after each of the first three epochs
+    the cosine horizon is set to the number of epochs expected to fit (at most ``epochs``; warmup
+    scaled alike), so the learning rate anneals before time runs out, and training stops early
+    if an epoch would overrun. Such runs depend on timing, so they are not bit-reproducible.
+    ``val_repeats`` draws of (t, noise) per validation series reduce the variance of the
+    validation loss; they use a fixed generator, so epochs are compared on identical draws.
+    """
+
+    epochs: int = 200
+    batch_size: int = 64
+    lr: float = 1e-3
+    weight_decay: float = 1e-2
+    warmup_epochs: int = 20
+    ema_decay: float | None = None
+    val_fraction: float = 0.1
+    seed: int = 0
+    grad_clip: float | None = 1.0
+    max_minutes: float | None = None
+    val_repeats: int = 4
+    device: str = "cpu"
+    small_t_fraction: float = 0.0
+
+    def __post_init__(self) -> None:
+        def bad(name: str, why: str) -> ValueError:
+            return ValueError(f"TrainConfig.{name} {why}, got {getattr(self, name)!r}")
+
+        for name in ("epochs", "batch_size", "val_repeats"):
+            v = getattr(self, name)
+            if isinstance(v, bool) or not isinstance(v, int) or v < 1:
+                raise bad(name, "must be an integer >= 1")
+        if isinstance(self.warmup_epochs, bool) or not isinstance(self.warmup_epochs, int) \
+                or not 0 <= self.warmup_epochs <= self.epochs:
+            raise bad("warmup_epochs", f"must be an integer in [0, epochs={self.epochs}]")
+        if isinstance(self.seed, bool) or not isinstance(self.seed, int) or self.seed < 0:
+            raise bad("seed", "must be a non-negative integer")
+        if not _finite(self.lr) or self.lr <= 0:
+            raise bad("lr", "must be a finite number > 0")
+        if not _finite(self.weight_decay) or self.weight_decay < 0:
+            raise bad("weight_decay", "must be a finite number >= 0")
+        if not _finite(self.val_fraction) or not 0 <= self.val_fraction < 1:
+            raise bad("val_fraction", "must be in [0, 1)")
+        if self.ema_decay is not None and (not _finite(self.ema_decay) or not 0 < self.ema_decay < 1):
+            raise bad("ema_decay", "must be None or in (0, 1)")
+        if self.grad_clip is not None and (not _finite(self.grad_clip) or self.grad_clip <= 0):
+            raise bad("grad_clip", "must be None or a finite number > 0")
+        if self.max_minutes is not None and (not _finite(self.max_minutes) or self.max_minutes <= 0):
+            raise bad("max_minutes", "must be None or a finite number > 0")
+        if not _finite(self.small_t_fraction) or not 0 <= self.small_t_fraction <= 1:
+            raise bad("small_t_fraction", "must be in [0, 1]")
+        if not isinstance(self.device, str):
+            raise bad("device", "must be a device string such as 'cpu'")
+        from pyfdc._device import check_device
+
+        try:
+            check_device(self.device)
+        except ValueError as exc:
+            raise ValueError(f"TrainConfig.device: {exc}") from None
+
+    def to_dict(self) -> dict[str, Any]:
+        return dataclasses.asdict(self)
+
+
+def _finite(v: object) -> bool:
+    return isinstance(v, (int, float)) and not isinstance(v, bool) and math.isfinite(v)
+
+
+@dataclass
+class TrainResult:
+    """What :func:`train` returns: the best-validation model and a summary of the run."""
+
+    model: Any  # pyfdc.model.DiffusionModel
+    out_dir: Path
+    epochs_run: int
+    planned_epochs: int
+    best_epoch: int
+    best_val_loss: float | None
+    stopped_by_budget: bool
+    wall_seconds: float
+    history: list[dict[str, float]] = field(default_factory=list)
+
+    def summary(self) -> dict[str, Any]:
+        """JSON-safe summary (stored in the checkpoint's config.json)."""
+        return {
+            "epochs_run": self.epochs_run,
+            "planned_epochs": self.planned_epochs,
+            "best_epoch": self.best_epoch,
+            "best_val_loss": self.best_val_loss,
+            "final_train_loss": self.history[-1]["train_loss"] if self.history else None,
+            "stopped_by_budget": self.stopped_by_budget,
+            "wall_seconds": round(self.wall_seconds, 3),
+        }
+
+
+def resolve_model_config(model_config: Any, num_tokens: int, token_dim: int) -> Any:
+    """``None``/``"small"``/``"paper"``/``ModelConfig``/dict -> ModelConfig for these tokens."""
+    from pyfdc.score_net import ModelConfig
+
+    if model_config is None or model_config == "small":
+        return ModelConfig.small(num_tokens=num_tokens, token_dim=token_dim)
+    if model_config == "paper":
+        return ModelConfig.paper(num_tokens=num_tokens, token_dim=token_dim)
+    if isinstance(model_config, dict):
+        model_config = ModelConfig(**{"num_tokens": num_tokens, "token_dim": token_dim, **model_config})
+    if not isinstance(model_config, ModelConfig):
+        raise TypeError(
+            "model_config must be None, 'small', 'paper', a dict or a ModelConfig, "
+            f"got {model_config!r}")
+    if (model_config.num_tokens, model_config.token_dim) != (num_tokens, token_dim):
+        raise ValueError(
+            f"model_config is for {model_config.num_tokens} tokens of width {model_config.token_dim}, "
+            f"but the data gives {num_tokens} tokens of width {token_dim}")
+    return model_config
+
+
+def lr_factor(step: int, warmup_steps: int, total_steps: int) -> float:
+    """Linear warmup from ~0 to 1 over ``warmup_steps``, then cosine to 0 at ``total_steps``."""
+    if step < warmup_steps:
+        return (step + 1) / warmup_steps
+    span = max(1, total_steps - warmup_steps)
+    progress = min(1.0, (step - warmup_steps) / span)
+    return 0.5 * (1.0 + math.cos(math.pi * progress))
+
+
+def split_indices(n: int, val_fraction: float, seed: int) -> tuple[np.ndarray, np.ndarray]:
+    """Seeded (fit, val) index split of ``n`` training series; val non-empty when fraction > 0."""
+    if val_fraction == 0:
+        return np.arange(n), np.arange(0)
+    n_val = max(1, int(round(n * val_fraction)))
+    if n_val >= n:
+        raise ValueError(f"val_fraction={val_fraction} leaves no training series out of {n}")
+    perm = np.random.default_rng(seed).permutation(n)
+    return np.sort(perm[n_val:]), np.sort(perm[:n_val])

@@ -1,0 +1,96 @@
+"""Training state on disk: the output folder's checks, the atomic resume state, the resume guard and
+the wall-clock schedule fit (used by :mod:`pyfdc.training`)."""
+from __future__ import annotations
+
+import dataclasses
+import io
+from pathlib import Path
+from typing import Any
+
+import torch
+
+from pyfdc._io import atomic_path
+from pyfdc.train_config import TrainConfig
+
+STATE_FILE = "train_state.pt"
+HISTORY_FILE = "history.json"
+_STATE_FORMAT = 1
+_LEGACY_DEFAULTS = {"small_t_fraction": 0.0}  # fields added after the state format was fixed
+
+
+def _prepare_out_dir(out: Path, resume: bool, overwrite: bool) -> None:
+    """Check ``out`` for a new / resumed run and make it (rank 0 only in a distributed run)."""
+    state = out / STATE_FILE
+    if resume:
+        if not state.is_file():
+            raise FileNotFoundError(f"resume=True but {state} does not exist: nothing to resume")
+        return
+    if out.exists() and not out.is_dir():
+        raise FileExistsError(f"output path {out} exists and is not a folder")
+    if out.is_dir() and any(out.iterdir()) and not overwrite:
+        raise FileExistsError(
+            f"output folder {out} is not empty; pass overwrite=True (CLI: --overwrite) to replace "
+            "its checkpoint, or resume=True (CLI: --resume) to continue training")
+    out.mkdir(parents=True, exist_ok=True)
+    if overwrite:
+        # The old checkpoint (config + weights) stays loadable until the new run commits its first
+        # one (save_checkpoint replaces it atomically); only the old run's resume state goes now.
+        for name in (STATE_FILE, HISTORY_FILE):
+            (out / name).unlink(missing_ok=True)
+
+
+def _save_state(path: Path, state: dict[str, Any]) -> None:
+    buf = io.BytesIO()
+    torch.save(state, buf)
+    with atomic_path(path) as tmp:
+        tmp.write_bytes(buf.getvalue())
+
+
+def _load_state(path: Path) -> dict[str, Any]:
+    try:
+        state = torch.load(path, map_location="cpu", weights_only=True)  # no arbitrary pickles
+    except Exception as exc:  # truncated / corrupt pickle
+        raise ValueError(f"{path}: cannot read training state ({type(exc).__name__}: {exc})") from exc
+    if not isinstance(state, dict) or state.get("format") != _STATE_FORMAT:
+        raise ValueError(f"{path}: not a pyfdc training state (format {_STATE_FORMAT} expected)")
+    return state
+
+
+def _fit_schedule_to_budget(run: dict[str, Any], cfg: TrainConfig, budget_s: float,
+                            marks: list[float], t_start: float) -> None:
+    """Set the cosine horizon (and scaled warmup) to the epochs expected to fit ``budget_s``.
+
+    Called after each of the first few epochs: the first epoch carries one-off start-up costs,
+    so later calls time epochs 2.. only (saves included). The horizon never exceeds ``cfg.epochs``.
+    """
+    now = marks[-1]
+    per_epoch = (now - marks[0]) / (len(marks) - 1) if len(marks) > 1 else now - t_start
+    fit = run["epoch"] + int(max(0.0, budget_s - (now - t_start)) // max(per_epoch, 1e-9))
+    planned = max(run["epoch"], min(cfg.epochs, fit), 1)
+    run["planned_epochs"] = planned
+    run["warmup_epochs"] = min(planned, round(cfg.warmup_epochs * planned / cfg.epochs))
+
+
+def _cfg_dict(mcfg: Any) -> dict[str, Any]:
+    return dataclasses.asdict(mcfg) if dataclasses.is_dataclass(mcfg) else dict(vars(mcfg))
+
+
+def _check_resume(state: dict[str, Any], cfg: TrainConfig, meta: dict[str, Any], mcfg: Any,
+                  world_size: int = 1) -> None:
+    """Refuse to resume onto different data, model or optimisation settings, or another process count."""
+    problems = []
+    if state.get("world_size", 1) != world_size:  # the shards and per-rank noise streams depend on it
+        problems.append(f"processes: checkpoint {state.get('world_size', 1)} vs now {world_size} "
+                        "(resume with the same torchrun --nproc_per_node x --nnodes)")
+    old = state["config"]
+    for key, value in cfg.to_dict().items():
+        if key not in ("epochs", "max_minutes", "device") and old.get(key, _LEGACY_DEFAULTS.get(key)) != value:
+            problems.append(f"{key}: checkpoint {old.get(key)!r} vs now {value!r}")
+    legacy = {"scaling": "channel", "pinning": "off", "pinned": 0}  # runs saved before these options
+    for key in ("train_fingerprint", "transform_kind", "scaling", "pinning", "pinned", "n_fit", "n_val"):
+        if state["meta"].get(key, legacy.get(key)) != meta[key]:
+            problems.append(f"{key}: checkpoint {state['meta'].get(key)!r} vs now {meta[key]!r}")
+    if state["model_config"] != _cfg_dict(mcfg):
+        problems.append(f"model config: checkpoint {state['model_config']} vs now {_cfg_dict(mcfg)}")
+    if problems:
+        raise ValueError("cannot resume: the run differs from the saved one: " + "; ".join(problems))
