@@ -39,6 +39,18 @@ unit_float = _typed(float, lambda v: 0 <= v < 1, "a number in [0, 1)")
 open_unit_float = _typed(float, lambda v: 0 < v < 1, "a number in (0, 1)")
 
 
+def checkpoint_dir(text: str) -> Path:
+    """A checkpoint folder, or the name of a checkpoint shipped with pyfdc (``ecg_small_freq``, ...)
+    when no folder of that name exists."""
+    path = Path(text)
+    if not path.exists():
+        from pyfdc.pretrained import PRETRAINED
+
+        if text in PRETRAINED:
+            return PRETRAINED[text]
+    return path
+
+
 def _add_out(p: argparse.ArgumentParser, required: bool = True) -> None:
     p.add_argument("--out", type=Path, required=required, metavar="DIR",
                    help="output folder (must be new or empty unless --overwrite)")
@@ -154,7 +166,8 @@ def build_parser() -> argparse.ArgumentParser:
     p = sub.add_parser("sample", help="draw samples from a checkpoint", description=(
         "Sample series (original units) from a trained checkpoint; writes samples.npy, "
         "sample_info.json and, for e2crf, e2crf_stats.json."))
-    p.add_argument("--checkpoint", type=Path, required=True, metavar="DIR", help="checkpoint folder")
+    p.add_argument("--checkpoint", type=checkpoint_dir, required=True, metavar="DIR",
+                   help="checkpoint folder, or the name of a shipped one (e.g. ecg_small_time)")
     p.add_argument("--num-samples", metavar="S", type=pos_int, default=1000, help="series to draw (default: 1000)")
     _add_sampler_args(p)
     p.add_argument("--clip", choices=("auto", "off"), default="auto",
@@ -170,7 +183,8 @@ def build_parser() -> argparse.ArgumentParser:
         "and keep the first whose paired deviation, per-band power error and speedup meet the targets; "
         "if none does, the result samples uncached. Uses only the model (no data). Writes "
         "calibration.json for 'pyfdc sample --sampler e2crf --e2crf-config'."))
-    p.add_argument("--checkpoint", type=Path, metavar="DIR", help="checkpoint folder (default: the shipped ECG model)")
+    p.add_argument("--checkpoint", type=checkpoint_dir, metavar="DIR",
+                   help="checkpoint folder or shipped name (default: the shipped ECG model)")
     p.add_argument("--steps", metavar="T", type=pos_int, default=1000, help="sampler steps (default: 1000)")
     p.add_argument("--solver", choices=("em", "ddim", "dpm2m"), default="em", help="solver (default: em)")
     p.add_argument("--budgets", nargs="+", metavar="F", type=_typed(float, lambda v: 0 < v <= 1, "a number in (0, 1]"),
@@ -194,7 +208,7 @@ def build_parser() -> argparse.ArgumentParser:
         "(after a warm-up, median of --repeats). Prints wall time, speedup, recomputed fraction f, "
         "the FLOP-ideal 1/f and the paired RMS deviation from the uncached samples. The full "
         "ablation/quality benchmark is benchmarks/bench_e2crf.py."))
-    p.add_argument("--checkpoint", type=Path, metavar="DIR",
+    p.add_argument("--checkpoint", type=checkpoint_dir, metavar="DIR",
                    help="checkpoint folder (default: the shipped ECG model)")
     p.add_argument("--num-samples", metavar="S", type=pos_int,
                    help="series per run (default: 64; with --front, series per set: 512)")
@@ -220,7 +234,8 @@ def build_parser() -> argparse.ArgumentParser:
         "dataset's held-out split, next to the train-vs-held-out floor and a fitted Gaussian; "
         "per-band spectral error, roughness and pad residue; spectral density and "
         "sample grid PNGs, plus E2-CRF statistics plots when the samples came from e2crf."))
-    p.add_argument("--checkpoint", type=Path, required=True, metavar="DIR", help="checkpoint folder")
+    p.add_argument("--checkpoint", type=checkpoint_dir, required=True, metavar="DIR",
+                   help="checkpoint folder, or the name of a shipped one (e.g. ecg_small_time)")
     p.add_argument("--samples", type=Path, required=True, metavar="DIR",
                    help="folder written by 'pyfdc sample' (or a .npy file)")
     p.add_argument("--data-root", metavar="DIR", type=Path, help="folder with the dataset's files (not needed for ecg)")

@@ -7,7 +7,7 @@ import torch
 
 from pyfdc.checkpoint import load_checkpoint
 from pyfdc.data import load_dataset
-from pyfdc.pretrained import pretrained_path
+from pyfdc.pretrained import PRETRAINED, pretrained_path
 from pyfdc.sampling import Sampler
 
 
@@ -23,17 +23,19 @@ def test_shipped_checkpoint_matches_embedded_ecg() -> None:
     assert abs(mean - float(ds.train.mean())) < 0.05 * float(ds.train.std())
 
 
-def test_shipped_checkpoint_samples() -> None:
+@pytest.mark.parametrize("name", sorted(PRETRAINED))
+def test_shipped_checkpoint_samples(name: str) -> None:
     torch.set_num_threads(1)
-    model = load_checkpoint(pretrained_path())
+    model = load_checkpoint(pretrained_path(name))
     x = Sampler(model, "ddim").sample(4, steps=8, batch_size=4, seed=0, progress=False)
     assert x.shape == (4, 187, 1)
     assert torch.isfinite(x).all()
 
 
-def test_shipped_checkpoint_pins_the_zero_pad() -> None:
+@pytest.mark.parametrize("name", sorted(PRETRAINED))
+def test_shipped_checkpoint_pins_the_zero_pad(name: str) -> None:
     # the embedded beats end in an exact zero pad; the shipped model pins it, so its samples do too
-    model = load_checkpoint(pretrained_path())
+    model = load_checkpoint(pretrained_path(name))
     ds = load_dataset("ecg")
     assert model.pins is not None and model.pins.count == 92
     x = Sampler(model, "dpm2m").sample(3, steps=6, batch_size=3, seed=0, progress=False)
@@ -45,11 +47,22 @@ def test_unknown_pretrained_name() -> None:
         pretrained_path("nope")
 
 
-def test_shipped_checkpoint_keeps_the_training_range() -> None:
+def test_cli_takes_a_shipped_name_where_no_folder_has_it(tmp_path, monkeypatch) -> None:
+    from pyfdc.cli_args import checkpoint_dir
+
+    monkeypatch.chdir(tmp_path)
+    assert checkpoint_dir("ecg_small_time") == PRETRAINED["ecg_small_time"]
+    (tmp_path / "ecg_small_time").mkdir()  # a folder of that name wins
+    assert checkpoint_dir("ecg_small_time") == tmp_path.joinpath("ecg_small_time").relative_to(tmp_path)
+    assert checkpoint_dir("no_such_thing").name == "no_such_thing"  # left for the loader's error
+
+
+@pytest.mark.parametrize("name", sorted(PRETRAINED))
+def test_shipped_checkpoint_keeps_the_training_range(name: str) -> None:
     # its bounds are the range of the split it was fitted on, and its samples stay inside them
     from pyfdc.training import split_indices
 
-    model = load_checkpoint(pretrained_path())
+    model = load_checkpoint(pretrained_path(name))
     ds = load_dataset("ecg")
     tc = model.meta["extra"]["training"]["train_config"]
     fit_idx, _ = split_indices(len(ds.train), tc["val_fraction"], tc["seed"])

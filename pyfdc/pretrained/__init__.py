@@ -7,12 +7,19 @@ the zero pad pinned (``pyfdc.pinning``),
 (see its ``config.json`` and ``benchmarks/RESULTS.md``). Used by ``pyfdc demo`` so the demo shows a
 trained model in about a minute. (Until 2026-12-02 it was the 900-epoch model of the same recipe with
 EMA 0.999; the speed-quality fronts in RESULTS.md were measured on that one, ``git show d37c7a7:pyfdc/pretrained/ecg_small_freq/model.safetensors``.)
+
+``ecg_small_time``: the time-domain baseline trained with the same recipe and the same wall-clock budget
+(one core, 50 min: 1,389 epochs of 187 time tokens),
+``pyfdc train --dataset ecg --config small --domain time --pinning auto --ema 0.9995 --epochs 2700 --warmup-epochs 90 --max-minutes 50 --seed 0``.
+With the support clip it is the closest to real beats on validation (``benchmarks/RESULTS.md``).
+
+Both carry their fit split's range (``bounds``), so samplers keep samples inside it (``pyfdc.support``).
 """
 from __future__ import annotations
 
 from pathlib import Path
 
-PRETRAINED: dict[str, Path] = {"ecg_small_freq": Path(__file__).with_name("ecg_small_freq")}
+PRETRAINED: dict[str, Path] = {name: Path(__file__).with_name(name) for name in ("ecg_small_freq", "ecg_small_time")}
 
 
 def pretrained_path(name: str = "ecg_small_freq") -> Path:
