@@ -22,7 +22,7 @@ def cmd_demo(args: argparse.Namespace) -> dict[str, Any]:
         from pyfdc.pretrained import pretrained_path
 
         path = pretrained_path("ecg_small_freq")
-        _echo(f"[1/3] loading the shipped small model ({path})")
+        _echo(f"[1/4] loading the shipped small model ({path})")
         model = load_checkpoint(path)
         summary = model.meta.get("extra", {}).get("training", {})
         trained = f"shipped model trained {summary.get('epochs_run', '?')} epochs " \
@@ -42,20 +42,28 @@ def cmd_demo(args: argparse.Namespace) -> dict[str, Any]:
 
     preset = E2CRFConfig.preset(args.steps)  # the calibrated choice for this step count (benchmarks/RESULTS.md)
     what = "uncached: no budget keeps quality" if preset.budget is None else f"budget step f {preset.budget}, plain-δ ranking"
-    for i, sampler in enumerate(("em", "e2crf")):
-        _echo(f"[{2 + i}/3] sampling {args.num_samples} series, {args.steps} steps, sampler {sampler}"
+    runs: list[tuple[str, str, Any]] = [("em", "em", model), ("e2crf", "e2crf", model)]
+    if args.minutes is None and not args.tiny:  # the time-domain baseline shipped beside it (benchmarks/RESULTS.md)
+        from pyfdc.checkpoint import load_checkpoint
+        from pyfdc.pretrained import pretrained_path
+
+        runs.append(("em_time", "em", load_checkpoint(pretrained_path("ecg_small_time"))))
+    for i, (name, sampler, m_run) in enumerate(runs):
+        label = f"sampler {sampler}" + (" on the time-domain model" if name == "em_time" else "")
+        _echo(f"[{2 + i}/{1 + len(runs)}] sampling {args.num_samples} series, {args.steps} steps, {label}"
               + (f" (preset for {args.steps} steps: {what})" if sampler == "e2crf" else ""))
-        samples, stats, wall = draw_samples(model, sampler, args.num_samples, args.steps, 64,
+        samples, stats, wall = draw_samples(m_run, sampler, args.num_samples, args.steps, 64,
                                             args.seed, args.progress, preset)
-        sdir = out / f"samples_{sampler}"
+        sdir = out / f"samples_{name}"
         sdir.mkdir(exist_ok=True)
         _save_npy(sdir / SAMPLES_FILE, samples)
         if stats is not None:
             _write_json(sdir / STATS_FILE, stats)
-        m = evaluate_samples(samples, dataset, out / f"eval_{sampler}", 2000, args.seed,
+        m = evaluate_samples(samples, dataset, out / f"eval_{name}", 2000, args.seed,
                              sdir if stats is not None else None)
         f = stats["mean_recomputed_fraction"] if stats else 1.0
-        rows.append((sampler, wall, args.num_samples / wall, f, m["sw_samples_vs_heldout"], samples))
+        shown = "em (time-domain model)" if name == "em_time" else sampler
+        rows.append((shown, wall, args.num_samples / wall, f, m["sw_samples_vs_heldout"], samples))
     import numpy as np
 
     from pyfdc.quality import constant_pad, shape_stats

@@ -214,3 +214,5 @@ def test_demo_uses_shipped_model(capsys: pytest.CaptureFixture[str], tmp_path: P
     assert code == 0, text
     assert "shipped model trained" in text and not (tmp_path / "d" / "model").exists()
     assert (tmp_path / "d" / "eval_em" / METRICS_FILE).is_file()
+    # the time-domain baseline shipped beside it gets its own row and evaluation
+    assert "em (time-domain model)" in text and (tmp_path / "d" / "eval_em_time" / METRICS_FILE).is_file()
