@@ -103,7 +103,7 @@ def test_cli_calibrate_then_sample(tmp_path: Path, capsys: pytest.CaptureFixture
 
 
 def test_presets_by_step_count(tmp_path: Path) -> None:
-    assert E2CRFConfig.preset(1000) == E2CRFConfig.budgeted(0.35) == E2CRFConfig.preset(4000)
+    assert E2CRFConfig.preset(1000) == E2CRFConfig.budgeted(0.5) == E2CRFConfig.preset(4000)
     assert E2CRFConfig.preset(250).budget == 0.7 == E2CRFConfig.preset(999).budget
     assert E2CRFConfig.preset(249).mode == "uncached" and E2CRFConfig.preset(249).budget is None
     assert E2CRFConfig() == E2CRFConfig.paper()  # the paper's settings stay one call away
