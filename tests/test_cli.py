@@ -216,3 +216,21 @@ def test_demo_uses_shipped_model(capsys: pytest.CaptureFixture[str], tmp_path: P
     assert (tmp_path / "d" / "eval_em" / METRICS_FILE).is_file()
     # the time-domain baseline shipped beside it gets its own row and evaluation
     assert "em (time-domain model)" in text and (tmp_path / "d" / "eval_em_time" / METRICS_FILE).is_file()
+
+
+def test_sample_clip_auto_and_off_by_shipped_name(capsys: pytest.CaptureFixture[str], tmp_path: Path) -> None:
+    # a shipped checkpoint by name; --clip auto records and keeps the range, --clip off samples the bare net
+    outs = {}
+    for clip in ("auto", "off"):
+        out = tmp_path / clip
+        code, text = _run(capsys, "sample", "--checkpoint", "ecg_small_freq", "--num-samples", "4", "--steps", "8",
+                          "--sampler", "dpm2m", "--clip", clip, "--out", str(out), "--no-progress")
+        assert code == 0, text
+        outs[clip] = (json.loads((out / SAMPLE_INFO_FILE).read_text()), np.load(out / SAMPLES_FILE))
+    info_on, x_on = outs["auto"]
+    info_off, x_off = outs["off"]
+    assert info_on["support_clip"] == {"low": [0.0], "high": [1.0]} and info_off["support_clip"] is None
+    assert x_on.min() >= 0.0 and x_on.max() <= 1.0
+    assert not np.array_equal(x_on, x_off)  # the option reaches the sampler
+    code, text = _run(capsys, "sample", "--checkpoint", "ecg_small_freq", "--clip", "sometimes", "--out", str(tmp_path / "x"))
+    assert code == 2 and "--clip" in text and "Traceback" not in text
