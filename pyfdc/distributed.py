@@ -127,18 +127,14 @@ def all_sum(world: World, values: list[float]) -> list[float]:
     """Element-wise sums over ranks (float64)."""
     if not world.active:
         return list(values)
-    t = torch.tensor(values, dtype=torch.float64, device=world.device)
-    dist.all_reduce(t, op=dist.ReduceOp.SUM)
-    return t.tolist()
+    return all_reduce_(world, torch.tensor(values, dtype=torch.float64), "sum").tolist()
 
 
 def all_max(world: World, values: list[float]) -> list[float]:
     """Element-wise maxima over ranks (float64)."""
     if not world.active:
         return list(values)
-    t = torch.tensor(values, dtype=torch.float64, device=world.device)
-    dist.all_reduce(t, op=dist.ReduceOp.MAX)
-    return t.tolist()
+    return all_reduce_(world, torch.tensor(values, dtype=torch.float64), "max").tolist()
 
 
 def all_reduce_(world: World, tensor: torch.Tensor, op: str = "sum") -> torch.Tensor:

@@ -478,7 +478,6 @@ class E2CRFSampler:
         net.eval()
         stats = E2CRFStats(mode=self.config.mode, num_tokens=T, steps=steps)
         acc = _Accumulator(steps, T, dev)
-        clip = self.model.support_clip()
         out = []
         growth = 0
         start = time.perf_counter()
@@ -494,7 +493,7 @@ class E2CRFSampler:
                     eps_fn = CachedEpsFn(net, self.config, ids, seed, T, C, acc, dtype=mask.dtype, device=dev)
                 stats.cache_bytes = max(stats.cache_bytes, eps_fn.cache_bytes)
                 z = stream()
-                solve_fn = eps_fn if clip is None else clip.wrap(eps_fn)  # support bounds (pyfdc.support)
+                solve_fn = self.model.sampling_eps_fn(eps_fn)  # support bounds (pyfdc.support), as Sampler
                 if self.config.solver == "em":
                     z = euler_maruyama(solve_fn, sde, z, mask, steps, stream, progress=progress)
                 elif self.config.solver == "ddim":

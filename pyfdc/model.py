@@ -95,7 +95,7 @@ class DiffusionModel:
         """The per-step clip of the denoised estimate samplers apply, or ``None`` (no bounds, or ``clip`` off)."""
         if self.bounds is None or not self.clip:
             return None
-        return SupportClip(self, self.bounds).to(self.device)
+        return SupportClip(self, self.bounds, dtype=self.net.mask.dtype).to(self.device)
 
     def sampling_eps_fn(self, eps_fn: Any) -> Any:
         """``eps_fn(z, t, i)`` as samplers should call it: clipped to the support when that is on."""

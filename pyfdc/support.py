@@ -83,7 +83,7 @@ class SupportClip(nn.Module):
     """``ε̂ -> (z − α clamp(x̂₀)) / σ`` on ``(B, T, C)`` tokens, the clamp taken in the diffusion's
     time-domain units (standardised per channel, pinned entries shifted to 0 and left alone)."""
 
-    def __init__(self, model: Any, bounds: SupportBounds) -> None:
+    def __init__(self, model: Any, bounds: SupportBounds, dtype: torch.dtype = torch.float64) -> None:
         super().__init__()
         tr = model.transform
         if bounds.channels != tr.m:
@@ -97,9 +97,10 @@ class SupportClip(nn.Module):
         if model.pins is not None:  # exact already (PinProjector); their diffusion value is 0, not the bound
             lo[model.pins.pin], hi[model.pins.pin] = -np.inf, np.inf
         self.transform, self.sde, self.token_scaler = tr, model.sde, model.token_scaler
-        self.register_buffer("lo", torch.as_tensor(lo, dtype=torch.float64), persistent=False)
-        self.register_buffer("hi", torch.as_tensor(hi, dtype=torch.float64), persistent=False)
-        self.register_buffer("mask", tr.mask(dtype=torch.float32), persistent=False)
+        # in the sampler's dtype, so the per-step .to(dtype) below is a no-op
+        self.register_buffer("lo", torch.as_tensor(lo, dtype=dtype), persistent=False)
+        self.register_buffer("hi", torch.as_tensor(hi, dtype=dtype), persistent=False)
+        self.register_buffer("mask", tr.mask(dtype=dtype), persistent=False)
 
     def _to_series(self, y: Tensor) -> Tensor:
         if self.token_scaler is not None:
