@@ -33,7 +33,7 @@ from __future__ import annotations
 
 import math
 import time
-from dataclasses import asdict, dataclass, field
+from dataclasses import asdict, dataclass, field, replace
 from typing import TYPE_CHECKING, Any
 
 import torch
@@ -66,7 +66,9 @@ def _check_number(name: str, value: Any, *, low: float, high: float = math.inf,
 class E2CRFConfig:
     """E2-CRF hyper-parameters (paper Sec. 4 defaults).
 
-    K: always-recompute band ``{0..K}`` (Eq. 13, so token 0 is always in); ``None`` = ⌊N'/10⌋.
+    K: always-recompute band ``{0..K}`` (Eq. 13, so token 0 is always in); ``None`` = ⌊N'/10⌋ for
+    spectral tokens (the lowest frequencies) and 0 for time-domain tokens, where a prefix of time
+    steps is no band at all.
     tau0, eps: drift threshold ``τ_κ = τ0 / (eps + ‖z_κ‖²)`` (``tau0 = inf`` disables the rule).
     R: full refresh every R steps. tau_safe / tau_warn: event-intensity zones (probe correction
     on above tau_safe, full refresh above tau_warn). alpha_max: cap of α = min(alpha_max, r/2).
@@ -187,9 +189,11 @@ class E2CRFConfig:
 
         return calibrate(model, steps, **kwargs)
 
-    def band(self, num_tokens: int) -> int:
-        """Resolved K for ``num_tokens`` = N' tokens."""
-        return num_tokens // 10 if self.K is None else self.K
+    def band(self, num_tokens: int, kind: str = "freq") -> int:
+        """Resolved K for ``num_tokens`` = N' tokens of a ``kind`` transform (``freq``, ``chart``, ``time``)."""
+        if self.K is not None:
+            return self.K
+        return 0 if kind == "time" else num_tokens // 10
 
 
 @dataclass
@@ -472,6 +476,9 @@ class E2CRFSampler:
             if isinstance(v, bool) or not isinstance(v, int) or v < lo:
                 raise ValueError(f"{name} must be an int >= {lo}, got {v!r}")
         net, transform, sde, mask = self._parts()
+        config = self.config
+        if config.K is None:  # resolve the band for this model's tokens once (time tokens have none)
+            config = replace(config, K=config.band(transform.num_tokens, getattr(transform, "kind", "freq")))
         T, C = transform.num_tokens, transform.token_dim
         dev = mask.device
         was_training = net.training
@@ -486,11 +493,10 @@ class E2CRFSampler:
                 n = min(batch_size, num_samples - b0)
                 ids = torch.arange(sample_offset + b0, sample_offset + b0 + n)
                 stream = NoiseStream(seed, ids, (T, C), mask)
-                if self.config.budget is not None:
-                    eps_fn = BudgetEpsFn(net, self.config, ids, seed, T, C, acc, dtype=mask.dtype, device=dev,
-                                         sde=sde)
+                if config.budget is not None:
+                    eps_fn = BudgetEpsFn(net, config, ids, seed, T, C, acc, dtype=mask.dtype, device=dev, sde=sde)
                 else:
-                    eps_fn = CachedEpsFn(net, self.config, ids, seed, T, C, acc, dtype=mask.dtype, device=dev)
+                    eps_fn = CachedEpsFn(net, config, ids, seed, T, C, acc, dtype=mask.dtype, device=dev)
                 stats.cache_bytes = max(stats.cache_bytes, eps_fn.cache_bytes)
                 z = stream()
                 solve_fn = self.model.sampling_eps_fn(eps_fn)  # support bounds (pyfdc.support), as Sampler

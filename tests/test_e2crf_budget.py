@@ -12,6 +12,7 @@ from torch.profiler import ProfilerActivity, profile
 from pyfdc import ops
 from pyfdc.e2crf import E2CRFConfig, E2CRFSampler
 from pyfdc.e2crf_budget import BudgetForward
+from pyfdc.model import DiffusionModel
 
 from tinymodels import T, one_thread, tiny_model as _tiny_model  # noqa: F401 (autouse fixture)
 
@@ -174,3 +175,41 @@ def test_presets():
     assert E2CRFConfig.paper() == E2CRFConfig()
     b = E2CRFConfig.budgeted(0.35, K=4)
     assert (b.budget, b.mode, b.K) == (0.35, "no_energy", 4)
+
+
+def _time_model() -> DiffusionModel:
+    from pyfdc.score_net import ModelConfig, ScoreTransformer
+    from pyfdc.sde import VPSDE
+    from pyfdc.spectral import make_transform
+
+    torch.manual_seed(0)
+    tr = make_transform("time", 24, 1)
+    cfg = ModelConfig(tr.num_tokens, tr.token_dim, d_model=32, n_layers=2, n_heads=4, d_ff=64, rff_dim=16)
+    net = ScoreTransformer(cfg, tr.mask())
+    with torch.no_grad():
+        net.out_proj.weight.mul_(0.1)
+    return DiffusionModel(net.eval(), tr, VPSDE())
+
+
+@pytest.mark.parametrize("budget", [0.5, None], ids=["budget", "variable"])
+@pytest.mark.parametrize("domain,K,expect", [("freq", None, T // 10), ("time", None, 0), ("time", 3, 3),
+                                             ("freq", 0, 0)])
+def test_band_follows_token_kind(model, monkeypatch, budget, domain, K, expect):
+    """K = None is ⌊N'/10⌋ lowest frequencies for spectral tokens and no band for time-domain ones
+    (a prefix of time steps is not a band); an explicit K is kept. Read off what the policy uses."""
+    from pyfdc import e2crf, e2crf_budget_policy
+
+    seen = []
+    cls = e2crf_budget_policy.BudgetEpsFn if budget else e2crf.CachedEpsFn
+    init = cls.__init__
+
+    def spy(self, *a, **kw):
+        init(self, *a, **kw)
+        seen.append(self.K)
+
+    monkeypatch.setattr(cls, "__init__", spy)
+    m = model if domain == "freq" else _time_model()
+    cfg = E2CRFConfig(K=K, tau0=0.5, R=5, num_probes=1, budget=budget)
+    E2CRFSampler(m, cfg).sample_tokens(2, steps=4, batch_size=2, seed=0, progress=False)
+    assert seen == [expect]
+    assert E2CRFConfig(K=K).band(94, domain) == (expect if K is not None else {"freq": 9, "time": 0}[domain])
