@@ -478,12 +478,12 @@ class E2CRFSampler:
         net, transform, sde, mask = self._parts()
         config = self.config
         if config.K is None:  # resolve the band for this model's tokens once (time tokens have none)
-            config = replace(config, K=config.band(transform.num_tokens, getattr(transform, "kind", "freq")))
+            config = replace(config, K=config.band(transform.num_tokens, transform.kind))
         T, C = transform.num_tokens, transform.token_dim
         dev = mask.device
         was_training = net.training
         net.eval()
-        stats = E2CRFStats(mode=self.config.mode, num_tokens=T, steps=steps)
+        stats = E2CRFStats(mode=config.mode, num_tokens=T, steps=steps)
         acc = _Accumulator(steps, T, dev)
         out = []
         growth = 0
@@ -500,9 +500,9 @@ class E2CRFSampler:
                 stats.cache_bytes = max(stats.cache_bytes, eps_fn.cache_bytes)
                 z = stream()
                 solve_fn = self.model.sampling_eps_fn(eps_fn)  # support bounds (pyfdc.support), as Sampler
-                if self.config.solver == "em":
+                if config.solver == "em":
                     z = euler_maruyama(solve_fn, sde, z, mask, steps, stream, progress=progress)
-                elif self.config.solver == "ddim":
+                elif config.solver == "ddim":
                     z = ddim(solve_fn, sde, z, mask, steps, progress=progress)
                 else:
                     z = dpm_solver_2m(solve_fn, sde, z, mask, steps, progress=progress)

@@ -177,20 +177,6 @@ def test_presets():
     assert (b.budget, b.mode, b.K) == (0.35, "no_energy", 4)
 
 
-def _time_model() -> DiffusionModel:
-    from pyfdc.score_net import ModelConfig, ScoreTransformer
-    from pyfdc.sde import VPSDE
-    from pyfdc.spectral import make_transform
-
-    torch.manual_seed(0)
-    tr = make_transform("time", 24, 1)
-    cfg = ModelConfig(tr.num_tokens, tr.token_dim, d_model=32, n_layers=2, n_heads=4, d_ff=64, rff_dim=16)
-    net = ScoreTransformer(cfg, tr.mask())
-    with torch.no_grad():
-        net.out_proj.weight.mul_(0.1)
-    return DiffusionModel(net.eval(), tr, VPSDE())
-
-
 @pytest.mark.parametrize("budget", [0.5, None], ids=["budget", "variable"])
 @pytest.mark.parametrize("domain,K,expect", [("freq", None, T // 10), ("time", None, 0), ("time", 3, 3),
                                              ("freq", 0, 0)])
@@ -208,7 +194,7 @@ def test_band_follows_token_kind(model, monkeypatch, budget, domain, K, expect):
         seen.append(self.K)
 
     monkeypatch.setattr(cls, "__init__", spy)
-    m = model if domain == "freq" else _time_model()
+    m = model if domain == "freq" else _tiny_model(kind="time")
     cfg = E2CRFConfig(K=K, tau0=0.5, R=5, num_probes=1, budget=budget)
     E2CRFSampler(m, cfg).sample_tokens(2, steps=4, batch_size=2, seed=0, progress=False)
     assert seen == [expect]

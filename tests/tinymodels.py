@@ -13,11 +13,11 @@ N, M = 32, 1
 T = N // 2 + 1
 
 
-def tiny_model(seed: int = 0, dtype: torch.dtype = torch.float32) -> DiffusionModel:
-    """2 layers, d 32, N = 32 -> N' = 17 tokens, M = 1; output scaled by 0.1 so untrained EM
-    trajectories stay O(1) (a random head is far from ε)."""
+def tiny_model(seed: int = 0, dtype: torch.dtype = torch.float32, kind: str = "freq") -> DiffusionModel:
+    """2 layers, d 32, N = 32 -> N' = 17 frequency tokens (``kind="time"``: 32 time-step tokens), M = 1;
+    output scaled by 0.1 so untrained EM trajectories stay O(1) (a random head is far from ε)."""
     torch.manual_seed(seed)
-    tr = make_transform("freq", N, M)
+    tr = make_transform(kind, N, M)
     cfg = ModelConfig(tr.num_tokens, tr.token_dim, d_model=32, n_layers=2, n_heads=4, d_ff=64, rff_dim=16)
     net = ScoreTransformer(cfg, tr.mask())
     with torch.no_grad():
