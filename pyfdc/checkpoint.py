@@ -111,6 +111,7 @@ def save_checkpoint(directory: str | Path, model: Any, extra: dict[str, Any] | N
         "token_scaler": None if getattr(model, "token_scaler", None) is None else model.token_scaler.to_dict(),
         "pins": None if getattr(model, "pins", None) is None else model.pins.to_dict(),
         "bounds": None if getattr(model, "bounds", None) is None else model.bounds.to_dict(),
+        "token_moments": None if getattr(model, "token_moments", None) is None else model.token_moments.to_dict(),
         "dataset": meta.get("dataset"),
         "meta": meta,
         "extra": extra or {},
@@ -179,6 +180,18 @@ def update_checkpoint_extra(directory: str | Path, extra: dict[str, Any]) -> Non
     atomic_write_text(Path(directory) / CONFIG_FILE, json.dumps(_json_safe(config), indent=2) + "\n")
 
 
+def update_checkpoint_token_moments(directory: str | Path, moments: Any) -> None:
+    """Record ``moments`` (:class:`~pyfdc.token_moments.TokenMoments` of the fit split's tokens) in an
+    existing checkpoint, e.g. one written before training recorded them (config.json rewritten atomically)."""
+    config = read_config(directory)
+    tr = config["transform"]
+    want = (int(config["model_config"]["num_tokens"]), int(config["model_config"]["token_dim"]))
+    if tuple(moments.shape) != want:
+        raise ValueError(f"token moments are {tuple(moments.shape)}, the checkpoint's {tr['kind']!r} tokens are {want}")
+    config["token_moments"] = moments.to_dict()
+    atomic_write_text(Path(directory) / CONFIG_FILE, json.dumps(_json_safe(config), indent=2) + "\n")
+
+
 def load_checkpoint(directory: str | Path, map_location: str | torch.device = "cpu") -> Any:
     """Load a :class:`~pyfdc.model.DiffusionModel` saved by :func:`save_checkpoint`.
 
@@ -196,6 +209,7 @@ def load_checkpoint(directory: str | Path, map_location: str | torch.device = "c
     from pyfdc.spectral import make_transform
     from pyfdc.pinning import PinnedCoordinates
     from pyfdc.support import SupportBounds
+    from pyfdc.token_moments import TokenMoments
     from pyfdc.token_scaler import TokenScaler
 
     folder = Path(directory)
@@ -248,6 +262,8 @@ def load_checkpoint(directory: str | Path, map_location: str | torch.device = "c
         bounds = None if bounds_cfg is None else SupportBounds.from_dict(bounds_cfg)
         if bounds is not None and bounds.channels != transform.m:
             raise ValueError(f"bounds are for {bounds.channels} channels, transform.m = {transform.m}")
+        tm_cfg = config.get("token_moments")  # absent in checkpoints written before token moments
+        token_moments = None if tm_cfg is None else TokenMoments.from_dict(tm_cfg)
         if token_scaler is not None and token_scaler.shape != (transform.num_tokens, transform.token_dim):
             raise ValueError(f"token_scaler is {token_scaler.shape}, transform gives "
                              f"({transform.num_tokens}, {transform.token_dim})")
@@ -284,6 +300,6 @@ def load_checkpoint(directory: str | Path, map_location: str | torch.device = "c
     meta["extra"] = config.get("extra", {})
     try:
         return DiffusionModel(net, transform, sde, standardizer, meta=meta, token_scaler=token_scaler, pins=pins,
-                              bounds=bounds)
+                              bounds=bounds, token_moments=token_moments)
     except (TypeError, ValueError) as exc:
         raise CheckpointError(f"{cfg_path}: inconsistent model fields ({exc})") from exc

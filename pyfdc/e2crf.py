@@ -89,8 +89,11 @@ class E2CRFConfig:
     the last recompute) or ``linear`` (extrapolated along t through its last two recomputes, the
     forecasting idea of TaylorSeer/FreqCa; more memory: one more ``(B, N', d)`` residual).
     cached_output: with ``budget``, what a cached token answers: ``features`` (the paper's: the head
-    on ``h0 + C``) or ``x0`` (its denoised estimate x̂0 from its last recompute, turned into
-    ``ε̂ = (z − α(t) x̂0)/σ(t)`` at the current z and t: x̂0 drifts slowly where ε̂ moves fast).
+    on ``h0 + C``), ``x0`` (its denoised estimate x̂0 from its last recompute, turned into
+    ``ε̂ = (z − α(t) x̂0)/σ(t)`` at the current z and t) or ``gaussian`` (a control variate: the
+    closed-form ``E[ε | z, t]`` of a diagonal Gaussian with the training tokens' moments, evaluated
+    at the current z and t, plus the network's departure from it at the last recompute; needs
+    ``model.token_moments``, :mod:`pyfdc.token_moments`).
     compile: with ``budget``, run the three step functions through ``torch.compile(fullgraph=True)``
     (built once per network and batch size; same samples as eager to float rounding).
     """
@@ -144,10 +147,11 @@ class E2CRFConfig:
             raise ValueError(f"E2CRFConfig.reuse must be 'frozen' or 'linear', got {self.reuse!r}")
         if self.reuse != "frozen" and self.budget is None:
             raise ValueError("E2CRFConfig.reuse='linear' needs a budget (only the budget step forecasts)")
-        if self.cached_output not in ("features", "x0"):
-            raise ValueError(f"E2CRFConfig.cached_output must be 'features' or 'x0', got {self.cached_output!r}")
+        if self.cached_output not in ("features", "x0", "gaussian"):
+            raise ValueError(f"E2CRFConfig.cached_output must be 'features', 'x0' or 'gaussian', "
+                             f"got {self.cached_output!r}")
         if self.cached_output != "features" and self.budget is None:
-            raise ValueError("E2CRFConfig.cached_output='x0' needs a budget")
+            raise ValueError(f"E2CRFConfig.cached_output={self.cached_output!r} needs a budget")
         if self.compile and self.budget is None:
             raise ValueError("E2CRFConfig.compile needs a budget (only the static-shape step compiles)")
         if isinstance(self.probe_seed_offset, bool) or not isinstance(self.probe_seed_offset, int):
@@ -481,6 +485,16 @@ class E2CRFSampler:
             config = replace(config, K=config.band(transform.num_tokens, transform.kind))
         T, C = transform.num_tokens, transform.token_dim
         dev = mask.device
+        moments = None
+        if config.cached_output == "gaussian":
+            tm = getattr(self.model, "token_moments", None)
+            if tm is None:
+                raise ValueError("cached_output='gaussian' needs the training tokens' moments, and this model has "
+                                 "none (older checkpoints lack them): retrain, or set model.token_moments = "
+                                 "pyfdc.token_moments.TokenMoments.fit(model.data_to_tokens(fit_split))")
+            if tm.shape != (T, C):
+                raise ValueError(f"the model's token moments are {tm.shape}, its tokens are ({T}, {C})")
+            moments = tm.tensors(mask.dtype, dev)
         was_training = net.training
         net.eval()
         stats = E2CRFStats(mode=config.mode, num_tokens=T, steps=steps)
@@ -494,7 +508,8 @@ class E2CRFSampler:
                 ids = torch.arange(sample_offset + b0, sample_offset + b0 + n)
                 stream = NoiseStream(seed, ids, (T, C), mask)
                 if config.budget is not None:
-                    eps_fn = BudgetEpsFn(net, config, ids, seed, T, C, acc, dtype=mask.dtype, device=dev, sde=sde)
+                    eps_fn = BudgetEpsFn(net, config, ids, seed, T, C, acc, dtype=mask.dtype, device=dev, sde=sde,
+                                         moments=moments)
                 else:
                     eps_fn = CachedEpsFn(net, config, ids, seed, T, C, acc, dtype=mask.dtype, device=dev)
                 stats.cache_bytes = max(stats.cache_bytes, eps_fn.cache_bytes)

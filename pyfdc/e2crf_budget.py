@@ -28,6 +28,7 @@ from torch import Tensor, nn
 from pyfdc import ops
 from pyfdc.cache import KVCache
 from pyfdc.cached_layers import index_mask, run_layers
+from pyfdc.token_moments import gaussian_eps
 
 
 class BudgetForward:
@@ -44,13 +45,17 @@ class BudgetForward:
                  num_probes: int, tau0: float, eps: float, energy_weighted: bool = True, eta: float = 1e-6,
                  dtype: torch.dtype = torch.float32, device: torch.device | str | None = None,
                  compile: bool = False, reuse: str = "frozen", cached_output: str = "features",
-                 sde: object | None = None) -> None:
+                 sde: object | None = None, moments: tuple[Tensor, Tensor] | None = None) -> None:
         if reuse not in REUSE:
             raise ValueError(f"BudgetForward: reuse must be one of {REUSE}, got {reuse!r}")
         if cached_output not in CACHED_OUTPUTS:
             raise ValueError(f"BudgetForward: cached_output must be one of {CACHED_OUTPUTS}, got {cached_output!r}")
-        if cached_output == "x0" and sde is None:
-            raise ValueError("BudgetForward: cached_output='x0' needs the model's sde (for alpha(t), sigma(t))")
+        if cached_output in ("x0", "gaussian") and sde is None:
+            raise ValueError(f"BudgetForward: cached_output={cached_output!r} needs the model's sde (for alpha(t), sigma(t))")
+        if cached_output == "gaussian" and (moments is None or tuple(moments[0].shape) != (num_tokens, token_dim)
+                                            or tuple(moments[1].shape) != (num_tokens, token_dim)):
+            raise ValueError(f"BudgetForward: cached_output='gaussian' needs the token moments (mean, var), each "
+                             f"({num_tokens}, {token_dim})")
         if not (K + 1 + num_probes <= k <= num_tokens):
             raise ValueError(f"BudgetForward: the budget k = {k} must hold the band 0..K and the probes "
                              f"(K + 1 + P = {K + 1 + num_probes}) and be at most N' = {num_tokens}")
@@ -71,9 +76,11 @@ class BudgetForward:
         self._rule = torch.zeros(batch, num_tokens + 1, dtype=torch.bool, **kw)
         self._sel = torch.zeros(batch, num_tokens + 1, dtype=torch.bool, **kw)
         self.arange_t = torch.arange(num_tokens, **kw)
-        # x0 output: each token's denoised estimate at its last recompute
+        # x0 output: each token's denoised estimate at its last recompute; gaussian output: the same
+        # buffer holds ε̂ − E[ε | z] under the token moments (the non-Gaussian rest) at the last recompute
         self.cached_output, self.sde = cached_output, sde
         self.x0 = torch.zeros(batch, num_tokens, token_dim, dtype=dtype, **kw)
+        self.moments = None if moments is None else tuple(m.to(device=self.device, dtype=dtype) for m in moments)
         # predictive reuse: each token's residual and time at its last two recomputes
         self.reuse = reuse
         self.crf_prev = torch.zeros(batch, num_tokens, self.d, dtype=dtype, **kw)
@@ -92,6 +99,8 @@ class BudgetForward:
     @property
     def cache_bytes(self) -> int:
         ts = (*self.cache.state_dict().values(), self.idx, self.overflow, self.feat, self._rule, self._sel)
+        if self.cached_output != "features":
+            ts += (self.x0,)
         if self.reuse == "linear":
             ts += (self.crf_prev, self.t_last, self.t_prev)
         return int(sum(t.numel() * t.element_size() for t in ts))
@@ -136,6 +145,8 @@ class BudgetForward:
         if self.cached_output == "x0":
             a, s = self._coef(t)
             torch.div(z - s * eps, a, out=self.x0)
+        elif self.cached_output == "gaussian":
+            torch.sub(eps, self._gaussian_eps(z, t), out=self.x0)
         return eps
 
     def _coef(self, t: Tensor) -> tuple[Tensor, Tensor]:
@@ -150,6 +161,25 @@ class BudgetForward:
         cached_eps = (z - a * self.x0) / s * self.net.mask
         torch.where(f, (z - s * eps) / a, self.x0, out=self.x0)
         return torch.where(f, eps, cached_eps)
+
+    def _gaussian_eps(self, z: Tensor, t: Tensor) -> Tensor:
+        a, s = self._coef(t)
+        return gaussian_eps(z, a, s, *self.moments)
+
+    def _gaussian_output(self, z: Tensor, t: Tensor, eps: Tensor, fresh: Tensor) -> Tensor:
+        """Fresh rows ``fresh (B, N')`` keep the network's ε̂ and store its non-Gaussian rest
+        ε̂ − E[ε | z, t]; cached rows answer E[ε | z_now, t_now] + their stored rest (gaussian mode)."""
+        f = fresh[..., None]
+        w = self._gaussian_eps(z, t)
+        torch.where(f, eps - w, self.x0, out=self.x0)
+        return torch.where(f, eps, (w + self.x0) * self.net.mask)
+
+    def _output(self, z: Tensor, t: Tensor, eps: Tensor, fresh: Tensor) -> Tensor:
+        if self.cached_output == "x0":
+            return self._x0_output(z, t, eps, fresh)
+        if self.cached_output == "gaussian":
+            return self._gaussian_output(z, t, eps, fresh)
+        return eps
 
     def _cached_residual(self, t: Tensor) -> Tensor:
         """What a cached token adds to its embedding: ``C`` (frozen reuse) or ``C`` extrapolated to
@@ -199,8 +229,8 @@ class BudgetForward:
         feat = torch.add(h0, self._cached_residual(t), out=self.feat)  # cached tokens: h0 + C
         feat.scatter_(1, rows, hs)                                    # recomputed ones: fresh
         eps = self.net.head(feat)
-        if self.cached_output == "x0":
-            eps = self._x0_output(z, t, eps, index_mask(idx, self.T, self._sel))
+        if self.cached_output != "features":
+            eps = self._output(z, t, eps, index_mask(idx, self.T, self._sel))
         return eps, err
 
     def _masked(self, z: Tensor, t: Tensor, probes: Tensor, alpha: Tensor, force: Tensor) -> tuple[Tensor, Tensor]:
@@ -230,13 +260,13 @@ class BudgetForward:
         torch.add(h0, self._cached_residual(t), out=self.feat)
         torch.where(sel[..., None], h, self.feat, out=self.feat)
         eps = self.net.head(self.feat)
-        if self.cached_output == "x0":
-            eps = self._x0_output(z, t, eps, sel)
+        if self.cached_output != "features":
+            eps = self._output(z, t, eps, sel)
         return eps, err
 
 
 REUSE = ("frozen", "linear")
-CACHED_OUTPUTS = ("features", "x0")
+CACHED_OUTPUTS = ("features", "x0", "gaussian")
 
 
 def budget_size(budget: float, num_tokens: int, K: int, num_probes: int) -> int:

@@ -50,7 +50,8 @@ class BudgetEpsFn:
 
     def __init__(self, net: nn.Module, config: "E2CRFConfig", sample_ids: Tensor, seed: int, num_tokens: int,
                  token_dim: int, acc: "_Accumulator | None", dtype: torch.dtype = torch.float32,
-                 device: torch.device | str = "cpu", sde: Any = None) -> None:
+                 device: torch.device | str = "cpu", sde: Any = None,
+                 moments: tuple[Tensor, Tensor] | None = None) -> None:
         from pyfdc.sampling import NoiseStream
 
         mode = config.mode
@@ -63,12 +64,13 @@ class BudgetEpsFn:
         self.use_warn = mode != "fixed"
         dev = torch.device(device)
         key = (self.B, num_tokens, token_dim, self.k, self.K, self.P, config.tau0, config.eps, mode != "no_energy",
-               config.eta, dtype, str(dev), config.compile, config.reuse, config.cached_output, id(sde))
+               config.eta, dtype, str(dev), config.compile, config.reuse, config.cached_output, id(sde),
+               None if moments is None else hash(b"".join(m.detach().cpu().numpy().tobytes() for m in moments)))
         self.fwd = shared_forward(net, key, batch=self.B, num_tokens=num_tokens, token_dim=token_dim, k=self.k,
                                   K=self.K, num_probes=self.P, tau0=config.tau0, eps=config.eps,
                                   energy_weighted=mode != "no_energy", eta=config.eta, dtype=dtype, device=dev,
                                   compile=config.compile, reuse=config.reuse,
-                                  cached_output=config.cached_output, sde=sde)
+                                  cached_output=config.cached_output, sde=sde, moments=moments)
         B, T = self.B, num_tokens
         self.intensity = EventIntensity(B, T, self.fwd.d, config.eta, dtype=dtype, device=dev)
         self.warn_flags = torch.zeros(2, B, dtype=torch.bool, device=dev)     # ring: end of steps i-1, i

@@ -12,6 +12,7 @@ from pyfdc.sde import VPSDE
 from pyfdc.spectral import TokenTransform
 from pyfdc.pinning import PinnedCoordinates, PinProjector
 from pyfdc.support import SupportBounds, SupportClip
+from pyfdc.token_moments import TokenMoments
 from pyfdc.token_scaler import TokenScaler
 
 __all__ = ["DiffusionModel", "ScalerLike"]
@@ -33,6 +34,9 @@ class DiffusionModel:
     On construction the network's output mask is set to ``transform.mask()`` so pinned coordinates
     (Im of DC / Nyquist) are exactly zero in every prediction, however the network was built.
 
+    ``token_moments``: per-coordinate mean/variance of the training tokens (:mod:`pyfdc.token_moments`),
+    used by the ``gaussian`` cached output of E2-CRF; ``None`` in checkpoints written before them.
+
     ``bounds``: the training data's per-channel range (:mod:`pyfdc.support`); with ``clip`` (the
     default) samplers clip the denoised estimate to it at every step and :meth:`decode_samples`
     clamps the decoded series to it. No bounds (checkpoints written before them): no clipping.
@@ -47,6 +51,7 @@ class DiffusionModel:
     pins: PinnedCoordinates | None = None
     bounds: SupportBounds | None = None
     clip: bool = True
+    token_moments: TokenMoments | None = None
 
     def __post_init__(self) -> None:
         if not isinstance(self.transform, TokenTransform):
@@ -88,6 +93,13 @@ class DiffusionModel:
             if self.bounds.channels != self.transform.m:
                 raise ValueError(f"bounds are for M = {self.bounds.channels} channels, the transform has "
                                  f"{self.transform.m}")
+        if self.token_moments is not None:
+            if not isinstance(self.token_moments, TokenMoments):
+                raise TypeError(f"token_moments must be TokenMoments or None, got {type(self.token_moments).__name__}")
+            want = (self.transform.num_tokens, self.transform.token_dim)
+            if self.token_moments.shape != want:
+                raise ValueError(f"token_moments are for (T, C) = {self.token_moments.shape} but the "
+                                 f"{self.transform.kind!r} transform gives {want}")
         if self.clip not in (True, False):
             raise ValueError(f"clip must be a bool, got {self.clip!r}")
 

@@ -135,6 +135,7 @@ def train(
         raise ValueError(f"dataset.train must have shape (n >= 2, N, M), got {train_x.shape}")
     if not np.isfinite(train_x).all():
         raise ValueError("dataset.train contains NaN or Inf")
+    from pyfdc.token_moments import TokenMoments
     from pyfdc.token_scaler import SCALINGS, TokenScaler
 
     from pyfdc.pinning import PINNING, PinnedCoordinates
@@ -184,6 +185,7 @@ def train(
         return z.to(device=device, dtype=torch.float32) * mask
 
     z_fit, z_val = tokens(fit_idx), tokens(val_idx)
+    token_moments = TokenMoments.fit(z_fit)  # for E2-CRF's gaussian cached output (pyfdc.token_moments)
 
     with torch.random.fork_rng(devices=[]):
         torch.manual_seed(cfg.seed)
@@ -239,7 +241,7 @@ def train(
 
     def model_of(module: nn.Module) -> Any:
         return DiffusionModel(module, transform, sde, standardizer, meta=dict(meta), token_scaler=token_scaler,
-                              pins=pins, bounds=bounds)
+                              pins=pins, bounds=bounds, token_moments=token_moments)
 
     def summary(stopped: bool) -> dict[str, Any]:
         stopped = stopped or (budget_s is not None and run["epoch"] < cfg.epochs)
