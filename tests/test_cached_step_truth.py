@@ -266,3 +266,43 @@ def test_x0_output_answers_cached_tokens_from_their_denoised_estimate(net):
     fresh_eps = net.out_proj(net.ln_f(fwd.feat))
     torch.testing.assert_close(eps2[sel], fresh_eps[sel], **TOL)
     torch.testing.assert_close(fwd.x0[sel], ((z2 - s2 * fresh_eps) / a2)[sel], **TOL)
+
+
+def test_gaussian_output_tracks_the_gaussian_part_and_keeps_the_rest(net):
+    """cached_output='gaussian': a cached token's ε̂ at (z2, t2) is W(z2, t2) + (ε̂0 − W(z0, t0)) with
+    W = σ (z − α μ)/(α² λ + σ²); recomputed tokens keep the network's ε̂. A cache serving ε̂0 (stale)
+    or W at (z0, t0) misses by the change of W, O(0.1) here."""
+    from pyfdc.sde import VPSDE
+
+    sde = VPSDE()
+    B, K, k = 2, 1, 5
+    g = torch.Generator().manual_seed(4)
+    mu = torch.randn(T, C, generator=g, dtype=torch.float64)
+    lam = torch.rand(T, C, generator=g, dtype=torch.float64) * 2 + 0.05
+    fwd = BudgetForward(net, B, T, C, k=k, K=K, num_probes=0, tau0=0.5, eps=1e-6, dtype=torch.float64,
+                        cached_output="gaussian", sde=sde, moments=(mu, lam))
+    z0 = torch.randn(B, T, C, generator=g, dtype=torch.float64)
+    t0, t2 = torch.full((B,), 0.6, dtype=torch.float64), torch.full((B,), 0.4, dtype=torch.float64)
+    eps0 = fwd.refresh(z0, t0)
+    z2 = z0 + 0.2 * torch.randn(B, T, C, generator=g, dtype=torch.float64)
+    eps2, _ = fwd.sparse(z2, t2, torch.zeros(B, 0, dtype=torch.int64), torch.zeros(B, dtype=torch.float64))
+    sel = _mask(fwd.idx.tolist(), B)
+
+    def W(z, t):
+        a, s = (v[:, None, None] for v in sde.marginal(t))
+        return s * (z - a * mu) / (a * a * lam + s * s)
+
+    want_cached = W(z2, t2) + eps0 - W(z0, t0)
+    torch.testing.assert_close(eps2[~sel], want_cached[~sel], **TOL)
+    assert (W(z2, t2) - W(z0, t0))[~sel].abs().max() > 0.05        # the tracked part is not negligible
+    fresh_eps = net.out_proj(net.ln_f(fwd.feat))
+    torch.testing.assert_close(eps2[sel], fresh_eps[sel], **TOL)
+    torch.testing.assert_close(fwd.x0[sel], (fresh_eps - W(z2, t2))[sel], **TOL)
+
+
+def test_gaussian_output_needs_moments(net):
+    from pyfdc.sde import VPSDE
+
+    with pytest.raises(ValueError, match="needs the token moments"):
+        BudgetForward(net, 2, T, C, k=5, K=1, num_probes=0, tau0=0.5, eps=1e-6, dtype=torch.float64,
+                      cached_output="gaussian", sde=VPSDE())

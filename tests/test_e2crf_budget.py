@@ -30,11 +30,24 @@ def _run(model, cfg, n=4, batch=4, seed=0, offset=0, steps=16):
                                                   sample_offset=offset)
 
 
-@pytest.mark.parametrize("tau_warn,reuse", [(0.5, "frozen"), (1e-3, "frozen"), (1e-3, "linear")],
-                         ids=["rare_warn", "frequent_warn", "frequent_warn_linear"])
-def test_budget_batch_invariance(model, tau_warn, reuse):
+@pytest.fixture(scope="module")
+def gmodel() -> DiffusionModel:
+    """The tiny model with token moments (from its own prior draws: any valid moments do for exactness)."""
+    from pyfdc.token_moments import TokenMoments
+
+    m = _tiny_model()
+    z = torch.randn(64, T, 2, generator=torch.Generator().manual_seed(9)) * m.mask() * 1.5 + 0.3 * m.mask()
+    m.token_moments = TokenMoments.fit(z)
+    return m
+
+
+@pytest.mark.parametrize("tau_warn,reuse,output", [(0.5, "frozen", "features"), (1e-3, "frozen", "features"),
+                                                   (1e-3, "linear", "features"), (1e-3, "frozen", "gaussian")],
+                         ids=["rare_warn", "frequent_warn", "frequent_warn_linear", "frequent_warn_gaussian"])
+def test_budget_batch_invariance(model, gmodel, tau_warn, reuse, output):
     """A sample's trajectory does not depend on its batch, also when other samples warn-refresh."""
-    cfg = E2CRFConfig(**BUDGET, tau_warn=tau_warn, tau_safe=min(0.1, tau_warn), reuse=reuse)
+    model = gmodel if output == "gaussian" else model
+    cfg = E2CRFConfig(**BUDGET, tau_warn=tau_warn, tau_safe=min(0.1, tau_warn), reuse=reuse, cached_output=output)
     xb, sb = _run(model, cfg, seed=3)
     k = math.ceil(0.4 * T)
     assert min(sb.recomputed_fraction) >= k / T - 1e-12 and sb.mean_recomputed_fraction < 1.0
@@ -56,12 +69,24 @@ def test_budget_fraction_and_overflow(model):
     assert full.budget_overflow == 0 and full.mean_recomputed_fraction == 1.0
 
 
-def test_full_budget_equals_uncached(model):
+@pytest.mark.parametrize("output", ["features", "gaussian"])
+def test_full_budget_equals_uncached(gmodel, output):
     """budget = 1 with no probes: every token is recomputed every step, so samples equal uncached EM."""
-    cfg = E2CRFConfig(K=1, tau0=0.5, R=5, num_probes=0, budget=1.0, tau_warn=math.inf)
-    x, _ = _run(model, cfg)
-    ref, _ = _run(model, E2CRFConfig(mode="uncached"))
+    cfg = E2CRFConfig(K=1, tau0=0.5, R=5, num_probes=0, budget=1.0, tau_warn=math.inf, cached_output=output)
+    x, _ = _run(gmodel, cfg)
+    ref, _ = _run(gmodel, E2CRFConfig(mode="uncached"))
     torch.testing.assert_close(x, ref, rtol=1e-4, atol=1e-5)
+
+
+def test_gaussian_output_changes_samples_and_needs_moments(model, gmodel):
+    """With a partial budget the gaussian output answers cached tokens differently from the features
+    output (so the option is live), and a model without token moments gets a one-line error."""
+    cfg = E2CRFConfig(**{**BUDGET, "budget": 0.3}, tau_warn=math.inf)
+    xf, _ = _run(gmodel, cfg)
+    xg, _ = _run(gmodel, E2CRFConfig(**{**BUDGET, "budget": 0.3}, tau_warn=math.inf, cached_output="gaussian"))
+    assert torch.isfinite(xg).all() and (xg - xf).abs().max() > 1e-3
+    with pytest.raises(ValueError, match="needs the training tokens' moments, and this model has none"):
+        _run(model, E2CRFConfig(**BUDGET, cached_output="gaussian"))
 
 
 def test_budget_float64():
@@ -80,6 +105,8 @@ def test_budget_float64():
     (dict(compile=True), "compile needs a budget"),
     (dict(budget=0.3, reuse="quadratic"), "reuse must be 'frozen' or 'linear'"),
     (dict(reuse="linear"), "reuse='linear' needs a budget"),
+    (dict(cached_output="gaussian"), "cached_output='gaussian' needs a budget"),
+    (dict(budget=0.3, cached_output="mean"), "cached_output must be 'features', 'x0' or 'gaussian'"),
 ])
 def test_budget_config_errors(bad, match):
     with pytest.raises(ValueError, match=match):

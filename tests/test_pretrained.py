@@ -72,3 +72,8 @@ def test_shipped_checkpoint_keeps_the_training_range(name: str) -> None:
     np.testing.assert_array_equal(model.bounds.high, fit.max(axis=(0, 1)))
     x = Sampler(model, "dpm2m").sample(3, steps=6, batch_size=3, seed=0, progress=False)
     assert float(x.min()) >= model.bounds.low[0] and float(x.max()) <= model.bounds.high[0]
+    # its token moments are those of the same split's tokens (the fit split, never validation)
+    z = model.data_to_tokens(torch.as_tensor(ds.train[fit_idx], dtype=torch.float32)).double()
+    assert model.token_moments is not None
+    np.testing.assert_allclose(model.token_moments.mean, z.mean(0).numpy(), rtol=0, atol=1e-5)
+    np.testing.assert_allclose(model.token_moments.var, z.var(0, unbiased=False).numpy(), rtol=1e-4, atol=1e-8)

@@ -79,6 +79,10 @@ def test_deterministic_under_seed_and_learns(tmp_path: Path) -> None:
     assert _same(_weights(a.model), _weights(load_checkpoint(tmp_path / "a")))
     fit, _ = split_indices(len(ds.train), 0.1, 3)
     np.testing.assert_allclose(a.model.standardizer.mean, ds.train[fit].mean(axis=(0, 1)), rtol=1e-6)
+    # ... and the fit split's token moments (written into the checkpoint)
+    z = a.model.data_to_tokens(torch.as_tensor(ds.train[fit], dtype=torch.float32)).double()
+    np.testing.assert_allclose(load_checkpoint(tmp_path / "a").token_moments.var, z.var(0, unbiased=False).numpy(),
+                               rtol=1e-4, atol=1e-8)
     assert read_config(tmp_path / "a")["extra"]["training"]["best_epoch"] == a.best_epoch
     assert len(json.loads((tmp_path / "a" / "history.json").read_text())) == 4
 
