@@ -89,7 +89,9 @@ def cmd_train(args: argparse.Namespace) -> dict[str, Any]:
 # ----------------------------------------------------------------------------- sample
 
 
-def _e2crf_config(args: argparse.Namespace) -> Any:
+def _e2crf_config(args: argparse.Namespace, model: Any = None) -> Any:
+    """The E2-CRF config the options ask for; without options, the preset for ``args.steps`` (for
+    ``model`` once it is loaded: the preset depends on its tokens and moments)."""
     from pyfdc.e2crf import E2CRFConfig
 
     if getattr(args, "e2crf_config", None) is not None:
@@ -106,7 +108,7 @@ def _e2crf_config(args: argparse.Namespace) -> Any:
               "compile": args.e2crf_compile}
     given = {k: v for k, v in fields.items() if v is not None}
     # no options: the measured preset for this step count; any option: the paper's settings plus it
-    return E2CRFConfig(**given) if given else E2CRFConfig.preset(args.steps)
+    return E2CRFConfig(**given) if given else E2CRFConfig.preset(args.steps, model)
 
 
 def draw_samples(model: Any, sampler: str, num_samples: int, steps: int, batch_size: int, seed: int,
@@ -155,6 +157,8 @@ def cmd_sample(args: argparse.Namespace) -> dict[str, Any]:
         raise UsageError(f"--num-samples {args.num_samples} is fewer than the {world.size} processes of this run")
     model = load_checkpoint(args.checkpoint, map_location=_check_device(args.device))
     model.clip = getattr(args, "clip", "auto") == "auto"
+    if e2cfg is not None:
+        e2cfg = _e2crf_config(args, model)
     out = distributed.on_main(world, lambda: _prepare_out(args.out, args.overwrite, SAMPLE_OUTPUTS))
     t0 = time.perf_counter()
     start, stop = distributed.shard(args.num_samples, world)  # noise is per sample id: shards join seamlessly
@@ -247,8 +251,9 @@ def cmd_benchmark(args: argparse.Namespace) -> dict[str, Any]:
         args.num_samples = 64
     if args.sampler != "e2crf":
         raise UsageError(f"benchmark compares e2crf with uncached em; --sampler {args.sampler} is not timed here")
-    e2cfg = _e2crf_config(args)
+    _e2crf_config(args)  # validate before loading
     model = load_checkpoint(path, map_location=_check_device(args.device))
+    e2cfg = _e2crf_config(args, model)
     run = dict(num_samples=args.num_samples, steps=args.steps, batch_size=args.batch_size, seed=args.seed,
                progress=False)
     warm = dict(run, num_samples=min(args.num_samples, args.batch_size), steps=min(args.steps, 20))

@@ -40,8 +40,9 @@ def cmd_demo(args: argparse.Namespace) -> dict[str, Any]:
     rows = []
     from pyfdc.e2crf import E2CRFConfig
 
-    preset = E2CRFConfig.preset(args.steps)  # the calibrated choice for this step count (benchmarks/RESULTS.md)
-    what = "uncached: no budget keeps quality" if preset.budget is None else f"budget step f {preset.budget}, plain-δ ranking"
+    preset = E2CRFConfig.preset(args.steps, model)  # the measured choice for this step count (benchmarks/RESULTS.md)
+    what = ("uncached: no budget keeps quality" if preset.budget is None else
+            f"budget step f {preset.budget}, plain-δ ranking, {preset.cached_output} cached output")
     runs: list[tuple[str, str, Any]] = [("em", "em", model), ("e2crf", "e2crf", model)]
     if args.minutes is None and not args.tiny:  # the time-domain baseline shipped beside it (benchmarks/RESULTS.md)
         from pyfdc.checkpoint import load_checkpoint

@@ -170,15 +170,23 @@ class E2CRFConfig:
         return cls(**{"budget": budget, "mode": "no_energy", "tau0": 1.0, **overrides})
 
     @classmethod
-    def preset(cls, steps: int) -> "E2CRFConfig":
+    def preset(cls, steps: int, model: "DiffusionModel | None" = None) -> "E2CRFConfig":
         """The measured preset for an Euler–Maruyama run of ``steps`` steps (what ``pyfdc sample --sampler
-        e2crf`` uses without ``--e2crf-*`` options): budget 0.5 at >= 1,000 steps, 0.7 at 250–999, and
-        uncached below 250, where no budget kept quality on the front (``benchmarks/RESULTS.md``). What
-        :meth:`calibrate` chose on the shipped ECG model with its support clip (without the clip it
-        chose 0.35 at 1,000 steps; the clip makes the paired deviation stricter); ``pyfdc calibrate``
-        checks a model of your own."""
+        e2crf`` uses without ``--e2crf-*`` options).
+
+        For a spectral ``model`` with token moments (:func:`uses_gaussian_output`): the ``gaussian``
+        cached output, budget 0.5 at >= 250 steps, 0.7 at 100–249, uncached below 100. Otherwise
+        (no model, time-domain tokens, a checkpoint without moments): the ``features`` output, budget
+        0.5 at >= 1,000 steps, 0.7 at 250–999, uncached below 250. Both measured on the shipped ECG
+        models' fronts (``benchmarks/RESULTS.md``); ``pyfdc calibrate`` checks a model of your own."""
         if isinstance(steps, bool) or not isinstance(steps, int) or steps < 1:
             raise ValueError(f"steps must be a positive int, got {steps!r}")
+        if model is not None and uses_gaussian_output(model):
+            if steps >= 250:
+                return cls.budgeted(0.5, cached_output="gaussian")
+            if steps >= 100:
+                return cls.budgeted(0.7, cached_output="gaussian")
+            return cls(mode="uncached")
         if steps >= 1000:
             return cls.budgeted(0.5)
         if steps >= 250:
@@ -198,6 +206,13 @@ class E2CRFConfig:
         if self.K is not None:
             return self.K
         return 0 if kind == "time" else num_tokens // 10
+
+
+def uses_gaussian_output(model: Any) -> bool:
+    """Whether the presets give ``model`` the ``gaussian`` cached output: it has token moments and
+    spectral tokens (on time-domain tokens the diagonal Gaussian ignores the strong coupling of
+    neighbouring steps, and it did not lower the cache error there: ``benchmarks/RESULTS.md``)."""
+    return getattr(model, "token_moments", None) is not None and model.transform.kind != "time"
 
 
 @dataclass

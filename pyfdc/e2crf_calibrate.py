@@ -36,7 +36,7 @@ from dataclasses import dataclass, field
 from pathlib import Path
 from typing import Any, Sequence
 
-from pyfdc.e2crf import E2CRFConfig, E2CRFSampler
+from pyfdc.e2crf import E2CRFConfig, E2CRFSampler, uses_gaussian_output
 
 CALIBRATION_SEED = 0x5EED_CA11
 DEFAULT_CANDIDATES: tuple[dict[str, Any], ...] = tuple({"budget": b} for b in (0.2, 0.35, 0.5, 0.7))
@@ -126,7 +126,8 @@ def calibrate(model: Any, steps: int, solver: str = "em", base: E2CRFConfig | No
         model: a :class:`~pyfdc.model.DiffusionModel`.
         steps: the sampler's step count (the config is for this count; few steps change more per step).
         solver: ``"em"``, ``"ddim"`` or ``"dpm2m"`` (the uncached reference uses the same solver).
-        base: configuration the candidates override (default ``E2CRFConfig.budgeted()``: plain-δ ranking).
+        base: configuration the candidates override (default ``E2CRFConfig.budgeted()``: plain-δ ranking,
+            with the ``gaussian`` cached output where :func:`~pyfdc.e2crf.uses_gaussian_output`).
         candidates: dicts of ``E2CRFConfig`` fields, cheapest first (default: budgets 0.2, 0.35, 0.5, 0.7).
         max_deviation, max_band_error, min_speedup: the targets (module docstring).
         num_shadow: shadow series (more: a steadier decision, a longer calibration).
@@ -147,7 +148,8 @@ def calibrate(model: Any, steps: int, solver: str = "em", base: E2CRFConfig | No
     targets = {"max_deviation": _check_target("max_deviation", max_deviation, 0.0),
                "max_band_error": _check_target("max_band_error", max_band_error, 0.0),
                "min_speedup": _check_target("min_speedup", min_speedup, 0.0)}
-    base = E2CRFConfig.budgeted() if base is None else base
+    if base is None:  # the presets' ranking and cached output for this model
+        base = E2CRFConfig.budgeted(cached_output="gaussian" if uses_gaussian_output(model) else "features")
     if not isinstance(base, E2CRFConfig):
         raise TypeError(f"calibrate: base must be an E2CRFConfig, got {type(base).__name__}")
     if not candidates:

@@ -5,6 +5,8 @@ import json
 import math
 from pathlib import Path
 
+import numpy as np
+
 import pytest
 import torch
 
@@ -116,3 +118,30 @@ def test_presets_by_step_count(tmp_path: Path) -> None:
         assert cli.main(["sample", "--checkpoint", str(ckpt), "--sampler", "e2crf", "--num-samples", "2",
                          "--steps", str(steps), "--out", str(out), "--no-progress"]) == 0
         assert json.loads((out / cli.SAMPLE_INFO_FILE).read_text())["e2crf_config"]["budget"] == budget
+
+
+def test_presets_follow_the_model(tmp_path: Path) -> None:
+    """A spectral model with token moments gets the gaussian cached output and its budgets (down to 100
+    steps); without moments, or with time-domain tokens, the features presets; the CLI loads the model first."""
+    from dataclasses import replace
+
+    from pyfdc.token_moments import TokenMoments
+
+    spectral = tiny_model()
+    tm = TokenMoments(np.zeros(spectral.transform.mask().shape), np.ones(spectral.transform.mask().shape))
+    with_moments = replace(spectral, token_moments=tm)
+    assert E2CRFConfig.preset(250, with_moments) == E2CRFConfig.budgeted(0.5, cached_output="gaussian")
+    assert E2CRFConfig.preset(100, with_moments) == E2CRFConfig.budgeted(0.7, cached_output="gaussian")
+    assert E2CRFConfig.preset(99, with_moments).mode == "uncached"
+    assert E2CRFConfig.preset(250, spectral) == E2CRFConfig.preset(250) == E2CRFConfig.budgeted(0.7)
+    timed = tiny_model(kind="time")
+    timed = replace(timed, token_moments=TokenMoments(np.zeros((timed.transform.num_tokens, 1)),
+                                                      np.ones((timed.transform.num_tokens, 1))))
+    assert E2CRFConfig.preset(250, timed).cached_output == "features"
+    ckpt = tmp_path / "ck"
+    save_checkpoint(ckpt, with_moments)
+    out = tmp_path / "s"
+    assert cli.main(["sample", "--checkpoint", str(ckpt), "--sampler", "e2crf", "--num-samples", "2",
+                     "--steps", "120", "--out", str(out), "--no-progress"]) == 0
+    got = json.loads((out / cli.SAMPLE_INFO_FILE).read_text())["e2crf_config"]
+    assert got["budget"] == 0.7 and got["cached_output"] == "gaussian"

@@ -7,7 +7,7 @@ import numpy as np
 import pytest
 import torch
 
-from pyfdc.checkpoint import (CheckpointError, load_checkpoint, save_checkpoint,
+from pyfdc.checkpoint import (load_checkpoint, save_checkpoint,
                               update_checkpoint_token_moments)
 from pyfdc.token_moments import TokenMoments
 
