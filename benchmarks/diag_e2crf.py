@@ -10,12 +10,16 @@ uncached run's in the same process (context only on a shared machine).
     python benchmarks/diag_e2crf.py windows [--steps 250] --budget 0.35 0:2 0.67:2 0.33:0.67 0:0.33
     python benchmarks/diag_e2crf.py rules   [--steps 250] --budget 0.35 delta snr_peak low_snr
     python benchmarks/diag_e2crf.py kv      [--steps 250] --budget 0.5
+    python benchmarks/diag_e2crf.py depth   [--steps 250] 0:0.5 1:0.34 2:0.2
 
 * ``sweep``: ``E2CRFConfig.budgeted(**spec)`` per spec (keyword arguments, Python literals).
 * ``windows``: the budget step only while ``lo <= t < hi``; every other step recomputes every token.
 * ``rules``: which tokens fill the budget: ``delta`` (the shipped plain-δ ranking), ``snr_peak``
   (δ² weighted by SNR/(1+SNR)², SNR_κ(t) = α²λ_κ/σ² with λ_κ the token power of the uncached set:
   the tokens "being decided" at t first), ``low_snr`` (δ² / (1 + SNR): noisiest tokens first).
+* ``depth``: ``SPLIT:BUDGET`` — every token recomputed through the first ``SPLIT`` layers, only the
+  budget through the others (``0:F`` is the shipped step); equal token-layer cost at
+  ``SPLIT/L + (1 − SPLIT/L)·F``.
 * ``kv``: one-step ε̂ error against the full network along the *uncached* trajectory (no error
   compounding) for four ways of serving cached tokens' keys/values: ``stale`` (the shipped
   step), ``l0fresh`` (layer-0 K/V from the fresh embedding), ``perlayer`` (every layer's K/V from
@@ -156,6 +160,73 @@ def rules(model: Any, args: argparse.Namespace) -> None:
         _report(rule, x, ref, st.wall_time_s / t_ref, st.mean_recomputed_fraction)
 
 
+def _layers(blocks: Any, lo: int, hi: int, h: torch.Tensor, kc: torch.Tensor, vc: torch.Tensor,
+            idx: torch.Tensor | None) -> torch.Tensor:
+    """Blocks ``lo..hi-1`` on rows ``h`` (``idx None``: all tokens, the layers' caches overwritten)."""
+    from pyfdc import ops
+
+    for layer in range(lo, hi):
+        blk = blocks[layer]
+        q, k, v = blk.qkv_heads(h)
+        if idx is None:
+            kc[layer].copy_(k)
+            vc[layer].copy_(v)
+        else:
+            ops.kv_scatter(kc, vc, layer, idx, k, v)
+        h = h + blk.attn_residual(q, kc[layer], vc[layer])
+        h = h + blk.ffn_residual(h)
+    return h
+
+
+class _DepthForward(BudgetForward):
+    """Every token fresh through the first ``SPLIT`` layers, only the budget through the rest; a cached
+    token reads its fresh layer-``SPLIT`` state plus its stale residual of the later layers. (Warn
+    refreshes become full refreshes; probes are off in the runs below.)"""
+
+    SPLIT = 1
+
+    def _refresh(self, z, t):  # type: ignore[override]
+        c = self.cache
+        hm = _layers(self.blocks, 0, self.SPLIT, self.net.embed(z, t), c.k, c.v, None)
+        h = _layers(self.blocks, self.SPLIT, self.L, hm, c.k, c.v, None)
+        torch.sub(h, hm, out=c.crf)
+        c.z_ref.copy_(z)
+        self.feat.copy_(h)
+        return self.net.head(h)
+
+    def _sparse(self, z, t, probes, alpha):  # type: ignore[override]
+        c, B = self.cache, self.B
+        idx = self._select(z, probes)
+        rows = idx[..., None].expand(B, self.k, self.d)
+        hm = _layers(self.blocks, 0, self.SPLIT, self.net.embed(z, t), c.k, c.v, None)
+        hsm = hm.gather(1, rows)
+        hs = _layers(self.blocks, self.SPLIT, self.L, hsm, c.k, c.v, idx)
+        c.crf.scatter_(1, rows, hs - hsm)
+        zr = idx[..., None].expand(B, self.k, self.C)
+        c.z_ref.scatter_(1, zr, z.gather(1, zr))
+        torch.add(hm, c.crf, out=self.feat).scatter_(1, rows, hs)
+        return self.net.head(self.feat), torch.zeros_like(self.err)
+
+    def _masked(self, z, t, probes, alpha, force):  # type: ignore[override]
+        return self._refresh(z, t), torch.zeros_like(self.err)
+
+
+def depth(model: Any, args: argparse.Namespace) -> None:
+    ref, t_ref = _uncached(model, args)
+    L = model.net.config.n_layers
+    _header("first layers dense : budget after")
+    for text in args.items:
+        split, budget = int(text.split(":")[0]), float(text.split(":")[1])
+        e2crf_budget_policy._FORWARDS.clear()
+        e2crf_budget_policy.BudgetForward = _DepthForward if split else BudgetForward
+        _DepthForward.SPLIT = split
+        x, st = _cached(model, E2CRFConfig.budgeted(budget, num_probes=0), args)
+        cost = split / L + (1 - split / L) * st.mean_recomputed_fraction
+        _report(f"{split} : {budget} (token-layer cost {cost:.2f})", x, ref, st.wall_time_s / t_ref,
+                st.mean_recomputed_fraction)
+    e2crf_budget_policy.BudgetForward = BudgetForward
+
+
 KV_VARIANTS = ("stale", "l0fresh", "perlayer", "perlayer_l0")
 
 
@@ -231,7 +302,7 @@ def kv(model: Any, args: argparse.Namespace) -> None:
 
 def main() -> None:
     ap = argparse.ArgumentParser(description=__doc__.splitlines()[0])
-    ap.add_argument("experiment", choices=("sweep", "windows", "rules", "kv"))
+    ap.add_argument("experiment", choices=("sweep", "windows", "rules", "kv", "depth"))
     ap.add_argument("items", nargs="*", help="specs (sweep), lo:hi windows (windows), rule names (rules)")
     ap.add_argument("--checkpoint", default=None, help="a run folder or a shipped name (default: the default model)")
     ap.add_argument("--steps", type=int, default=250)
@@ -244,7 +315,7 @@ def main() -> None:
 
     model = load_checkpoint(checkpoint_dir(args.checkpoint) if args.checkpoint else pretrained_path())
     print(f"`diag_e2crf.py {args.experiment}`: {args.num_samples} series, EM-{args.steps}, seed {args.seed}\n")
-    {"sweep": sweep, "windows": windows, "rules": rules, "kv": kv}[args.experiment](model, args)
+    {"sweep": sweep, "windows": windows, "rules": rules, "kv": kv, "depth": depth}[args.experiment](model, args)
 
 
 if __name__ == "__main__":

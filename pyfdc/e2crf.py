@@ -174,15 +174,16 @@ class E2CRFConfig:
         """The measured preset for an Euler–Maruyama run of ``steps`` steps (what ``pyfdc sample --sampler
         e2crf`` uses without ``--e2crf-*`` options).
 
-        For a spectral ``model`` with token moments (:func:`uses_gaussian_output`): the ``gaussian``
-        cached output, budget 0.5 at >= 250 steps, 0.7 at 100–249, uncached below 100. Otherwise
-        (no model, time-domain tokens, a checkpoint without moments): the ``features`` output, budget
-        0.5 at >= 1,000 steps, 0.7 at 250–999, uncached below 250. Both measured on the shipped ECG
-        models' fronts (``benchmarks/RESULTS.md``); ``pyfdc calibrate`` checks a model of your own."""
+        Budget 0.5 at >= 1,000 steps and 0.7 below, down to 100 steps with the ``gaussian`` cached
+        output — for a spectral ``model`` with token moments (:func:`uses_gaussian_output`) — and down
+        to 250 steps with the ``features`` output (no model, time-domain tokens, a checkpoint without
+        moments); uncached below. Measured on the shipped ECG models' fronts (``benchmarks/RESULTS.md``:
+        with the gaussian output f 0.7 at 100 steps matches EM-100 at 0.64× its time);
+        ``pyfdc calibrate`` checks a model of your own."""
         if isinstance(steps, bool) or not isinstance(steps, int) or steps < 1:
             raise ValueError(f"steps must be a positive int, got {steps!r}")
         if model is not None and uses_gaussian_output(model):
-            if steps >= 250:
+            if steps >= 1000:
                 return cls.budgeted(0.5, cached_output="gaussian")
             if steps >= 100:
                 return cls.budgeted(0.7, cached_output="gaussian")

@@ -120,8 +120,7 @@ def test_presets_by_step_count(tmp_path: Path) -> None:
 
 
 def test_presets_follow_the_model(tmp_path: Path) -> None:
-    """A spectral model with token moments gets the gaussian cached output and its budgets (down to 100
-    steps); without moments, or with time-domain tokens, the features presets; the CLI loads the model first."""
+    """A spectral model with token moments gets the gaussian cached output (down to 100 steps); without moments, or with time-domain tokens, the features presets; the CLI loads the model first."""
     from dataclasses import replace
 
     from pyfdc.token_moments import TokenMoments
@@ -129,7 +128,8 @@ def test_presets_follow_the_model(tmp_path: Path) -> None:
     spectral = tiny_model()
     tm = TokenMoments(np.zeros(spectral.transform.mask().shape), np.ones(spectral.transform.mask().shape))
     with_moments = replace(spectral, token_moments=tm)
-    assert E2CRFConfig.preset(250, with_moments) == E2CRFConfig.budgeted(0.5, cached_output="gaussian")
+    assert E2CRFConfig.preset(1000, with_moments) == E2CRFConfig.budgeted(0.5, cached_output="gaussian")
+    assert E2CRFConfig.preset(250, with_moments) == E2CRFConfig.budgeted(0.7, cached_output="gaussian")
     assert E2CRFConfig.preset(100, with_moments) == E2CRFConfig.budgeted(0.7, cached_output="gaussian")
     assert E2CRFConfig.preset(99, with_moments).mode == "uncached"
     assert E2CRFConfig.preset(250, spectral) == E2CRFConfig.preset(250) == E2CRFConfig.budgeted(0.7)
