@@ -46,10 +46,10 @@ def main() -> None:
         F._draw(model, F.SamplerSpec(sp.kind, 3, sp.options), 8, args.seed, 0)  # warm-up
     rows = []
     for sp in specs:
-        run = F._load_run(sub, sp, args.num_samples, args.batch_size, mid)
+        run = F._load_run(sub, sp, args.num_samples, args.batch_size, mid, args.seed)
         if run is None:
             run = F.run_sampler(model, sp, args.num_samples, args.batch_size, args.seed)
-            F._save_run(sub, run, mid)
+            F._save_run(sub, run, mid, args.seed)
         c = c2st_report(run.x, ref.x, seed=args.seed)
         be = band_spectral_error(run.x, ref.x)
         rows.append({"sampler": sp.name, "c2st": c, "band_error": be, "f": run.recomputed_fraction})

@@ -192,18 +192,20 @@ def model_fingerprint(model: Any) -> str:
     return h.hexdigest()[:16]
 
 
-def _save_run(folder: Path, run: SamplerRun, model_id: str) -> None:
+def _save_run(folder: Path, run: SamplerRun, model_id: str, seed: int | None = None) -> None:
     from pyfdc._io import atomic_path, atomic_write_text
 
     with atomic_path(folder / f"{run.spec.slug}.npy") as tmp, open(tmp, "wb") as fh:
         np.save(fh, run.x.astype(np.float32))
     atomic_write_text(folder / f"{run.spec.slug}.json", json.dumps({
         "spec": run.spec.name, "model": model_id, "batch_seconds": run.batch_seconds, "batch_size": run.batch_size,
-        "recomputed_fraction": run.recomputed_fraction, "batch1_seconds": run.batch1_seconds}))
+        "recomputed_fraction": run.recomputed_fraction, "batch1_seconds": run.batch1_seconds, "seed": seed}))
 
 
 def _load_run(folder: Path, spec: SamplerSpec, num_samples: int, batch_size: int,
-              model_id: str) -> SamplerRun | None:
+              model_id: str, seed: int | None = None) -> SamplerRun | None:
+    """A saved run of ``spec`` for this model and size, or ``None``. With ``seed``, a run that recorded
+    another seed is not reused (the reference folder holds one seed's set; older files record none)."""
     arr, meta = folder / f"{spec.slug}.npy", folder / f"{spec.slug}.json"
     if not (arr.is_file() and meta.is_file()):
         return None
@@ -214,6 +216,8 @@ def _load_run(folder: Path, spec: SamplerSpec, num_samples: int, batch_size: int
         return None  # unreadable leftovers are regenerated, not trusted
     if (info.get("spec") != spec.name or info.get("model") != model_id or len(x) != num_samples
             or info.get("batch_size") != batch_size):
+        return None
+    if seed is not None and info.get("seed") is not None and info["seed"] != seed:
         return None
     return SamplerRun(spec, x, info["batch_seconds"], batch_size, info["recomputed_fraction"],
                       info.get("batch1_seconds", []))
@@ -293,11 +297,11 @@ def run_front(model: Any, out: str | Path, specs: list[str] | tuple[str, ...] = 
         for label, spec, sd in todo:
             sub = folder / ("reference" if label == "reference" else f"seed{sd}")
             sub.mkdir(exist_ok=True)
-            run = _load_run(sub, spec, num_samples, batch_size, model_id)
+            run = _load_run(sub, spec, num_samples, batch_size, model_id, sd)
             if run is None:
                 bar.set_postfix_str(label)
                 run = run_sampler(model, spec, num_samples, batch_size, sd, batch1 if label != "reference" else 0, bar)
-                _save_run(sub, run, model_id)
+                _save_run(sub, run, model_id, sd)
             else:
                 bar.update(spec.steps * num_samples)
             runs[label] = run

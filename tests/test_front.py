@@ -74,6 +74,13 @@ def test_run_front_writes_reports_and_reuses_only_the_same_models_runs(tmp_path:
     other = run_front(_tiny_model(1), tmp_path, specs[:1], num_samples=20, batch_size=10, progress=False)
     assert ref_file.stat().st_mtime_ns != stamp and other["model_id"] != res["model_id"]  # redrawn
     assert "| em:5 |" in front_table(other)
+    # a reference drawn with another seed is redrawn, not reused (the reference folder holds one seed)
+    stamp = ref_file.stat().st_mtime_ns
+    run_front(_tiny_model(1), tmp_path, specs[:1], num_samples=20, batch_size=10, progress=False)
+    assert ref_file.stat().st_mtime_ns == stamp
+    run_front(_tiny_model(1), tmp_path, specs[:1], num_samples=20, batch_size=10, progress=False, ref_seed=7)
+    assert ref_file.stat().st_mtime_ns != stamp
+    assert json.loads(ref_file.with_suffix(".json").read_text())["seed"] == 7
 
 
 def test_cli_front(tmp_path: Path, capsys: pytest.CaptureFixture[str]) -> None:
