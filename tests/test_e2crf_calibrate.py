@@ -128,7 +128,7 @@ def test_presets_follow_the_model(tmp_path: Path) -> None:
     spectral = tiny_model()
     tm = TokenMoments(np.zeros(spectral.transform.mask().shape), np.ones(spectral.transform.mask().shape))
     with_moments = replace(spectral, token_moments=tm)
-    assert E2CRFConfig.preset(1000, with_moments) == E2CRFConfig.budgeted(0.5, cached_output="gaussian")
+    assert E2CRFConfig.preset(1000, with_moments) == E2CRFConfig.budgeted(0.25, cached_output="gaussian")
     assert E2CRFConfig.preset(250, with_moments) == E2CRFConfig.budgeted(0.7, cached_output="gaussian")
     assert E2CRFConfig.preset(100, with_moments) == E2CRFConfig.budgeted(0.7, cached_output="gaussian")
     assert E2CRFConfig.preset(99, with_moments).mode == "uncached"
