@@ -36,6 +36,7 @@ from typing import Any
 import torch
 
 from pyfdc import e2crf, e2crf_budget_policy
+from pyfdc.cached_layers import run_layers
 from pyfdc.checkpoint import load_checkpoint
 from pyfdc.e2crf import E2CRFConfig, E2CRFSampler
 from pyfdc.e2crf_budget import BudgetForward
@@ -163,19 +164,7 @@ def rules(model: Any, args: argparse.Namespace) -> None:
 def _layers(blocks: Any, lo: int, hi: int, h: torch.Tensor, kc: torch.Tensor, vc: torch.Tensor,
             idx: torch.Tensor | None) -> torch.Tensor:
     """Blocks ``lo..hi-1`` on rows ``h`` (``idx None``: all tokens, the layers' caches overwritten)."""
-    from pyfdc import ops
-
-    for layer in range(lo, hi):
-        blk = blocks[layer]
-        q, k, v = blk.qkv_heads(h)
-        if idx is None:
-            kc[layer].copy_(k)
-            vc[layer].copy_(v)
-        else:
-            ops.kv_scatter(kc, vc, layer, idx, k, v)
-        h = h + blk.attn_residual(q, kc[layer], vc[layer])
-        h = h + blk.ffn_residual(h)
-    return h
+    return run_layers(blocks[lo:hi], h, kc, vc, idx, first=lo)
 
 
 class _DepthForward(BudgetForward):

@@ -8,13 +8,15 @@ from torch import Tensor, nn
 from pyfdc import ops
 
 
-def run_layers(blocks: list[nn.Module], h: Tensor, k_cache: Tensor, v_cache: Tensor, idx: Tensor | None) -> Tensor:
-    """All blocks on rows ``h (B, S, d)``, attending over the persistent cache.
+def run_layers(blocks: list[nn.Module], h: Tensor, k_cache: Tensor, v_cache: Tensor, idx: Tensor | None,
+               first: int = 0) -> Tensor:
+    """The blocks on rows ``h (B, S, d)``, attending over the persistent cache.
 
     ``idx (B, S)`` names the token each row writes its K/V to (-1 = write nothing); ``None`` means
     the rows are all ``N'`` tokens in order (a dense refresh: the layer's cache is overwritten).
+    ``first``: the cache layer of ``blocks[0]`` (when ``blocks`` is a slice of the network's).
     """
-    for layer, blk in enumerate(blocks):
+    for layer, blk in enumerate(blocks, start=first):
         q, k, v = blk.qkv_heads(h)
         if idx is None:
             k_cache[layer].copy_(k)

@@ -244,6 +244,17 @@ def test_linear_reuse_extrapolates_cached_residuals(net, step):
     assert (c1[:, 10:13] - c0[:, 10:13]).abs().max() > 1e-3   # the extrapolation term is not negligible
 
 
+def _refresh_then_cached_step(fwd, g, B):
+    """Refresh at ``(z0, t0 = 0.6)``, then one budget step (no probes) at ``(z2, t2 = 0.4)`` with z moved
+    by 0.2·N(0, 1); returns ``z0, t0, eps0, z2, t2, eps2`` and the recomputed-token mask."""
+    z0 = torch.randn(B, T, C, generator=g, dtype=torch.float64)
+    t0, t2 = torch.full((B,), 0.6, dtype=torch.float64), torch.full((B,), 0.4, dtype=torch.float64)
+    eps0 = fwd.refresh(z0, t0)
+    z2 = z0 + 0.2 * torch.randn(B, T, C, generator=g, dtype=torch.float64)
+    eps2, _ = fwd.sparse(z2, t2, torch.zeros(B, 0, dtype=torch.int64), torch.zeros(B, dtype=torch.float64))
+    return z0, t0, eps0, z2, t2, eps2, _mask(fwd.idx.tolist(), B)
+
+
 def test_x0_output_answers_cached_tokens_from_their_denoised_estimate(net):
     """cached_output='x0': a cached token's ε̂ at (z2, t2) is (z2 − α2 x̂0)/σ2 with x̂0 = (z0 − σ0 ε̂0)/α0
     from its last recompute; recomputed tokens keep the network's ε̂."""
@@ -254,12 +265,7 @@ def test_x0_output_answers_cached_tokens_from_their_denoised_estimate(net):
     fwd = BudgetForward(net, B, T, C, k=k, K=K, num_probes=0, tau0=0.5, eps=1e-6, dtype=torch.float64,
                         cached_output="x0", sde=sde)
     g = torch.Generator().manual_seed(3)
-    z0 = torch.randn(B, T, C, generator=g, dtype=torch.float64)
-    t0, t2 = torch.full((B,), 0.6, dtype=torch.float64), torch.full((B,), 0.4, dtype=torch.float64)
-    eps0 = fwd.refresh(z0, t0)
-    z2 = z0 + 0.2 * torch.randn(B, T, C, generator=g, dtype=torch.float64)
-    eps2, _ = fwd.sparse(z2, t2, torch.zeros(B, 0, dtype=torch.int64), torch.zeros(B, dtype=torch.float64))
-    sel = _mask(fwd.idx.tolist(), B)
+    z0, t0, eps0, z2, t2, eps2, sel = _refresh_then_cached_step(fwd, g, B)
     (a0, s0), (a2, s2) = (tuple(v[:, None, None] for v in sde.marginal(t)) for t in (t0, t2))
     want_cached = (z2 - a2 * (z0 - s0 * eps0) / a0) / s2
     torch.testing.assert_close(eps2[~sel], want_cached[~sel], **TOL)
@@ -281,12 +287,7 @@ def test_gaussian_output_tracks_the_gaussian_part_and_keeps_the_rest(net):
     lam = torch.rand(T, C, generator=g, dtype=torch.float64) * 2 + 0.05
     fwd = BudgetForward(net, B, T, C, k=k, K=K, num_probes=0, tau0=0.5, eps=1e-6, dtype=torch.float64,
                         cached_output="gaussian", sde=sde, moments=(mu, lam))
-    z0 = torch.randn(B, T, C, generator=g, dtype=torch.float64)
-    t0, t2 = torch.full((B,), 0.6, dtype=torch.float64), torch.full((B,), 0.4, dtype=torch.float64)
-    eps0 = fwd.refresh(z0, t0)
-    z2 = z0 + 0.2 * torch.randn(B, T, C, generator=g, dtype=torch.float64)
-    eps2, _ = fwd.sparse(z2, t2, torch.zeros(B, 0, dtype=torch.int64), torch.zeros(B, dtype=torch.float64))
-    sel = _mask(fwd.idx.tolist(), B)
+    z0, t0, eps0, z2, t2, eps2, sel = _refresh_then_cached_step(fwd, g, B)
 
     def W(z, t):
         a, s = (v[:, None, None] for v in sde.marginal(t))
