@@ -119,12 +119,14 @@ def build_parser() -> argparse.ArgumentParser:
     p = sub.add_parser("train", help="train a diffusion model", description=(
         "Train a score network on a dataset's train split (a validation split is carved from it; "
         "the held-out split is never used). --out becomes a checkpoint folder."))
-    p.add_argument("--dataset", metavar="NAME", help="dataset name (default: ecg, embedded)")
-    p.add_argument("--data-root", metavar="DIR", type=Path, help="folder with the dataset's files (not needed for ecg)")
+    p.add_argument("--dataset", metavar="NAME", help="dataset name: ecg (default, embedded), sines (TimeGAN's, generated), or one of the paper's "
+                   "read from --data-root (ecg-kaggle, nasdaq2019, nasa-charge, nasa-discharge, us-droughts)")
+    p.add_argument("--data-root", metavar="DIR", type=Path, help="folder with the dataset's files (not needed for ecg or sines)")
     g = p.add_argument_group("your own data (instead of --dataset)")
     g.add_argument("--data", metavar="FILE", type=Path,
                    help=".npy (S, N[, M]), .npz (train/test arrays, or one array), .csv (a series per line, "
-                        "no header) or .parquet (needs pyarrow); the checkpoint remembers the file so 'pyfdc evaluate' finds its held-out split")
+                        "no header), .parquet (needs pyarrow) or a UCR/UEA .ts/.tsv/.txt file (NAME_TRAIN with NAME_TEST "
+                        "beside it keeps the archive's split); the checkpoint remembers the file so 'pyfdc evaluate' finds its held-out split")
     g.add_argument("--split", choices=("time", "random"), help="hold out the last series in file order (time, "
                    "default) or a seeded random subset")
     g.add_argument("--test-fraction", metavar="F", type=_typed(float, lambda v: 0 < v < 1, "a number in (0, 1)"),
@@ -238,7 +240,7 @@ def build_parser() -> argparse.ArgumentParser:
                    help="checkpoint folder, or the name of a shipped one (e.g. ecg_small_time)")
     p.add_argument("--samples", type=Path, required=True, metavar="DIR",
                    help="folder written by 'pyfdc sample' (or a .npy file)")
-    p.add_argument("--data-root", metavar="DIR", type=Path, help="folder with the dataset's files (not needed for ecg)")
+    p.add_argument("--data-root", metavar="DIR", type=Path, help="folder with the dataset's files (not needed for ecg or sines)")
     p.add_argument("--data", metavar="FILE", type=Path,
                    help="the data file the model was trained on, if it moved (its SHA-256 must match)")
     p.add_argument("--projections", metavar="L", type=_typed(int, lambda v: v >= 2, "an integer >= 2"), default=10_000,

@@ -17,6 +17,7 @@ import numpy as np
 from .dataset import TimeSeriesDataset
 from .embedded import load_embedded_ecg
 from .own import _read_csv
+from .sines import load_sines
 
 SPLIT_SEED = 42
 TRAIN_FRACTION = 0.8
@@ -245,6 +246,7 @@ def load_us_droughts(root: str | os.PathLike[str] | None = None) -> TimeSeriesDa
 
 _LOADERS: dict[str, Callable[[str | os.PathLike[str] | None], TimeSeriesDataset]] = {
     "ecg": lambda root: load_embedded_ecg(),
+    "sines": lambda root: load_sines(),
     "ecg-kaggle": load_ecg_kaggle,
     "nasdaq2019": load_nasdaq2019,
     "nasa-charge": lambda root: load_nasa("charge", root),
@@ -254,7 +256,7 @@ _LOADERS: dict[str, Callable[[str | os.PathLike[str] | None], TimeSeriesDataset]
 
 
 def available_datasets() -> list[str]:
-    """Names ``load_dataset`` accepts; ``"ecg"`` is embedded, the others read local files."""
+    """Names ``load_dataset`` accepts; ``"ecg"`` is embedded, ``"sines"`` generated, the others read local files."""
     return list(_LOADERS)
 
 

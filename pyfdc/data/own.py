@@ -9,6 +9,9 @@
   ``N`` consecutive lines form one series.
 * ``.parquet`` (needs ``pyarrow``): numeric columns read as the rows of a CSV would be — a series per
   row (``channels`` blocks of columns), or long format with ``length``.
+* ``.ts`` / ``.tsv`` / ``.txt``: the UCR/UEA archive formats (:mod:`pyfdc.data.ucr`; labels are
+  dropped). Given ``NAME_TRAIN.ext`` with ``NAME_TEST.ext`` beside it, the archive's own split is
+  kept (both files' SHA-256 are recorded); otherwise the file is split here.
 
 Splits: ``time`` (the last ``test_fraction`` of the series, in file order, are held out — right for
 series cut from one recording) or ``random`` (seeded). The dataset's ``meta`` records the file's
@@ -25,9 +28,10 @@ from typing import Any
 import numpy as np
 
 from .dataset import TimeSeriesDataset
+from .ucr import UCR_SUFFIXES, archive_pair, read_ucr
 
 SPLITS = ("time", "random")
-SUFFIXES = (".npy", ".npz", ".csv", ".parquet")
+SUFFIXES = (".npy", ".npz", ".csv", ".parquet", *UCR_SUFFIXES)
 
 
 def _fail(path: Path, what: str) -> ValueError:
@@ -145,8 +149,13 @@ def load_series(path: str | os.PathLike[str], *, split: str = "time", test_fract
     if suffix not in SUFFIXES:
         raise _fail(p, f"unknown data format {suffix or '(no suffix)'!r}; expected one of {SUFFIXES}")
     presplit = False
+    pair = archive_pair(p) if suffix in UCR_SUFFIXES else None
     try:
-        if suffix == ".csv":
+        if suffix in UCR_SUFFIXES:
+            x = read_ucr(p)[0]
+            if pair is not None:
+                train, test, presplit = x, read_ucr(pair)[0], True
+        elif suffix == ".csv":
             x = _read_csv(p, channels, length)
         elif suffix == ".parquet":
             x = _read_parquet(p, channels, length)
@@ -173,6 +182,8 @@ def load_series(path: str | os.PathLike[str], *, split: str = "time", test_fract
     meta: dict[str, Any] = {"source": "file", "path": str(p.resolve()), "sha256": file_sha256(p),
                             "split": "file" if presplit else split, "test_fraction": float(test_fraction),
                             "channels": channels, "seed": seed, "length": length}
+    if pair is not None:
+        meta.update(split="archive", test_path=str(pair.resolve()), test_sha256=file_sha256(pair))
     try:
         return TimeSeriesDataset(f"file:{p.name}", train, test, meta)
     except ValueError as exc:
@@ -190,6 +201,11 @@ def reload_from_meta(meta: dict[str, Any], path: str | os.PathLike[str] | None =
         raise ValueError(f"{src}: its contents differ from the file this model was trained on "
                          f"(SHA-256 {digest[:12]}… vs {str(meta.get('sha256'))[:12]}…); its held-out split "
                          "would not be held out")
+    if meta.get("test_sha256") is not None:
+        pair = archive_pair(src)
+        if pair is None or file_sha256(pair) != meta["test_sha256"]:
+            raise ValueError(f"{src}: the archive's _TEST file beside it is gone or differs from the one this "
+                             "model was trained with; its held-out split cannot be found")
     return load_series(src, split=meta["split"] if meta["split"] in SPLITS else "time",
                        test_fraction=meta["test_fraction"], channels=meta["channels"], seed=meta["seed"],
                        length=meta.get("length"))
