@@ -6,8 +6,7 @@ from typing import Any
 
 from pyfdc.cli_io import SAMPLES_FILE, STATS_FILE, TINY_MODEL, _echo, _prepare_out, _save_npy, _write_json
 
-from pyfdc.cli_evaluate import evaluate_samples, gaussian_baseline, sw_report
-
+from pyfdc.cli_evaluate import evaluate_samples
 
 
 def cmd_demo(args: argparse.Namespace) -> dict[str, Any]:
@@ -39,6 +38,7 @@ def cmd_demo(args: argparse.Namespace) -> dict[str, Any]:
         trained = f"model trained here {result.epochs_run} epochs ({result.wall_seconds:.0f} s)"
     rows = []
     from pyfdc.e2crf import E2CRFConfig
+    from pyfdc.quality import data_report
 
     preset = E2CRFConfig.preset(args.steps, model)  # the measured choice for this step count (benchmarks/RESULTS.md)
     what = ("uncached: no budget keeps quality" if preset.budget is None else
@@ -49,6 +49,7 @@ def cmd_demo(args: argparse.Namespace) -> dict[str, Any]:
         from pyfdc.pretrained import pretrained_path
 
         runs.append(("em_time", "em", load_checkpoint(pretrained_path("ecg_small_time"))))
+    reports = {}
     for i, (name, sampler, m_run) in enumerate(runs):
         label = f"sampler {sampler}" + (" on the time-domain model" if name == "em_time" else "")
         _echo(f"[{2 + i}/{1 + len(runs)}] sampling {args.num_samples} series, {args.steps} steps, {label}"
@@ -60,35 +61,39 @@ def cmd_demo(args: argparse.Namespace) -> dict[str, Any]:
         _save_npy(sdir / SAMPLES_FILE, samples)
         if stats is not None:
             _write_json(sdir / STATS_FILE, stats)
-        m = evaluate_samples(samples, dataset, out / f"eval_{name}", 2000, args.seed,
-                             sdir if stats is not None else None)
+        evaluate_samples(samples, dataset, out / f"eval_{name}", 2000, args.seed, sdir if stats is not None else None)
+        reports[name] = data_report(samples, dataset.train, dataset.test, repeats=args.c2st_repeats,
+                                    seed=args.seed, gaussian=i == 0)
         f = stats["mean_recomputed_fraction"] if stats else 1.0
         shown = "em (time-domain model)" if name == "em_time" else sampler
-        rows.append((shown, wall, args.num_samples / wall, f, m["sw_samples_vs_heldout"], samples))
-    import numpy as np
-
-    from pyfdc.quality import constant_pad, shape_stats
-
-    gauss = gaussian_baseline(dataset.train, args.num_samples, args.seed)
-    refs = [("Gaussian fitted to train", None, None, None, sw_report(gauss, dataset.test, 2000, args.seed), gauss),
-            ("train split (floor)", None, None, None, m["sw_floor_train_vs_heldout"], dataset.train),
-            ("held-out beats", None, None, None, None, dataset.test)]
-    pad = constant_pad(np.concatenate([dataset.train, dataset.test]))
-    lines = [f"SW to {len(dataset.test)} held-out beats; {trained}", "",
-             "| sampler | wall s | series/s | speedup vs em | recomputed f | SW time (±2se) | SW freq (±2se) "
-             "| roughness mean abs(dx) | pad residue p95 |",
-             "|---|---|---|---|---|---|---|---|---|"]
-    em_wall = rows[0][1]
-    for s, wall, rate, f, sw, x in rows + refs:
-        nums = ("–",) * 4 if wall is None else (f"{wall:.1f}", f"{rate:.2f}", f"{em_wall / wall:.2f}x", f"{f:.2f}")
-        sws = ("–", "–") if sw is None else (f"{sw['time']['mean']:.4f} ± {sw['time']['two_se']:.4f}",
-                                            f"{sw['freq']['mean']:.4f} ± {sw['freq']['two_se']:.4f}")
-        st = shape_stats(x, pad)
-        lines.append(f"| {s} | {' | '.join(nums)} | {' | '.join(sws)} | {st['roughness']:.4f} | "
-                     f"{st.get('pad_residue_p95', float('nan')):.4f} |")
-    table = "\n".join(lines)
+        rows.append((shown, wall, f, reports[name]["generated"]))
+    table = _demo_table(rows, reports["em"], dataset, trained, args)
     print(table)
     from pyfdc._io import atomic_write_text
 
     atomic_write_text(out / "demo_results.md", table + "\n")
-    return {"table": table}
+    _write_json(out / "demo_quality.json", reports)
+    return {"table": table, "quality": reports}
+
+
+def _demo_table(rows: list[tuple[str, float, float, dict[str, Any]]], first: dict[str, Any], dataset: Any,
+                trained: str, args: argparse.Namespace) -> str:
+    """Markdown: each sampler's speed and its C2ST against the held-out beats, beside the floors."""
+    from pyfdc.quality import _wilson
+
+    n = min(len(dataset.test), args.num_samples)
+    lo, hi = _wilson(n, 2 * n)  # the null's 95% interval around 0.5 at this size
+    lines = [f"C2ST against {len(dataset.test)} held-out beats (accuracy of a classifier telling the sets apart: "
+             f"0.5 = indistinguishable; mean ± sd over {args.c2st_repeats} subsamples of {n} per side, the larger "
+             f"of trees / linear; at this size chance alone spans {lo:.2f}-{hi:.2f}); {trained}", "",
+             "| set | wall s | speedup vs em | recomputed f | C2ST vs held-out | roughness mean abs(dx) |",
+             "|---|---|---|---|---|---|"]
+    em_wall = rows[0][1]
+    refs = [("train split (the data floor)", first["floor_train"]), ("Gaussian fitted to train", first["gaussian"])]
+    for name, wall, f, rep in [*rows, *((r, None, None, q) for r, q in refs)]:
+        c = rep["c2st"]
+        sd = c[c["headline_classifier"]]["sd"]
+        nums = ("–",) * 3 if wall is None else (f"{wall:.1f}", f"{em_wall / wall:.2f}x", f"{f:.2f}")
+        lines.append(f"| {name} | {' | '.join(nums)} | {c['headline']:.3f} ± {sd:.3f} | {rep['shape']['roughness']:.4f} |")
+    lines.append(f"| held-out beats | – | – | – | – | {first['shape_heldout']['roughness']:.4f} |")
+    return "\n".join(lines)

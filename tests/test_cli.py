@@ -165,10 +165,11 @@ def test_resume_via_cli(capsys: pytest.CaptureFixture[str], tmp_path: Path) -> N
 
 
 def test_demo_tiny(capsys: pytest.CaptureFixture[str], tmp_path: Path) -> None:
-    code, text = _run(capsys, "demo", "--tiny", "--epochs", "1", "--minutes", "1", "--num-samples", "4",
-                      "--steps", "6", "--out", str(tmp_path / "demo"), "--no-progress")
+    code, text = _run(capsys, "demo", "--tiny", "--epochs", "1", "--minutes", "1", "--num-samples", "6",
+                      "--c2st-repeats", "1", "--steps", "6", "--out", str(tmp_path / "demo"), "--no-progress")
     assert code == 0, text
-    assert "| em |" in text and "| e2crf |" in text and "floor" in text and "Gaussian" in text
+    assert "| em |" in text and "| e2crf |" in text and "data floor" in text and "Gaussian" in text
+    assert "C2ST against 91 held-out beats" in text and "SW" not in text
     assert (tmp_path / "demo" / "demo_results.md").is_file()
     assert (tmp_path / "demo" / "eval_e2crf" / "e2crf_stats.png").is_file()
 
@@ -209,8 +210,8 @@ def test_benchmark_rejects_non_e2crf(capsys: pytest.CaptureFixture[str]) -> None
 
 
 def test_demo_uses_shipped_model(capsys: pytest.CaptureFixture[str], tmp_path: Path) -> None:
-    code, text = _run(capsys, "demo", "--num-samples", "4", "--steps", "6", "--out", str(tmp_path / "d"),
-                      "--no-progress")
+    code, text = _run(capsys, "demo", "--num-samples", "6", "--c2st-repeats", "1", "--steps", "6",
+                      "--out", str(tmp_path / "d"), "--no-progress")
     assert code == 0, text
     assert "shipped model trained" in text and not (tmp_path / "d" / "model").exists()
     assert (tmp_path / "d" / "eval_em" / METRICS_FILE).is_file()

@@ -1,0 +1,82 @@
+"""The development suite's datasets (aeon's files: skipped without the suite extra) and its report."""
+from __future__ import annotations
+
+import importlib.util
+import json
+import sys
+from pathlib import Path
+
+import numpy as np
+import pytest
+
+sys.path.insert(0, str(Path(__file__).resolve().parents[1] / "benchmarks"))
+import suite_data  # noqa: E402
+import suite_stages  # noqa: E402
+
+HAVE_AEON = importlib.util.find_spec("aeon") is not None
+needs_aeon = pytest.mark.skipif(not HAVE_AEON, reason="the suite extra (aeon's data files) is not installed")
+
+SHAPES = {"ecg": (374, 91, 187, 1), "italypower": (877, 219, 24, 1), "gunpoint": (160, 40, 150, 1),
+          "acsf1": (1600, 400, 146, 1), "basicmotions": (40, 40, 100, 6), "japanesevowels": (512, 128, 25, 12),
+          "sines": (10_000, 2_000, 24, 5)}
+
+
+@pytest.mark.parametrize("name", sorted(SHAPES))
+def test_suite_dataset_shapes_and_disjoint_split(name: str) -> None:
+    if name not in ("ecg", "sines") and not HAVE_AEON:
+        pytest.skip("the suite extra (aeon's data files) is not installed")
+    ds = suite_data.load_suite_dataset(name)
+    assert (len(ds.train), len(ds.test), ds.length, ds.channels) == SHAPES[name]
+    # no series (or window) on both sides of the split
+    train_keys = {row.tobytes() for row in ds.train}
+    assert not any(row.tobytes() in train_keys for row in ds.test)
+
+
+@needs_aeon
+def test_acsf1_windows_never_cross_the_split() -> None:
+    tr, te = suite_data._pooled("ACSF1")
+    ds = suite_data.load_acsf1()
+    per = tr.shape[1] // suite_data.ACSF1_WINDOW
+    np.testing.assert_array_equal(ds.train[:per].reshape(-1), tr[0, :per * suite_data.ACSF1_WINDOW, 0].astype(np.float32))
+    np.testing.assert_array_equal(ds.test[:per].reshape(-1), te[0, :per * suite_data.ACSF1_WINDOW, 0].astype(np.float32))
+
+
+def test_missing_extra_is_one_line(monkeypatch: pytest.MonkeyPatch) -> None:
+    monkeypatch.setattr(suite_data.importlib.util, "find_spec", lambda name: None)
+    with pytest.raises(suite_data.SuiteDataMissing) as err:
+        suite_data.load_suite_dataset("gunpoint")
+    assert "pyfdc[suite]" in str(err.value) and "\n" not in str(err.value)
+    assert suite_data.load_suite_dataset("sines").train.shape[0] == 10_000  # needs no extra
+    with pytest.raises(ValueError, match="unknown suite dataset"):
+        suite_data.load_suite_dataset("pigcvp")
+
+
+def test_default_spec_is_the_cli_preset() -> None:
+    from pyfdc.checkpoint import load_checkpoint
+    from pyfdc.e2crf import E2CRFConfig
+    from pyfdc.front import parse_spec
+    from pyfdc.pretrained import pretrained_path
+
+    model = load_checkpoint(pretrained_path("ecg_small_freq"))
+    for steps in (1000, 100):
+        spec = parse_spec(suite_stages.default_e2crf_spec(model, steps))
+        assert spec.steps == steps and spec.e2crf_config() == E2CRFConfig.preset(steps, model)
+    assert suite_stages.config_spec(E2CRFConfig(), 50) == "e2crf:50"
+
+
+def _data_rep(c2st: float, rough: float) -> dict:
+    cell = {"c2st": {"headline": c2st}, "shape": {"roughness": rough}}
+    return {"num_heldout": 40, "generated": cell, "floor_train": cell, "gaussian": cell,
+            "shape_heldout": {"roughness": 0.5}}
+
+
+def test_summary_reports_what_ran(tmp_path: Path) -> None:
+    (tmp_path / "a").mkdir()
+    (tmp_path / "a" / "scores.json").write_text(json.dumps({"freq": _data_rep(0.61, 0.7), "time": _data_rep(0.83, 0.9)}))
+    (tmp_path / "b").mkdir()  # nothing scored yet
+    suite_stages.write_summary(tmp_path, ["a", "b", "c"])
+    text = (tmp_path / "summary.md").read_text()
+    assert "| a | 40 | 0.610 | 0.830 |" in text and "0.5000 / 0.7000 / 0.9000" in text
+    assert "| b | – | – | – |" in text and "| c |" not in text
+    rows = json.loads((tmp_path / "summary.json").read_text())
+    assert [r["dataset"] for r in rows] == ["a", "b"] and rows[0]["c2st_time"] == 0.83
