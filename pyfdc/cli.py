@@ -47,7 +47,7 @@ def _train_data(args: argparse.Namespace) -> Any:
         raise UsageError("--data FILE replaces --dataset/--data-root; give one or the other")
     if (args.channels is not None or args.length is not None) and args.data.suffix.lower() not in (".csv", ".parquet"):
         raise UsageError("--channels/--length are for .csv/.parquet files only (arrays carry their axes)")
-    return load_series(args.data, split=args.split or "time", test_fraction=args.test_fraction or 0.2,
+    return load_series(args.data, split=args.split, test_fraction=args.test_fraction,
                        channels=args.channels or 1, seed=args.seed, length=args.length)
 
 
@@ -159,6 +159,7 @@ def cmd_sample(args: argparse.Namespace) -> dict[str, Any]:
     model.clip = getattr(args, "clip", "auto") == "auto"
     if e2cfg is not None:
         e2cfg = _e2crf_config(args, model)
+        e2cfg.check_tokens(model.transform.num_tokens, model.transform.kind)  # before --out is claimed
     out = distributed.on_main(world, lambda: _prepare_out(args.out, args.overwrite, SAMPLE_OUTPUTS))
     t0 = time.perf_counter()
     start, stop = distributed.shard(args.num_samples, world)  # noise is per sample id: shards join seamlessly
@@ -335,7 +336,7 @@ def main(argv: Sequence[str] | None = None) -> int:
     except KeyboardInterrupt:
         _echo(f"pyfdc {args.command}: interrupted")
         return 130
-    except (UsageError, CheckpointError, ValueError, TypeError, FileExistsError,
+    except (UsageError, CheckpointError, ValueError, TypeError, FileExistsError, FloatingPointError,
             FileNotFoundError, NotADirectoryError, PermissionError) as exc:
         if os.environ.get("PYFDC_DEBUG"):
             raise

@@ -37,17 +37,23 @@ pos_float = _typed(float, lambda v: math.isfinite(v) and v > 0, "a finite number
 nonneg_float = _typed(float, lambda v: v >= 0 and not math.isnan(v), "a number >= 0")
 unit_float = _typed(float, lambda v: 0 <= v < 1, "a number in [0, 1)")
 open_unit_float = _typed(float, lambda v: 0 < v < 1, "a number in (0, 1)")
+seed_int = _typed(int, lambda v: 0 <= v < 2**63, "an integer in [0, 2**63)")
 
 
 def checkpoint_dir(text: str) -> Path:
     """A checkpoint folder, or the name of a checkpoint shipped with pyfdc (``ecg_small_freq``, ...)
     when no folder of that name exists."""
+    from pyfdc.pretrained import PRETRAINED
+
     path = Path(text)
     if not path.exists():
-        from pyfdc.pretrained import PRETRAINED
-
         if text in PRETRAINED:
             return PRETRAINED[text]
+        raise argparse.ArgumentTypeError(f"{text}: no such checkpoint folder, and no shipped checkpoint of that "
+                                         f"name (shipped: {', '.join(sorted(PRETRAINED))})")
+    if not path.is_dir():
+        raise argparse.ArgumentTypeError(f"{text} is a file; --checkpoint takes a checkpoint folder (the one "
+                                         "holding config.json) or a shipped checkpoint's name")
     return path
 
 
@@ -79,7 +85,7 @@ def _add_sampler_args(p: argparse.ArgumentParser) -> None:
                         "e2crf: cached Euler-Maruyama (default: em)")
     p.add_argument("--steps", metavar="T", type=pos_int, default=1000, help="reverse steps (default: 1000)")
     p.add_argument("--batch-size", metavar="B", type=pos_int, default=64, help="series per batch (default: 64)")
-    p.add_argument("--seed", type=nonneg_int, default=0, help="noise seed (default: 0)")
+    p.add_argument("--seed", type=seed_int, default=0, help="noise seed (default: 0)")
     g = p.add_argument_group("E2-CRF (with --sampler e2crf; without any of these options the measured preset "
                              "for --steps is used, E2CRFConfig.preset; with any, the paper's settings plus those)")
     g.add_argument("--e2crf-K", dest="e2crf_K", metavar="K", type=_typed(int, lambda v: v >= 0, "an integer >= 0"),
@@ -158,7 +164,7 @@ def build_parser() -> argparse.ArgumentParser:
                         "low-noise end (where fine detail is decided) gets trained (default: 0)")
     p.add_argument("--val-fraction", metavar="F", type=unit_float, default=0.1,
                    help="fraction of the train split used for validation (default: 0.1)")
-    p.add_argument("--seed", type=nonneg_int, default=0, help="seed (default: 0)")
+    p.add_argument("--seed", type=seed_int, default=0, help="seed (default: 0)")
     p.add_argument("--max-minutes", metavar="MIN", type=pos_float, help="wall-clock budget; the LR schedule is fitted to it")
     p.add_argument("--resume", action="store_true", help="continue an interrupted run in --out")
     _add_device(p)
@@ -245,7 +251,7 @@ def build_parser() -> argparse.ArgumentParser:
                    help="the data file the model was trained on, if it moved (its SHA-256 must match)")
     p.add_argument("--projections", metavar="L", type=_typed(int, lambda v: v >= 2, "an integer >= 2"), default=10_000,
                    help="random projections of the SW estimate (default: 10000)")
-    p.add_argument("--seed", type=nonneg_int, default=0, help="projection and C2ST seed (default: 0)")
+    p.add_argument("--seed", type=seed_int, default=0, help="projection and C2ST seed (default: 0)")
     p.add_argument("--c2st-repeats", metavar="R", type=nonneg_int, default=5,
                    help="C2ST vs held-out: subsamples of len(held-out) per set, 0 = skip (default: 5)")
     p.add_argument("--field-scores", metavar="RUNS", type=nonneg_int, default=0,
@@ -271,7 +277,7 @@ def build_parser() -> argparse.ArgumentParser:
                    help="EM steps (default: 100; EM-100 is within 0.04 C2ST of EM-1000 on the shipped model)")
     p.add_argument("--c2st-repeats", metavar="R", type=pos_int, default=5,
                    help="held-out subsamples per C2ST (default: 5)")
-    p.add_argument("--seed", type=nonneg_int, default=0, help="seed (default: 0)")
+    p.add_argument("--seed", type=seed_int, default=0, help="seed (default: 0)")
     p.add_argument("--tiny", action="store_true", help=argparse.SUPPRESS)
     p.add_argument("--epochs", metavar="E", type=pos_int, default=200, help=argparse.SUPPRESS)
     _add_out(p)

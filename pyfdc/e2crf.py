@@ -203,6 +203,26 @@ class E2CRFConfig:
 
         return calibrate(model, steps, **kwargs)
 
+    def check_tokens(self, num_tokens: int, kind: str = "freq") -> None:
+        """Raise a one-line ValueError when the options cannot hold for ``num_tokens`` = N' tokens:
+        a K that puts every token in the always-recompute band, more probes than tokens outside the
+        band, or (with a budget) a band + probes larger than the budget (which would override it)."""
+        K = self.band(num_tokens, kind)
+        probes = self.num_probes if self.mode in ("full", "no_energy") else 0
+        if self.K is not None and self.K >= num_tokens - 1:
+            raise ValueError(f"E2CRFConfig.K = {self.K} puts all N' = {num_tokens} tokens in the always-recomputed "
+                             f"band 0..K, so nothing would be cached; K must be < {num_tokens - 1}")
+        if probes > num_tokens - K - 1:
+            raise ValueError(f"E2CRFConfig.num_probes = {probes} exceeds the {num_tokens - K - 1} tokens outside the "
+                             f"band 0..{K} (N' = {num_tokens})")
+        if self.budget is not None and self.K is not None:
+            from pyfdc.e2crf_budget import budget_size
+
+            k = int(math.ceil(self.budget * num_tokens - 1e-9))
+            if budget_size(self.budget, num_tokens, K, probes) > k:
+                raise ValueError(f"E2CRFConfig: the band 0..{K} and {probes} probes ({K + 1 + probes} tokens) exceed the "
+                                 f"budget {self.budget} x N' = {k} tokens; lower K or num_probes, or raise the budget")
+
     def band(self, num_tokens: int, kind: str = "freq") -> int:
         """Resolved K for ``num_tokens`` = N' tokens of a ``kind`` transform (``freq``, ``chart``, ``time``)."""
         if self.K is not None:
@@ -491,13 +511,15 @@ class E2CRFSampler:
         With a multi-process ``world`` (:mod:`pyfdc.distributed`) each rank passes its own block of ids and
         the returned stats are those of the whole job (sums over ranks; wall time and memory: the maximum).
         """
-        from pyfdc.sampling import NoiseStream, ddim, dpm_solver_2m, euler_maruyama
+        from pyfdc.sampling import NoiseStream, check_run_ids, ddim, dpm_solver_2m, euler_maruyama
 
         for name, v, lo in (("num_samples", num_samples, 1), ("steps", steps, 1), ("batch_size", batch_size, 1)):
             if isinstance(v, bool) or not isinstance(v, int) or v < lo:
                 raise ValueError(f"{name} must be an int >= {lo}, got {v!r}")
+        check_run_ids(seed, sample_offset)
         net, transform, sde, mask = self._parts()
         config = self.config
+        config.check_tokens(transform.num_tokens, transform.kind)
         if config.K is None:  # resolve the band for this model's tokens once (time tokens have none)
             config = replace(config, K=config.band(transform.num_tokens, transform.kind))
         T, C = transform.num_tokens, transform.token_dim

@@ -19,7 +19,7 @@ from __future__ import annotations
 import math
 import weakref
 from collections.abc import Callable, Iterable
-from typing import TYPE_CHECKING
+from typing import TYPE_CHECKING, Any
 
 import torch
 from torch import Tensor
@@ -54,6 +54,18 @@ SAMPLING_METHODS: tuple[str, ...] = ("em", "ddim", "dpm2m")
 TIME_SCHEDULES: tuple[str, ...] = ("uniform", "quadratic")
 
 _MASK64 = (1 << 64) - 1
+
+
+SEED_LIMIT = 2**63  # seeds are mixed modulo 2^64 (_sample_seed), so larger ones would alias smaller ones
+
+
+def check_run_ids(seed: Any, sample_offset: Any) -> None:
+    """The one check of a sampling run's ``seed`` (an int in [0, 2^63)) and ``sample_offset`` (an int
+    >= 0), shared by every sampler and the CLI."""
+    if isinstance(seed, bool) or not isinstance(seed, int) or not 0 <= seed < SEED_LIMIT:
+        raise ValueError(f"seed must be an int in [0, 2**63), got {seed!r}")
+    if isinstance(sample_offset, bool) or not isinstance(sample_offset, int) or sample_offset < 0:
+        raise ValueError(f"sample_offset must be an int >= 0, got {sample_offset!r}")
 
 
 def _sample_seed(seed: int, sample_id: int) -> int:
@@ -309,6 +321,7 @@ class Sampler:
         for name, v in (("num_samples", num_samples), ("steps", steps), ("batch_size", batch_size)):
             if isinstance(v, bool) or not isinstance(v, int) or v < 1:
                 raise ValueError(f"{name} must be a positive int, got {v!r}")
+        check_run_ids(seed, sample_offset)
         net, tr, sde = self.model.net, self.model.transform, self.model.sde
         p_dtype = next(net.parameters()).dtype
         if p_dtype not in (torch.float32, torch.float64):

@@ -130,6 +130,8 @@ def train(
     cfg = train_config if train_config is not None else TrainConfig()
     if not isinstance(cfg, TrainConfig):
         raise TypeError(f"train_config must be a TrainConfig, got {type(cfg).__name__}")
+    if not hasattr(dataset, "train"):
+        raise TypeError(f"dataset must be a TimeSeriesDataset (e.g. pyfdc.load_series(FILE)), got {type(dataset).__name__}")
     train_x = np.asarray(dataset.train)
     if train_x.ndim != 3 or train_x.shape[0] < 2 or min(train_x.shape[1:]) < 1:
         raise ValueError(f"dataset.train must have shape (n >= 2, N, M), got {train_x.shape}")
@@ -179,6 +181,8 @@ def train(
     token_scaler = TokenScaler.fit(raw_tokens(fit_idx), transform.mask()) if scaling == "token" else None
 
     def tokens(idx: np.ndarray) -> Tensor:
+        if len(idx) == 0:  # no validation split (val_fraction 0): an empty token batch, no FFT of nothing
+            return torch.zeros((0, transform.num_tokens, transform.token_dim), device=device)
         z = raw_tokens(idx)
         if token_scaler is not None:
             z = token_scaler.transform(z)
@@ -279,7 +283,7 @@ def train(
                 loss = dsm_loss(trained, zb, sde, mask, generator=noise_gen, small_t_fraction=cfg.small_t_fraction)
                 if not torch.isfinite(loss):
                     raise FloatingPointError(
-                        f"training loss became {float(loss)} at epoch {run['epoch'] + 1}, "
+                        f"training loss became {float(loss.detach())} at epoch {run['epoch'] + 1}, "
                         f"step {run['step']}; try a lower lr (now {cfg.lr}; CLI --lr)")
                 optimizer.zero_grad(set_to_none=True)
                 loss.backward()
@@ -332,6 +336,10 @@ def train(
             save_s = time.perf_counter() - marks[-1]
             if stopped:
                 break
+    except FloatingPointError:
+        if not resume and not (out / "config.json").is_file():  # nothing usable was written: leave no state behind
+            distributed.on_main(world, lambda: [(out / f).unlink(missing_ok=True) for f in (STATE_FILE, HISTORY_FILE)])
+        raise
     finally:
         bar.close()
 

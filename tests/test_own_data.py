@@ -53,7 +53,7 @@ def test_random_split_and_presplit(tmp_path):
     ("bad.npy", b"not an array", r"bad.npy: cannot be read as .npy"),
     ("nan.csv", "1,2,3\n1,nan,3\n1,2,3\n", r"nan.csv: file:nan.csv.train contains 1 NaN/Inf"),
     ("few.csv", "1,2\n", r"few.csv: 1 series cannot be split"),
-    ("x.txt", "1,2\n", r"x.txt: unknown data format '.txt'"),
+    ("x.dat", "1,2\n", r"x.dat: unknown data format '.dat'"),
 ])
 def test_errors_name_file_and_line(tmp_path, name, content, match):
     p = tmp_path / name

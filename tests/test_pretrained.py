@@ -54,7 +54,13 @@ def test_cli_takes_a_shipped_name_where_no_folder_has_it(tmp_path, monkeypatch) 
     assert checkpoint_dir("ecg_small_time") == PRETRAINED["ecg_small_time"]
     (tmp_path / "ecg_small_time").mkdir()  # a folder of that name wins
     assert checkpoint_dir("ecg_small_time") == tmp_path.joinpath("ecg_small_time").relative_to(tmp_path)
-    assert checkpoint_dir("no_such_thing").name == "no_such_thing"  # left for the loader's error
+    import argparse
+
+    with pytest.raises(argparse.ArgumentTypeError, match="shipped: ecg_paper_freq, ecg_small_freq, ecg_small_time"):
+        checkpoint_dir("ecg_smal_freq")  # a misspelled name lists the shipped ones
+    (tmp_path / "weights.bin").write_bytes(b"x")
+    with pytest.raises(argparse.ArgumentTypeError, match="is a file; --checkpoint takes a checkpoint folder"):
+        checkpoint_dir("weights.bin")
 
 
 @pytest.mark.parametrize("name", sorted(PRETRAINED))

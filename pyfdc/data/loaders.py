@@ -41,7 +41,7 @@ def _locate(root: Path, name: str, rel: str, source: str, *, is_dir: bool = Fals
             return cand
     raise FileNotFoundError(
         f"dataset {name!r}: expected {'folder' if is_dir else 'file'} {rel!r} in {root} or {root / name}; "
-        f"download it from {source} and pass root=<folder>"
+        f"download it from {source} and pass its folder (CLI: --data-root DIR; Python: root=DIR)"
     )
 
 

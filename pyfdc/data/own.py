@@ -125,14 +125,20 @@ def file_sha256(path: str | os.PathLike[str]) -> str:
     return h.hexdigest()
 
 
-def load_series(path: str | os.PathLike[str], *, split: str = "time", test_fraction: float = 0.2,
+def load_series(path: str | os.PathLike[str], *, split: str | None = None, test_fraction: float | None = None,
                 channels: int = 1, seed: int = 0, length: int | None = None) -> TimeSeriesDataset:
     """Read one file of series and split it into train / held-out (see the module docstring).
 
+    ``split`` (default ``"time"``) and ``test_fraction`` (default 0.2) split a file that holds one set of
+    series; for a file that carries its own split (``.npz`` with ``train``/``test``, a UCR/UEA
+    ``_TRAIN``/``_TEST`` pair) giving either is an error, since it could not apply.
     Raises ``ValueError`` naming the file (and line, for CSV) for anything unreadable, and
     ``FileNotFoundError`` for a missing file.
     """
     p = Path(path)
+    asked = [name for name, v in (("split", split), ("test_fraction", test_fraction)) if v is not None]
+    split = "time" if split is None else split
+    test_fraction = 0.2 if test_fraction is None else test_fraction
     if split not in SPLITS:
         raise ValueError(f"split must be one of {SPLITS}, got {split!r}")
     if isinstance(test_fraction, bool) or not isinstance(test_fraction, (int, float)) or not 0 < test_fraction < 1:
@@ -141,6 +147,8 @@ def load_series(path: str | os.PathLike[str], *, split: str = "time", test_fract
         raise ValueError(f"channels must be an int >= 1, got {channels!r}")
     if length is not None and (isinstance(length, bool) or not isinstance(length, int) or length < 1):
         raise ValueError(f"length must be None or an int >= 1, got {length!r}")
+    if p.is_dir():
+        raise _fail(p, f"is a folder; pass one data file ({', '.join(SUFFIXES)})")
     if not p.is_file():
         raise FileNotFoundError(f"{p}: no such data file")
     if length is not None and p.suffix.lower() not in (".csv", ".parquet"):
@@ -177,10 +185,14 @@ def load_series(path: str | os.PathLike[str], *, split: str = "time", test_fract
         if str(exc).startswith(str(p)):
             raise
         raise _fail(p, f"cannot be read as {suffix}: {exc}") from None
+    if presplit and asked:
+        raise _fail(p, f"carries its own train/test split, so {' and '.join(asked)} cannot apply; drop "
+                       f"{'it' if len(asked) == 1 else 'them'} (CLI: --split / --test-fraction)")
     if not presplit:
         train, test = _split(x, split, float(test_fraction), seed, p)
     meta: dict[str, Any] = {"source": "file", "path": str(p.resolve()), "sha256": file_sha256(p),
-                            "split": "file" if presplit else split, "test_fraction": float(test_fraction),
+                            "split": "file" if presplit else split,
+                            "test_fraction": None if presplit else float(test_fraction),
                             "channels": channels, "seed": seed, "length": length}
     if pair is not None:
         meta.update(split="archive", test_path=str(pair.resolve()), test_sha256=file_sha256(pair))
@@ -206,6 +218,6 @@ def reload_from_meta(meta: dict[str, Any], path: str | os.PathLike[str] | None =
         if pair is None or file_sha256(pair) != meta["test_sha256"]:
             raise ValueError(f"{src}: the archive's _TEST file beside it is gone or differs from the one this "
                              "model was trained with; its held-out split cannot be found")
-    return load_series(src, split=meta["split"] if meta["split"] in SPLITS else "time",
-                       test_fraction=meta["test_fraction"], channels=meta["channels"], seed=meta["seed"],
-                       length=meta.get("length"))
+    own = meta["split"] in SPLITS  # else "file" / "archive": the file carries its split
+    return load_series(src, split=meta["split"] if own else None, test_fraction=meta["test_fraction"] if own else None,
+                       channels=meta["channels"], seed=meta["seed"], length=meta.get("length"))

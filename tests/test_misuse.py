@@ -1,0 +1,139 @@
+"""Misuse cases from the reliability issue: each gives a one-line error (exit 2 on the CLI) or a correct result."""
+from __future__ import annotations
+
+from pathlib import Path
+
+import numpy as np
+import pytest
+
+from pyfdc.cli import main
+from pyfdc.data import TimeSeriesDataset, load_series
+from tinymodels import tiny_model
+
+TINY_TRAIN = ["--tiny", "--epochs", "2", "--no-progress"]
+
+
+def _cli(capsys: pytest.CaptureFixture[str], *argv: str) -> tuple[int, str]:
+    try:
+        code = main([*argv])
+    except SystemExit as exc:
+        code = int(exc.code or 0)
+    cap = capsys.readouterr()
+    return code, cap.out + cap.err
+
+
+def _one_line_error(code: int, text: str, needle: str) -> None:
+    assert code == 2, text
+    assert needle in text and "Traceback" not in text, text
+    errors = [line for line in text.splitlines() if "error" in line]
+    assert len(errors) == 1, text
+
+
+@pytest.fixture()
+def waves(tmp_path: Path) -> Path:
+    t = np.linspace(0, 1, 16)
+    x = np.sin(2 * np.pi * (3 * t + np.random.default_rng(0).random((30, 1))))
+    path = tmp_path / "waves.npy"
+    np.save(path, x)
+    return path
+
+
+def test_val_fraction_zero_trains(capsys: pytest.CaptureFixture[str], tmp_path: Path, waves: Path) -> None:
+    # documented range [0, 1): no validation split, the last epoch's model is kept
+    code, text = _cli(capsys, "train", "--data", str(waves), "--val-fraction", "0", "--out", str(tmp_path / "m"),
+                      *TINY_TRAIN)
+    assert code == 0 and "trained 2 epochs" in text, text
+    assert (tmp_path / "m" / "config.json").is_file()
+
+
+@pytest.mark.parametrize("lr", ["1e6", "1e30"])
+def test_diverging_training_is_one_line_and_leaves_no_orphan_state(capsys: pytest.CaptureFixture[str],
+                                                                   tmp_path: Path, waves: Path, lr: str) -> None:
+    out = tmp_path / "m"
+    code, text = _cli(capsys, "train", "--data", str(waves), "--lr", lr, "--out", str(out), *TINY_TRAIN)
+    _one_line_error(code, text, "try a lower lr")
+    if (out / "config.json").is_file():  # an epoch before the blow-up committed a model: it stays loadable
+        from pyfdc.checkpoint import load_checkpoint
+
+        load_checkpoint(out)
+    else:                                 # nothing usable was written: no resume state without a model
+        assert not (out / "train_state.pt").exists() and not (out / "history.json").exists()
+
+
+def test_train_without_a_dataset_is_a_type_error(tmp_path: Path) -> None:
+    from pyfdc import train
+
+    with pytest.raises(TypeError, match="dataset must be a TimeSeriesDataset"):
+        train(None, tmp_path / "m")
+
+
+@pytest.mark.parametrize("kw, needle", [
+    ({"seed": -1}, "seed must be an int in [0, 2**63)"),
+    ({"seed": 2**64}, "seed must be an int in [0, 2**63)"),
+    ({"seed": 1.5}, "seed must be an int"),
+    ({"sample_offset": -10}, "sample_offset must be an int >= 0"),
+])
+@pytest.mark.parametrize("which", ["uncached", "e2crf"])
+def test_api_checks_seed_and_offset(kw: dict, needle: str, which: str) -> None:
+    from pyfdc import E2CRFConfig, E2CRFSampler, Sampler
+
+    model = tiny_model()
+    sampler = Sampler(model, "em") if which == "uncached" else E2CRFSampler(model, E2CRFConfig.budgeted(0.5))
+    with pytest.raises(ValueError) as err:
+        sampler.sample(2, steps=2, **kw)
+    assert needle in str(err.value)
+
+
+@pytest.mark.parametrize("config, needle", [
+    ({"K": 16}, "puts all N' = 17 tokens"),
+    ({"K": 1000}, "puts all N' = 17 tokens"),
+    ({"num_probes": 1000}, "exceeds the 15 tokens outside the band"),
+    ({"budget": 0.2, "K": 4, "mode": "no_energy", "tau0": 1.0}, "exceed the budget"),
+])
+def test_e2crf_options_that_cannot_hold(config: dict, needle: str) -> None:
+    from pyfdc import E2CRFConfig, E2CRFSampler
+
+    with pytest.raises(ValueError, match=needle.replace("'", ".")):
+        E2CRFSampler(tiny_model(), E2CRFConfig(**config)).sample(2, steps=3)
+
+
+def test_e2crf_limits_that_hold_still_sample() -> None:
+    # the largest K that still caches a token and a band + probes that fit the budget exactly
+    from pyfdc import E2CRFConfig, E2CRFSampler
+
+    for cfg in (E2CRFConfig(K=15, num_probes=1), E2CRFConfig.budgeted(0.25, K=1, num_probes=2)):
+        x, stats = E2CRFSampler(tiny_model(), cfg).sample(2, steps=3, progress=False)
+        assert x.shape == (2, 32, 1) and np.isfinite(x.numpy()).all()
+
+
+def test_split_options_on_a_presplit_file_are_errors(tmp_path: Path) -> None:
+    rng = np.random.default_rng(0)
+    path = tmp_path / "split.npz"
+    np.savez(path, train=rng.normal(size=(8, 6)), test=rng.normal(size=(3, 6)))
+    assert load_series(path).test.shape == (3, 6, 1)  # the file's split, kept
+    for kw in ({"test_fraction": 0.5}, {"split": "random"}):
+        with pytest.raises(ValueError, match="carries its own train/test split"):
+            load_series(path, **kw)
+
+
+def test_cli_test_fraction_on_presplit_file(capsys: pytest.CaptureFixture[str], tmp_path: Path) -> None:
+    path = tmp_path / "split.npz"
+    rng = np.random.default_rng(0)
+    np.savez(path, train=rng.normal(size=(8, 6)), test=rng.normal(size=(3, 6)))
+    code, text = _cli(capsys, "train", "--data", str(path), "--test-fraction", "0.5", "--out", str(tmp_path / "m"),
+                      *TINY_TRAIN)
+    _one_line_error(code, text, "cannot apply")
+    assert not (tmp_path / "m").exists()
+
+
+def test_presplit_checkpoint_finds_its_heldout_split_again(capsys: pytest.CaptureFixture[str], tmp_path: Path) -> None:
+    path = tmp_path / "split.npz"
+    rng = np.random.default_rng(0)
+    np.savez(path, train=rng.normal(size=(12, 8)), test=rng.normal(size=(5, 8)))
+    assert _cli(capsys, "train", "--data", str(path), "--out", str(tmp_path / "m"), *TINY_TRAIN)[0] == 0
+    from pyfdc.checkpoint import read_config
+    from pyfdc.data import reload_from_meta
+
+    meta = read_config(tmp_path / "m")["meta"]["data_file"]
+    assert meta["test_fraction"] is None
+    assert isinstance(reload_from_meta(meta), TimeSeriesDataset)
