@@ -12,6 +12,9 @@ from pyfdc.cli_io import (EVALUATE_OUTPUTS, METRICS_FILE, SAMPLE_INFO_FILE, SAMP
 
 
 
+C2ST_MIN_SERIES = 5  # one per fold of the 5-fold C2ST
+
+
 def sw_report(x: Any, y: Any, projections: int, seed: int) -> dict[str, dict[str, float]]:
     """SW2 of ``x`` to ``y`` (both ``(n, N, M)``), time and frequency: mean over projections and
     2 standard errors of that mean (Monte-Carlo spread over the projections, see pyfdc.metrics)."""
@@ -89,23 +92,32 @@ def evaluate_samples(samples: Any, dataset: Any, out: Path, projections: int, se
         "sw_samples_vs_heldout": sw_report(samples, test, projections, seed),
         "sw_floor_train_vs_heldout": sw_report(train, test, projections, seed),
     }
-    if c2st_repeats > 0:
+    few = min(len(samples), len(test)) < C2ST_MIN_SERIES
+    skipped = metrics["skipped"] = {}
+    if c2st_repeats > 0 and few:
+        skipped["c2st"] = f"needs >= {C2ST_MIN_SERIES} series per side (5 folds), got {len(samples)} samples"
+    elif c2st_repeats > 0:
         from pyfdc.quality import data_report
 
         metrics["quality_vs_heldout"] = data_report(samples, train, test, repeats=c2st_repeats, seed=seed)
-    if field_runs > 0:
+    if field_runs > 0 and few:
+        skipped["field_scores"] = f"need >= {C2ST_MIN_SERIES} series per side, got {len(samples)} samples"
+    elif field_runs > 0:
         from pyfdc.field_scores import discriminative_score, predictive_score
 
         metrics["field_scores"] = {
             "discriminative": discriminative_score(test, samples, runs=field_runs, seed=seed),
             "predictive": predictive_score(test, samples, runs=field_runs, seed=seed),
             "predictive_train_split": predictive_score(test, train, runs=field_runs, seed=seed)}
-    if reference is not None:
+    if reference is not None and reference.shape[1:] != samples.shape[1:]:
+        raise UsageError(f"--reference has (N, M) = {tuple(reference.shape[1:])}, samples have "
+                         f"{tuple(samples.shape[1:])}")
+    if reference is not None and min(len(samples), len(reference)) < C2ST_MIN_SERIES:
+        skipped["reference"] = (f"the C2ST vs --reference needs >= {C2ST_MIN_SERIES} series per side, got "
+                                f"{len(samples)} and {len(reference)}")
+    elif reference is not None:
         from pyfdc.quality import sampler_report
 
-        if reference.shape[1:] != samples.shape[1:]:
-            raise UsageError(f"--reference has (N, M) = {tuple(reference.shape[1:])}, samples have "
-                             f"{tuple(samples.shape[1:])}")
         metrics["quality_vs_reference"] = sampler_report(samples, reference, seed=seed)["candidate"]
         if reference.shape == samples.shape:
             from pyfdc.quality import paired_deviation
@@ -178,5 +190,7 @@ def cmd_evaluate(args: argparse.Namespace) -> dict[str, Any]:
             _echo(f"warning: --samples and --reference look drawn with the same noise (median paired "
                   f"deviation {r['paired_deviation']['median']:.2f}); the C2ST reads low for such pairs: "
                   "draw the reference with another --seed")
+    for what, why in metrics["skipped"].items():
+        _echo(f"skipped {what}: {why}; every other metric is reported")
     _echo(f"metrics and plots -> {out}")
     return metrics

@@ -49,8 +49,13 @@ def _save_state(path: Path, state: dict[str, Any]) -> None:
 def _load_state(path: Path) -> dict[str, Any]:
     try:
         state = torch.load(path, map_location="cpu", weights_only=True)  # no arbitrary pickles
-    except Exception as exc:  # truncated / corrupt pickle
-        raise ValueError(f"{path}: cannot read training state ({type(exc).__name__}: {exc})") from exc
+    except Exception as exc:  # truncated / corrupt pickle, or one a safe load refuses
+        if "weights only load failed" in str(exc).lower():
+            # torch's own message advises weights_only=False: unsafe for a file from elsewhere, so not repeated
+            raise ValueError(f"{path}: holds Python objects that a safe load refuses (pyfdc never writes them); "
+                             "it is not a pyfdc training state, and loading it unsafely could run code") from None
+        first = str(exc).strip().splitlines()[0] if str(exc).strip() else ""
+        raise ValueError(f"{path}: cannot read training state ({type(exc).__name__}: {first})") from None
     if not isinstance(state, dict) or state.get("format") != _STATE_FORMAT:
         raise ValueError(f"{path}: not a pyfdc training state (format {_STATE_FORMAT} expected)")
     return state

@@ -137,3 +137,83 @@ def test_presplit_checkpoint_finds_its_heldout_split_again(capsys: pytest.Captur
     meta = read_config(tmp_path / "m")["meta"]["data_file"]
     assert meta["test_fraction"] is None
     assert isinstance(reload_from_meta(meta), TimeSeriesDataset)
+
+
+@pytest.mark.parametrize("text, needle", [
+    ("1;2;3\n4;5;6\n", "separated by ';'"),
+    ("1\t2\t3\n4\t5\t6\n", "separated by tabs"),
+    ("1,2,3,\n4,5,6,\n", "a trailing comma?"),
+    ("a,b,c\n1,2,3\n", "a header row?"),
+])
+def test_csv_errors_say_why(tmp_path: Path, text: str, needle: str) -> None:
+    path = tmp_path / "x.csv"
+    path.write_text(text, encoding="utf-8")
+    with pytest.raises(ValueError, match=needle) as err:
+        load_series(path)
+    assert "\n" not in str(err.value)
+
+
+def test_csv_with_bom_and_quoted_numbers_loads(tmp_path: Path) -> None:
+    path = tmp_path / "excel.csv"
+    rows = "\n".join(",".join(f'"{v}"' for v in range(i, i + 4)) for i in range(6))
+    path.write_text("\ufeff" + rows + "\n", encoding="utf-8")  # Excel's "CSV UTF-8"
+    ds = load_series(path, test_fraction=0.5)
+    np.testing.assert_array_equal(ds.train[:, :, 0], [[0, 1, 2, 3], [1, 2, 3, 4], [2, 3, 4, 5]])
+
+
+def test_evaluate_few_series_reports_what_it_can(capsys: pytest.CaptureFixture[str], tmp_path: Path,
+                                                waves: Path) -> None:
+    import json
+
+    ckpt, samples = tmp_path / "m", tmp_path / "s"
+    assert _cli(capsys, "train", "--data", str(waves), "--out", str(ckpt), *TINY_TRAIN)[0] == 0
+    assert _cli(capsys, "sample", "--checkpoint", str(ckpt), "--num-samples", "3", "--steps", "4",
+                "--out", str(samples), "--no-progress")[0] == 0
+    code, text = _cli(capsys, "evaluate", "--checkpoint", str(ckpt), "--samples", str(samples),
+                      "--out", str(tmp_path / "e"), "--projections", "50", "--no-progress")
+    assert code == 0, text
+    assert "skipped c2st: needs >= 5 series per side" in text and "SW time" in text
+    metrics = json.loads((tmp_path / "e" / "metrics.json").read_text())
+    assert "quality_vs_heldout" not in metrics and "sw_samples_vs_heldout" in metrics
+
+
+def test_resume_refuses_a_pickle_payload_without_unsafe_advice(capsys: pytest.CaptureFixture[str], tmp_path: Path,
+                                                               waves: Path) -> None:
+    import pickle
+
+    out = tmp_path / "m"
+    assert _cli(capsys, "train", "--data", str(waves), "--out", str(out), *TINY_TRAIN)[0] == 0
+
+    class Payload:
+        def __reduce__(self):  # what a malicious file would run on an unsafe load
+            return (print, ("pwned",))
+
+    import torch
+
+    torch.save({"format": "x", "evil": Payload()}, out / "train_state.pt", pickle_module=pickle)
+    code, text = _cli(capsys, "train", "--data", str(waves), "--out", str(out), "--resume", *TINY_TRAIN)
+    _one_line_error(code, text, "a safe load refuses")
+    assert "weights_only=False" not in text and "pwned" not in text
+
+
+def test_old_pyarrow_is_refused(tmp_path: Path, monkeypatch: pytest.MonkeyPatch) -> None:
+    import sys
+    import types
+
+    from pyfdc.data.own import _version_tuple
+
+    assert _version_tuple("14.0.1") == (14, 0, 1) and _version_tuple("15.0.0.dev3") == (15, 0, 0)
+    fake = types.ModuleType("pyarrow")
+    fake.__version__ = "14.0.0"
+    fake.parquet = types.ModuleType("pyarrow.parquet")
+    monkeypatch.setitem(sys.modules, "pyarrow", fake)
+    monkeypatch.setitem(sys.modules, "pyarrow.parquet", fake.parquet)
+    path = tmp_path / "x.parquet"
+    path.write_bytes(b"PAR1")
+    with pytest.raises(ValueError, match="CVE-2023-47248"):
+        load_series(path)
+
+
+def test_dependency_floor_is_declared() -> None:
+    text = (Path(__file__).resolve().parents[1] / "pyproject.toml").read_text()
+    assert '"torch>=2.6"' in text and "pyarrow>=14.0.1" in text

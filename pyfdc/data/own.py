@@ -38,22 +38,36 @@ def _fail(path: Path, what: str) -> ValueError:
     return ValueError(f"{path}: {what}")
 
 
+def _csv_hint(line: str, cell: str, last: bool, lineno: int) -> str:
+    """Why a CSV cell may not parse: another separator, a trailing comma, a header row."""
+    for sep, name in ((";", "';'"), ("\t", "tabs")):
+        if sep in line:
+            return f" (this line is separated by {name}; pyfdc reads comma-separated values)"
+    if last and not cell:
+        return " (a trailing comma? remove it)"
+    return " (a header row? remove it)" if lineno == 1 else ""
+
+
 def _read_csv(path: Path, channels: int, length: int | None = None) -> np.ndarray:
     rows: list[list[float]] = []
     try:
-        text = path.read_text(encoding="utf-8")
+        text = path.read_text(encoding="utf-8-sig")     # -sig: Excel's "CSV UTF-8" starts with a BOM
     except UnicodeDecodeError:
         raise _fail(path, "is not a text CSV file (undecodable bytes)") from None
     for lineno, line in enumerate(text.splitlines(), start=1):
         if not line.strip():
             continue                                   # blank lines (e.g. a trailing one) are skipped
         row = []
-        for col, cell in enumerate(line.split(","), start=1):
+        cells = line.split(",")
+        for col, cell in enumerate(cells, start=1):
+            cell = cell.strip()
+            if len(cell) >= 2 and cell[0] == cell[-1] == '"':
+                cell = cell[1:-1].strip()              # a quoted number is still a number
             try:
                 row.append(float(cell))
             except ValueError:
-                raise _fail(path, f"line {lineno}, column {col}: expected a number, got {cell.strip()[:30]!r}"
-                                  + (" (a header row? remove it)" if lineno == 1 else "")) from None
+                raise _fail(path, f"line {lineno}, column {col}: expected a number, got {cell[:30]!r}"
+                                  + _csv_hint(line, cell, col == len(cells), lineno)) from None
         if rows and len(row) != len(rows[0]):
             raise _fail(path, f"line {lineno} has {len(row)} values but earlier lines have {len(rows[0])}: "
                               "every series must have the same length")
@@ -72,11 +86,29 @@ def _read_csv(path: Path, channels: int, length: int | None = None) -> np.ndarra
     return x.reshape(len(x), channels, x.shape[1] // channels).transpose(0, 2, 1)
 
 
+PYARROW_FLOOR = (14, 0, 1)
+
+
+def _version_tuple(text: str) -> tuple[int, ...]:
+    """``"14.0.1"`` -> ``(14, 0, 1)``; stops at the first part that is not a number (``"15.0.0.dev3"``)."""
+    out = []
+    for part in text.split("."):
+        digits = "".join(ch for ch in part if ch.isdigit()) if part[:1].isdigit() else ""
+        if not digits:
+            break
+        out.append(int(digits))
+    return tuple(out)
+
+
 def _read_parquet(path: Path, channels: int, length: int | None) -> np.ndarray:
     try:
+        import pyarrow
         import pyarrow.parquet as pq
     except ImportError:
-        raise _fail(path, "reading .parquet needs pyarrow (pip install pyarrow)") from None
+        raise _fail(path, "reading .parquet needs pyarrow (pip install 'pyfdc[parquet]')") from None
+    if _version_tuple(pyarrow.__version__) < PYARROW_FLOOR:
+        raise _fail(path, f"pyarrow {pyarrow.__version__} can run code from crafted Parquet files (CVE-2023-47248); "
+                          "pip install 'pyarrow>=14.0.1'")
     try:
         table = pq.read_table(path)
     except Exception as exc:  # pyarrow raises its own error types for corrupt files
