@@ -83,6 +83,22 @@ def _val_loss(net: nn.Module, z_val: Tensor, sde: Any, mask: Tensor, cfg: TrainC
 # ----------------------------------------------------------------------------- train
 
 
+def _check_trainable(train_x: np.ndarray) -> None:
+    """One-line errors for data no diffusion model can learn: too few series or steps, NaN/Inf, or every
+    value the same (all-zero data included; spread judged relative to the level, in float64)."""
+    if train_x.ndim != 3 or train_x.shape[0] < 2 or train_x.shape[1] < 2 or train_x.shape[2] < 1:
+        raise ValueError(f"dataset.train must have shape (n >= 2, N >= 2, M) (a series needs at least 2 steps), "
+                         f"got {list(train_x.shape)}")
+    if not np.isfinite(train_x).all():
+        raise ValueError("dataset.train contains NaN or Inf")
+    flat = train_x.reshape(-1, train_x.shape[2]).astype(np.float64)
+    spread, level = flat.max(axis=0) - flat.min(axis=0), np.abs(flat).max(axis=0)
+    if ((spread == 0) | (spread <= 1e-12 * level)).all():
+        what = "all zero" if not level.any() else "constant"
+        raise ValueError(f"dataset.train is {what} (every channel holds one value over every series and step): "
+                         "there is nothing to learn")
+
+
 def train(
     dataset: Any,
     out_dir: str | Path,
@@ -133,10 +149,7 @@ def train(
     if not hasattr(dataset, "train"):
         raise TypeError(f"dataset must be a TimeSeriesDataset (e.g. pyfdc.load_series(FILE)), got {type(dataset).__name__}")
     train_x = np.asarray(dataset.train)
-    if train_x.ndim != 3 or train_x.shape[0] < 2 or min(train_x.shape[1:]) < 1:
-        raise ValueError(f"dataset.train must have shape (n >= 2, N, M), got {train_x.shape}")
-    if not np.isfinite(train_x).all():
-        raise ValueError("dataset.train contains NaN or Inf")
+    _check_trainable(train_x)
     from pyfdc.token_moments import TokenMoments
     from pyfdc.token_scaler import SCALINGS, TokenScaler
 

@@ -217,3 +217,37 @@ def test_old_pyarrow_is_refused(tmp_path: Path, monkeypatch: pytest.MonkeyPatch)
 def test_dependency_floor_is_declared() -> None:
     text = (Path(__file__).resolve().parents[1] / "pyproject.toml").read_text()
     assert '"torch>=2.6"' in text and "pyarrow>=14.0.1" in text
+
+
+@pytest.mark.parametrize("make, needle", [
+    (lambda rng: np.zeros((20, 8)), "all zero"),
+    (lambda rng: np.full((20, 8), 3.5), "constant"),
+    (lambda rng: np.full((20, 8), 101325.0), "constant"),
+    (lambda rng: rng.normal(size=(20, 1)), "at least 2 steps"),
+])
+def test_untrainable_data_is_refused_up_front(tmp_path: Path, make, needle: str) -> None:
+    from pyfdc import train
+
+    x = make(np.random.default_rng(0))[:, :, None]
+    ds = TimeSeriesDataset("x", x, np.zeros((2, *x.shape[1:])))
+    with pytest.raises(ValueError, match=needle):
+        train(ds, tmp_path / "m", progress=False)
+    assert not (tmp_path / "m").exists()
+
+
+def test_tiny_but_real_spread_is_standardised() -> None:
+    # a signal in volts x 1e-13: its spread is real, not a constant channel
+    from pyfdc.data import Standardizer
+
+    x = (1e-13 * np.sin(np.linspace(0, 20, 400))).reshape(20, 20, 1)
+    st = Standardizer.fit(x)
+    z = st.transform(x)
+    assert st.std[0] < 1e-12 and abs(float(z.std()) - 1.0) < 1e-6
+
+
+def test_float64_beyond_float32_range_is_named(tmp_path: Path) -> None:
+    path = tmp_path / "huge.npy"
+    np.save(path, np.full((10, 6), 1e300) * np.linspace(1, 2, 6))
+    with pytest.raises(ValueError, match="beyond float32's range") as err:
+        load_series(path)
+    assert "NaN" not in str(err.value)

@@ -8,13 +8,18 @@ import numpy as np
 
 
 def check_series(x: Any, arg: str) -> np.ndarray:
-    """Return ``x`` as a C-contiguous float32 array of shape (n, N, M); raise ValueError if not finite."""
-    arr = np.ascontiguousarray(np.asarray(x, dtype=np.float32))
+    """Return ``x`` as a C-contiguous float32 array of shape (n, N, M); raise ValueError if not finite
+    (in the input's own precision, or after the cast to float32: values beyond ±3.4e38 overflow)."""
+    raw = np.asarray(x)
+    if raw.dtype.kind in "fiu" and raw.size and not np.isfinite(raw).all():
+        bad = int((~np.isfinite(raw)).sum())
+        raise ValueError(f"{arg} contains {bad} NaN/Inf values; clean or drop them before use")
+    arr = np.ascontiguousarray(np.asarray(raw, dtype=np.float32))
     if arr.ndim != 3 or 0 in arr.shape:
         raise ValueError(f"{arg} must have shape (n, N, M) with all sizes > 0, got {list(arr.shape)}")
     if not np.isfinite(arr).all():
-        bad = int((~np.isfinite(arr)).sum())
-        raise ValueError(f"{arg} contains {bad} NaN/Inf values; clean or drop them before use")
+        peak = float(np.abs(raw).max())
+        raise ValueError(f"{arg} has values up to {peak:.3g}, beyond float32's range (3.4e38); rescale the data")
     return arr
 
 

@@ -39,8 +39,9 @@ class Standardizer:
             raise ValueError("x contains NaN/Inf; cannot fit a Standardizer")
         flat = arr.reshape(-1, arr.shape[-1])
         mean, std = flat.mean(axis=0), flat.std(axis=0)
-        # Constant channels (std ~ 0 relative to their scale) are left unscaled.
-        tiny = std <= 1e-12 * np.maximum(np.abs(mean), 1.0)
+        # Constant channels (std ~ 0 relative to their own level) are left unscaled. Relative only: an
+        # absolute floor would call a signal in volts x 1e-13 constant.
+        tiny = (std == 0) | (std <= 1e-12 * np.abs(mean))
         return cls(mean, np.where(tiny, 1.0, std))
 
     def _stats(self, x: ArrayT) -> tuple[Any, Any]:
