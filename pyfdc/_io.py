@@ -3,6 +3,8 @@ from __future__ import annotations
 
 import contextlib
 import os
+import signal
+import sys
 import tempfile
 from collections.abc import Iterator
 from pathlib import Path
@@ -43,3 +45,11 @@ def atomic_write_bytes(path: str | os.PathLike[str], data: bytes) -> None:
 def atomic_write_text(path: str | os.PathLike[str], text: str) -> None:
     """Write ``text`` (UTF-8) to ``path`` atomically."""
     atomic_write_bytes(path, text.encode("utf-8"))
+
+
+def crash_point(name: str) -> None:
+    """Kill this process (SIGKILL: no cleanup, as a crash or ``kill -9``) when ``PYFDC_CRASH_AT`` names ``name``."""
+    if os.environ.get("PYFDC_CRASH_AT") == name:
+        sys.stdout.flush()
+        sys.stderr.flush()
+        os.kill(os.getpid(), signal.SIGKILL)

@@ -15,13 +15,14 @@ import dataclasses
 import hashlib
 import json
 import math
+import re
 from pathlib import Path
 from typing import Any
 
 import torch
 
 from pyfdc._device import check_device
-from pyfdc._io import atomic_write_bytes, atomic_write_text
+from pyfdc._io import atomic_write_bytes, atomic_write_text, crash_point
 
 __all__ = ["CheckpointError", "save_checkpoint", "load_checkpoint", "read_config", "weights_path",
            "update_checkpoint_extra", "WEIGHTS_FILE", "CONFIG_FILE", "FORMAT", "FORMAT_VERSION"]
@@ -74,6 +75,9 @@ def _model_config_dict(cfg: Any) -> dict[str, Any]:
 WEIGHT_DTYPES: dict[str, torch.dtype] = {"float32": torch.float32, "float16": torch.float16}
 
 
+WEIGHTS_NAME = re.compile(r"model-[0-9a-f]{16}\.safetensors")
+
+
 def save_checkpoint(directory: str | Path, model: Any, extra: dict[str, Any] | None = None,
                     weights_dtype: str = "float32") -> Path:
     """Write ``model`` (a :class:`~pyfdc.model.DiffusionModel`) into ``directory``; return it.
@@ -122,9 +126,11 @@ def save_checkpoint(directory: str | Path, model: Any, extra: dict[str, Any] | N
     config["weights_file"] = wname
     text = json.dumps(_json_safe(config), indent=2, sort_keys=False)
     atomic_write_bytes(out / wname, blob)
+    crash_point("weights-written")
     atomic_write_text(out / CONFIG_FILE, text + "\n")      # commit: from here on the new model loads
-    for old in out.glob("model*.safetensors"):
-        if old.name != wname:
+    crash_point("config-committed")
+    for old in out.iterdir():                              # only pyfdc's own weight files, never another tool's
+        if WEIGHTS_NAME.fullmatch(old.name) and old.name != wname:
             old.unlink(missing_ok=True)
     return out
 

@@ -22,10 +22,11 @@ from typing import Any
 from pyfdc import distributed
 from pyfdc.cli_args import UsageError, _check_device, build_parser
 from pyfdc.cli_io import (CALIBRATE_OUTPUTS, CALIBRATION_FILE, CALIBRATION_PLOT, METRICS_FILE,  # noqa: F401  (re-exported)
-                          SAMPLE_INFO_FILE, SAMPLE_OUTPUTS, SAMPLES_FILE, STATS_FILE, _echo, _finish_out,
-                          TINY_MODEL, _prepare_out, _save_npy, _write_json, set_quiet)
+                          SAMPLE_INFO_FILE, SAMPLE_OUTPUTS, SAMPLES_FILE, STATS_FILE, TINY_MODEL, _echo, _save_npy,
+                          _write_json, set_quiet)
 from pyfdc.cli_demo import cmd_demo
 from pyfdc.cli_evaluate import cmd_evaluate, evaluate_samples, gaussian_baseline, sw_report  # noqa: F401
+from pyfdc.outdir import OutputSet
 
 DISTRIBUTED_COMMANDS = ("train", "sample")  # the commands that join a torchrun job
 
@@ -66,7 +67,8 @@ def cmd_train(args: argparse.Namespace) -> dict[str, Any]:
         raise UsageError(f"--warmup-epochs {warmup} exceeds --epochs {args.epochs}")
     if args.resume and args.overwrite:
         raise UsageError("--resume and --overwrite are mutually exclusive")
-    if not args.resume and args.out.is_dir() and any(args.out.iterdir()) and not args.overwrite:
+    if not args.resume and args.out.is_dir() and not args.overwrite and \
+            any(not (p.name.startswith(".") and p.name.endswith(".tmp")) for p in args.out.iterdir()):
         raise UsageError(f"--out {args.out} is not empty; choose a new folder, pass --overwrite, "
                          "or --resume an interrupted run")
     cfg = TrainConfig(epochs=args.epochs, batch_size=args.batch_size, lr=args.lr,
@@ -141,7 +143,6 @@ def draw_samples(model: Any, sampler: str, num_samples: int, steps: int, batch_s
 
 
 def cmd_sample(args: argparse.Namespace) -> dict[str, Any]:
-    from pyfdc import __version__
     from pyfdc.checkpoint import load_checkpoint
 
     uses_e2crf = any(getattr(args, k) is not None for k in
@@ -160,7 +161,20 @@ def cmd_sample(args: argparse.Namespace) -> dict[str, Any]:
     if e2cfg is not None:
         e2cfg = _e2crf_config(args, model)
         e2cfg.check_tokens(model.transform.num_tokens, model.transform.kind)  # before --out is claimed
-    out = distributed.on_main(world, lambda: _prepare_out(args.out, args.overwrite, SAMPLE_OUTPUTS))
+    claim: list[OutputSet] = []  # rank 0's claim on --out (one run at a time; the set is committed whole)
+    distributed.on_main(world, lambda: claim.append(OutputSet(args.out, args.overwrite, SAMPLE_OUTPUTS,
+                                                              "pyfdc sample").open()))
+    try:
+        return _sample_into(args, model, e2cfg, world, claim[0] if claim else None)
+    finally:
+        for c in claim:
+            c.close()
+
+
+def _sample_into(args: argparse.Namespace, model: Any, e2cfg: Any, world: Any, claim: OutputSet | None) -> dict[str, Any]:
+    """Draw this rank's block, gather, and (rank 0) write the set into the claim's stage and commit it."""
+    from pyfdc import __version__
+
     t0 = time.perf_counter()
     start, stop = distributed.shard(args.num_samples, world)  # noise is per sample id: shards join seamlessly
     samples, stats, _ = draw_samples(model, args.sampler, stop - start, args.steps, args.batch_size, args.seed,
@@ -188,15 +202,15 @@ def cmd_sample(args: argparse.Namespace) -> dict[str, Any]:
         info["mean_recomputed_fraction"] = stats.get("mean_recomputed_fraction")
 
     def write() -> None:
-        _save_npy(out / SAMPLES_FILE, samples)
+        assert claim is not None
+        _save_npy(claim.stage / SAMPLES_FILE, samples)
         if stats is not None:
-            _write_json(out / STATS_FILE, stats)
-        _write_json(out / SAMPLE_INFO_FILE, info)
-        _finish_out(out, SAMPLE_OUTPUTS,
-                    {SAMPLES_FILE, SAMPLE_INFO_FILE} | ({STATS_FILE} if stats is not None else set()))
+            _write_json(claim.stage / STATS_FILE, stats)
+        _write_json(claim.stage / SAMPLE_INFO_FILE, info)
+        claim.commit()
 
     distributed.on_main(world, write)
-    _echo(f"{args.num_samples} samples in {wall:.1f}s ({info['series_per_second']:.2f} series/s) -> {out}")
+    _echo(f"{args.num_samples} samples in {wall:.1f}s ({info['series_per_second']:.2f} series/s) -> {args.out}")
     return info
 
 
@@ -212,14 +226,15 @@ def cmd_calibrate(args: argparse.Namespace) -> dict[str, Any]:
                                  ("min_speedup", args.min_speedup)) if v is not None}
     candidates = DEFAULT_CANDIDATES if args.budgets is None else [{"budget": b} for b in sorted(set(args.budgets))]
     model = load_checkpoint(args.checkpoint or pretrained_path(), map_location=_check_device(args.device))
-    out = _prepare_out(args.out, args.overwrite, CALIBRATE_OUTPUTS)
-    cal = calibrate(model, args.steps, solver=args.solver, candidates=candidates, num_shadow=args.shadow,
-                    batch_size=args.batch_size, progress=args.progress, all_candidates=args.all_candidates,
-                    **targets)
-    from pyfdc.plots import plot_calibration
+    with OutputSet(args.out, args.overwrite, CALIBRATE_OUTPUTS, "pyfdc calibrate") as claim:
+        cal = calibrate(model, args.steps, solver=args.solver, candidates=candidates, num_shadow=args.shadow,
+                        batch_size=args.batch_size, progress=args.progress, all_candidates=args.all_candidates,
+                        **targets)
+        from pyfdc.plots import plot_calibration
 
-    cal.save(out / CALIBRATION_FILE)
-    plot_calibration(cal.to_dict(), out / CALIBRATION_PLOT)
+        cal.save(claim.stage / CALIBRATION_FILE)
+        plot_calibration(cal.to_dict(), claim.stage / CALIBRATION_PLOT)
+        out = claim.commit()
     for row in cal.rows:
         _echo(f"  budget {row['candidate'].get('budget')}: deviation {row['deviation_median']:.4f}, worst |band error| "
               f"{row['worst_band_error']:.3f}, {row['speedup']:.2f}x -> {'pass' if row['passed'] else 'fail'}")

@@ -2,19 +2,31 @@
 from __future__ import annotations
 
 import argparse
+from pathlib import Path
 from typing import Any
 
-from pyfdc.cli_io import SAMPLES_FILE, STATS_FILE, TINY_MODEL, _echo, _prepare_out, _save_npy, _write_json
+from pyfdc.cli_io import SAMPLES_FILE, STATS_FILE, TINY_MODEL, _echo, _save_npy, _write_json
+from pyfdc.outdir import OutputSet
 
 from pyfdc.cli_evaluate import evaluate_samples
 
 
+DEMO_OUTPUTS = ("model", "samples_*", "eval_*", "demo_results.md", "demo_quality.json")
+
+
 def cmd_demo(args: argparse.Namespace) -> dict[str, Any]:
+    """Run the demo into a staged copy of ``--out`` and commit it whole (:mod:`pyfdc.outdir`)."""
+    with OutputSet(args.out, args.overwrite, DEMO_OUTPUTS, "pyfdc demo") as claim:
+        result = _demo(args, claim.stage)
+        claim.commit()
+    return result
+
+
+def _demo(args: argparse.Namespace, out: Path) -> dict[str, Any]:
     from pyfdc.cli import draw_samples  # the sampling entry point shared with `pyfdc sample`
     from pyfdc.data import load_dataset
     from pyfdc.training import TrainConfig, train
 
-    out = _prepare_out(args.out, args.overwrite)
     dataset = load_dataset("ecg")
     if args.minutes is None and not args.tiny:
         from pyfdc.checkpoint import load_checkpoint

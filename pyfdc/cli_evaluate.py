@@ -7,10 +7,8 @@ from pathlib import Path
 from typing import Any
 
 from pyfdc.cli_args import UsageError
-from pyfdc.cli_io import (EVALUATE_OUTPUTS, METRICS_FILE, SAMPLE_INFO_FILE, SAMPLES_FILE, STATS_FILE, _echo,
-                          _finish_out, _prepare_out, _write_json)
-
-
+from pyfdc.cli_io import EVALUATE_OUTPUTS, METRICS_FILE, SAMPLE_INFO_FILE, SAMPLES_FILE, STATS_FILE, _echo, _write_json
+from pyfdc.outdir import OutputSet
 
 C2ST_MIN_SERIES = 5  # one per fold of the 5-fold C2ST
 
@@ -134,8 +132,6 @@ def evaluate_samples(samples: Any, dataset: Any, out: Path, projections: int, se
         metrics["e2crf"] = {k: stats.get(k) for k in ("mode", "hit_rate", "mean_recomputed_fraction",
                                                      "refresh_steps", "cache_bytes")}
     _write_json(out / METRICS_FILE, metrics)
-    _finish_out(out, EVALUATE_OUTPUTS, {METRICS_FILE, "spectral_density.png", "sample_grid.png"}
-                | ({"e2crf_stats.png"} if stats is not None else set()))
     return metrics
 
 
@@ -145,7 +141,6 @@ def cmd_evaluate(args: argparse.Namespace) -> dict[str, Any]:
 
     config = read_config(args.checkpoint)
     samples, stats_dir = _load_samples(args.samples)
-    out = _prepare_out(args.out, args.overwrite, EVALUATE_OUTPUTS)
     data_meta = (config.get("meta") or {}).get("data_file")
     if data_meta is not None:
         from pyfdc.data import reload_from_meta
@@ -160,8 +155,11 @@ def cmd_evaluate(args: argparse.Namespace) -> dict[str, Any]:
     else:
         dataset = load_dataset(config["dataset"], root=args.data_root)
     reference = _load_samples(args.reference)[0] if args.reference is not None else None
-    metrics = evaluate_samples(samples, dataset, out, args.projections, args.seed, stats_dir,
-                               c2st_repeats=args.c2st_repeats, reference=reference, field_runs=args.field_scores)
+    with OutputSet(args.out, args.overwrite, EVALUATE_OUTPUTS, "pyfdc evaluate") as claim:
+        metrics = evaluate_samples(samples, dataset, claim.stage, args.projections, args.seed, stats_dir,
+                                   c2st_repeats=args.c2st_repeats, reference=reference,
+                                   field_runs=args.field_scores)
+        out = claim.commit()
     sw, floor = metrics["sw_samples_vs_heldout"], metrics["sw_floor_train_vs_heldout"]
     for d in ("time", "freq"):
         _echo(f"SW {d:4s}: samples {sw[d]['mean']:.4f} ± {sw[d]['two_se']:.4f}   "

@@ -6,7 +6,6 @@ import sys
 from pathlib import Path
 from typing import Any
 
-from pyfdc.cli_args import UsageError
 
 SAMPLES_FILE = "samples.npy"
 SAMPLE_INFO_FILE = "sample_info.json"
@@ -22,29 +21,6 @@ TINY_MODEL = {"d_model": 16, "n_layers": 1, "n_heads": 2, "d_ff": 32, "rff_dim":
 
 SAMPLE_OUTPUTS = ("samples.npy", "sample_info.json", "e2crf_stats.json")
 EVALUATE_OUTPUTS = ("metrics.json", "spectral_density.png", "sample_grid.png", "e2crf_stats.png")
-
-
-def _prepare_out(out: Path, overwrite: bool, produces: tuple[str, ...] | None = None) -> Path:
-    """Check ``--out``. With ``--overwrite`` and ``produces`` (every file the command can write), a
-    folder holding anything else is refused; old outputs stay until :func:`_finish_out`."""
-    if out.exists() and not out.is_dir():
-        raise UsageError(f"--out {out} exists and is not a folder")
-    if out.is_dir() and any(out.iterdir()):
-        if not overwrite:
-            raise UsageError(f"--out {out} is not empty; choose a new folder or pass --overwrite")
-        if produces is not None:
-            foreign = sorted(p.name for p in out.iterdir() if p.name not in produces)
-            if foreign:
-                raise UsageError(f"--out {out} holds files this command does not write ({', '.join(foreign[:5])}); "
-                                 "--overwrite replaces only a folder of its own outputs")
-    out.mkdir(parents=True, exist_ok=True)
-    return out
-
-
-def _finish_out(out: Path, produces: tuple[str, ...], written: set[str]) -> None:
-    """Remove outputs of an earlier run that this run did not rewrite (e.g. stale E2-CRF stats)."""
-    for name in set(produces) - written:
-        (out / name).unlink(missing_ok=True)
 
 
 def _write_json(path: Path, obj: Any) -> None:

@@ -18,19 +18,49 @@ _STATE_FORMAT = 1
 _LEGACY_DEFAULTS = {"small_t_fraction": 0.0}  # fields added after the state format was fixed
 
 
+TRAIN_OUTPUTS = ("config.json", "model-????????????????.safetensors", STATE_FILE, HISTORY_FILE)
+
+
+def _drop_leftovers(out: Path) -> None:
+    """Temp files of a killed write (``.<name>.<random>.tmp``, see :mod:`pyfdc._io`) and weight files no
+    committed config names: debris of an interrupted run, never another tool's files."""
+    import json
+    import re
+
+    if not out.is_dir():
+        return
+    for p in out.glob(".*.tmp"):
+        if any(p.name.startswith(f".{name}.") for name in ("config.json", STATE_FILE, HISTORY_FILE)) \
+                or re.fullmatch(r"\.model-[0-9a-f]{16}\.safetensors\..*\.tmp", p.name):
+            p.unlink(missing_ok=True)
+    try:
+        named = json.loads((out / "config.json").read_text()).get("weights_file")
+    except (OSError, ValueError, AttributeError):
+        return  # no readable commit: nothing says which weight file is current, so none is removed
+    for p in out.iterdir():
+        if re.fullmatch(r"model-[0-9a-f]{16}\.safetensors", p.name) and p.name != named:
+            p.unlink(missing_ok=True)
+
+
 def _prepare_out_dir(out: Path, resume: bool, overwrite: bool) -> None:
     """Check ``out`` for a new / resumed run and make it (rank 0 only in a distributed run)."""
     state = out / STATE_FILE
     if resume:
         if not state.is_file():
             raise FileNotFoundError(f"resume=True but {state} does not exist: nothing to resume")
+        _drop_leftovers(out)
         return
     if out.exists() and not out.is_dir():
         raise FileExistsError(f"output path {out} exists and is not a folder")
+    _drop_leftovers(out)
     if out.is_dir() and any(out.iterdir()) and not overwrite:
         raise FileExistsError(
             f"output folder {out} is not empty; pass overwrite=True (CLI: --overwrite) to replace "
             "its checkpoint, or resume=True (CLI: --resume) to continue training")
+    if overwrite and out.is_dir():
+        from pyfdc.outdir import check_foreign
+
+        check_foreign(out, TRAIN_OUTPUTS, overwrite, "training")
     out.mkdir(parents=True, exist_ok=True)
     if overwrite:
         # The old checkpoint (config + weights) stays loadable until the new run commits its first

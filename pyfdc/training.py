@@ -37,6 +37,7 @@ import torch
 from torch import Tensor, nn
 
 from pyfdc._io import atomic_write_text
+from pyfdc.outdir import FolderLock
 from pyfdc.train_config import TrainConfig, TrainResult, lr_factor, resolve_model_config, split_indices
 from pyfdc.train_state import (_STATE_FORMAT, HISTORY_FILE, STATE_FILE, _cfg_dict, _check_resume,
                                _fit_schedule_to_budget, _load_state, _prepare_out_dir, _save_state)
@@ -133,6 +134,28 @@ def train(
     Returns:
         :class:`TrainResult` whose ``model`` is the best-validation (EMA when enabled) model.
     """
+    lock = FolderLock(out_dir, "pyfdc train")  # held for the whole run: a second run into out_dir fails at once
+    try:
+        return _train_claimed(dataset, out_dir, model_config, transform_kind, train_config, resume, progress,
+                              overwrite, scaling, pinning, lock)
+    finally:
+        lock.release()
+
+
+def _train_claimed(
+    dataset: Any,
+    out_dir: str | Path,
+    model_config: Any = None,
+    transform_kind: str = "freq",
+    train_config: TrainConfig | None = None,
+    resume: bool = False,
+    progress: bool = True,
+    overwrite: bool = False,
+    scaling: str = "channel",
+    pinning: str = "auto",
+    lock: FolderLock | None = None,
+) -> TrainResult:
+    """:func:`train` once its arguments are known; claims ``out_dir`` with ``lock`` (rank 0)."""
     from tqdm.auto import tqdm
 
     from pyfdc import distributed
@@ -170,7 +193,8 @@ def train(
     fit_idx, val_idx = split_indices(n, cfg.val_fraction, cfg.seed)
     out = Path(out_dir)
     # only after every argument has been checked; rank 0 makes the folder, every rank gets its error
-    distributed.on_main(world, lambda: _prepare_out_dir(out, resume, overwrite))
+    distributed.on_main(world, lambda: (lock.acquire() if lock is not None else None,
+                                        _prepare_out_dir(out, resume, overwrite)))
     t_start = time.perf_counter()
     device = torch.device(cfg.device)
     standardizer = Standardizer.fit(train_x[fit_idx])

@@ -14,7 +14,8 @@ def check_series(x: Any, arg: str) -> np.ndarray:
     if raw.dtype.kind in "fiu" and raw.size and not np.isfinite(raw).all():
         bad = int((~np.isfinite(raw)).sum())
         raise ValueError(f"{arg} contains {bad} NaN/Inf values; clean or drop them before use")
-    arr = np.ascontiguousarray(np.asarray(raw, dtype=np.float32))
+    with np.errstate(over="ignore"):  # an overflow is reported below, in one line
+        arr = np.ascontiguousarray(np.asarray(raw, dtype=np.float32))
     if arr.ndim != 3 or 0 in arr.shape:
         raise ValueError(f"{arg} must have shape (n, N, M) with all sizes > 0, got {list(arr.shape)}")
     if not np.isfinite(arr).all():
