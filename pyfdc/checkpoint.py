@@ -124,10 +124,10 @@ def save_checkpoint(directory: str | Path, model: Any, extra: dict[str, Any] | N
     }
     wname = f"model-{config['weights_sha256'][:16]}.safetensors"
     config["weights_file"] = wname
-    text = json.dumps(_json_safe(config), indent=2, sort_keys=False)
+    text = _config_text(config)
     atomic_write_bytes(out / wname, blob)
     crash_point("weights-written")
-    atomic_write_text(out / CONFIG_FILE, text + "\n")      # commit: from here on the new model loads
+    atomic_write_text(out / CONFIG_FILE, text)              # commit: from here on the new model loads
     crash_point("config-committed")
     for old in out.iterdir():                              # only pyfdc's own weight files, never another tool's
         if WEIGHTS_NAME.fullmatch(old.name) and old.name != wname:
@@ -176,14 +176,31 @@ def read_config(directory: str | Path) -> dict[str, Any]:
     missing = [k for k in _REQUIRED if k not in config]
     if missing:
         raise CheckpointError(f"{path}: missing fields {missing}")
+    if "config_sha256" in config and config["config_sha256"] != _config_digest(config):
+        raise CheckpointError(f"{path}: edited after it was saved (its contents no longer match its config_sha256); "
+                              "the model would not match its description: restore the file or retrain")
     return config
+
+
+def _config_digest(config: dict[str, Any]) -> str:
+    """SHA-256 of the config's canonical JSON without its own ``config_sha256`` field."""
+    body = {k: v for k, v in config.items() if k != "config_sha256"}
+    return _sha256(json.dumps(body, sort_keys=True, separators=(",", ":")).encode())
+
+
+def _config_text(config: dict[str, Any]) -> str:
+    """``config.json``'s text with ``config_sha256`` set, computed on exactly what a reader parses back."""
+    safe = json.loads(json.dumps(_json_safe(config)))
+    safe.pop("config_sha256", None)
+    safe["config_sha256"] = _config_digest(safe)
+    return json.dumps(safe, indent=2) + "\n"
 
 
 def update_checkpoint_extra(directory: str | Path, extra: dict[str, Any]) -> None:
     """Merge ``extra`` into an existing checkpoint's ``extra`` (config.json rewritten atomically)."""
     config = read_config(directory)
     config["extra"] = {**config.get("extra", {}), **extra}
-    atomic_write_text(Path(directory) / CONFIG_FILE, json.dumps(_json_safe(config), indent=2) + "\n")
+    atomic_write_text(Path(directory) / CONFIG_FILE, _config_text(config))
 
 
 def update_checkpoint_token_moments(directory: str | Path, moments: Any) -> None:
@@ -195,7 +212,7 @@ def update_checkpoint_token_moments(directory: str | Path, moments: Any) -> None
     if tuple(moments.shape) != want:
         raise ValueError(f"token moments are {tuple(moments.shape)}, the checkpoint's {tr['kind']!r} tokens are {want}")
     config["token_moments"] = moments.to_dict()
-    atomic_write_text(Path(directory) / CONFIG_FILE, json.dumps(_json_safe(config), indent=2) + "\n")
+    atomic_write_text(Path(directory) / CONFIG_FILE, _config_text(config))
 
 
 def load_checkpoint(directory: str | Path, map_location: str | torch.device = "cpu") -> Any:

@@ -100,6 +100,8 @@ def _e2crf_config(args: argparse.Namespace, model: Any = None) -> Any:
         from pyfdc.e2crf_calibrate import Calibration
 
         cal = Calibration.load(args.e2crf_config)
+        if model is not None:
+            cal.check_model(model, f"--e2crf-config {args.e2crf_config}")
         if cal.steps != args.steps:
             raise UsageError(f"--e2crf-config {args.e2crf_config} was calibrated for {cal.steps} steps, not "
                              f"--steps {args.steps}; calibrate again for this step count")
@@ -174,6 +176,7 @@ def cmd_sample(args: argparse.Namespace) -> dict[str, Any]:
 def _sample_into(args: argparse.Namespace, model: Any, e2cfg: Any, world: Any, claim: OutputSet | None) -> dict[str, Any]:
     """Draw this rank's block, gather, and (rank 0) write the set into the claim's stage and commit it."""
     from pyfdc import __version__
+    from pyfdc.model import weights_fingerprint
 
     t0 = time.perf_counter()
     start, stop = distributed.shard(args.num_samples, world)  # noise is per sample id: shards join seamlessly
@@ -192,7 +195,7 @@ def _sample_into(args: argparse.Namespace, model: Any, e2cfg: Any, world: Any, c
         "steps": args.steps, "batch_size": args.batch_size, "seed": args.seed,
         "wall_seconds": round(wall, 3), "series_per_second": args.num_samples / wall,
         "shape": list(samples.shape), "pyfdc_version": __version__,
-        "world_size": world.size,
+        "world_size": world.size, "model_id": weights_fingerprint(model),
         "support_clip": None if model.bounds is None or not model.clip else model.bounds.to_dict(),
         "rank_sample_ids": [{"rank": r, "start": a, "stop": b} for r, (a, b) in enumerate(blocks)],
     }

@@ -55,11 +55,23 @@ class Calibration:
     rows: list[dict[str, Any]] = field(default_factory=list)
     num_shadow: int = 0
     seed: int = CALIBRATION_SEED
+    model_id: str | None = None  # pyfdc.model.weights_fingerprint of the model it was made for
 
     def to_dict(self) -> dict[str, Any]:
         return {"format": FORMAT, "config": config_to_dict(self.config), "fallback": self.fallback,
                 "steps": self.steps, "solver": self.solver, "targets": dict(self.targets),
-                "rows": list(self.rows), "num_shadow": self.num_shadow, "seed": self.seed}
+                "rows": list(self.rows), "num_shadow": self.num_shadow, "seed": self.seed,
+                "model_id": self.model_id}
+
+    def check_model(self, model: Any, source: str = "calibration") -> None:
+        """A one-line ValueError unless this calibration was made for ``model`` (same weights)."""
+        from pyfdc.model import weights_fingerprint
+
+        if self.model_id is None:
+            raise ValueError(f"{source} records no model (written by an older pyfdc): calibrate this model again")
+        if self.model_id != weights_fingerprint(model):
+            raise ValueError(f"{source} was calibrated for another model ({self.model_id}, this one is "
+                             f"{weights_fingerprint(model)}); calibrate this model: pyfdc calibrate --checkpoint ...")
 
     @classmethod
     def from_dict(cls, d: Any, source: str = "calibration") -> "Calibration":
@@ -71,7 +83,8 @@ class Calibration:
                 raise ValueError(f"steps must be an int >= 1, got {steps!r}")
             return cls(config=config_from_dict(d["config"]), fallback=bool(d["fallback"]), steps=steps,
                        solver=str(d["solver"]), targets=dict(d["targets"]), rows=list(d.get("rows", [])),
-                       num_shadow=int(d.get("num_shadow", 0)), seed=int(d.get("seed", CALIBRATION_SEED)))
+                       num_shadow=int(d.get("num_shadow", 0)), seed=int(d.get("seed", CALIBRATION_SEED)),
+                       model_id=None if d.get("model_id") is None else str(d["model_id"]))
         except (KeyError, TypeError, ValueError) as exc:
             raise ValueError(f"{source}: corrupt calibration ({type(exc).__name__}: {exc})") from None
 
@@ -199,5 +212,7 @@ def calibrate(model: Any, steps: int, solver: str = "em", base: E2CRFConfig | No
     config = dataclasses.replace(base, solver=solver, mode="uncached", budget=None, compile=False,
                                  reuse="frozen", cached_output="features") \
         if fallback else chosen
+    from pyfdc.model import weights_fingerprint
+
     return Calibration(config=config, fallback=fallback, steps=steps, solver=solver, targets=targets,
-                       rows=rows, num_shadow=num_shadow, seed=seed)
+                       rows=rows, num_shadow=num_shadow, seed=seed, model_id=weights_fingerprint(model))

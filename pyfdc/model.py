@@ -175,3 +175,15 @@ class DiffusionModel:
         if self.token_scaler is not None:
             z = self.token_scaler.transform(z) * self.transform.mask(device=z.device, dtype=z.dtype)
         return z
+
+
+def weights_fingerprint(model: Any) -> str:
+    """16-hex SHA-256 prefix over the network's parameters and buffers (names, shapes, bytes): which model a
+    calibration or a sample set was made with."""
+    import hashlib
+
+    h = hashlib.sha256()
+    for k, v in sorted(model.net.state_dict().items()):
+        h.update(k.encode() + str(tuple(v.shape)).encode())
+        h.update(v.detach().cpu().contiguous().numpy().tobytes())
+    return h.hexdigest()[:16]

@@ -212,10 +212,20 @@ def c2st(a: Any, b: Any, classifier: str = "hgb", folds: int = 5, seed: int = 0)
 
 def c2st_report(a: Any, b: Any, folds: int = 5, seed: int = 0,
                 classifiers: tuple[str, ...] = C2ST_CLASSIFIERS) -> dict[str, Any]:
-    """Every classifier's :class:`C2STResult` as a dict, plus ``"headline"``: the larger accuracy."""
+    """Every classifier's :class:`C2STResult` as a dict, plus ``"headline"``: the larger accuracy.
+
+    Sets drawn from the same noise (or the same set twice) are near-twins: a twin with the other label
+    in the training folds pulls the accuracy *below* 0.5. Such pairs (median paired relative distance
+    < 0.5; independent draws sit near √2) get a warning and ``"same_noise_pairs": True``."""
     res = {name: c2st(a, b, name, folds, seed).to_dict() for name in classifiers}
     best = max(res, key=lambda k: res[k]["accuracy"])
-    return {"headline": res[best]["accuracy"], "headline_classifier": best, **res}
+    paired = bool(np.shape(a) == np.shape(b) and paired_deviation(a, b)["median"] < 0.5)
+    if paired:
+        import warnings
+
+        warnings.warn("c2st_report: the two sets look drawn from the same noise (or are the same set); the C2ST "
+                      "reads low for such pairs: draw one of them with another seed", stacklevel=2)
+    return {"headline": res[best]["accuracy"], "headline_classifier": best, "same_noise_pairs": paired, **res}
 
 
 # ----------------------------------------------------------------------------- spectra, pairs

@@ -9,7 +9,7 @@ import pytest
 import torch
 from safetensors.torch import load_file, save
 
-from pyfdc.checkpoint import (CONFIG_FILE, CheckpointError, load_checkpoint, weights_path,
+from pyfdc.checkpoint import (CONFIG_FILE, CheckpointError, _config_text, load_checkpoint, weights_path,
                               read_config, save_checkpoint, update_checkpoint_extra)
 from pyfdc.data import Standardizer
 from pyfdc.model import DiffusionModel
@@ -32,7 +32,7 @@ def _rehash(folder: Path) -> None:
 
     cfg = json.loads((folder / CONFIG_FILE).read_text())
     cfg["weights_sha256"] = hashlib.sha256(weights_path(folder).read_bytes()).hexdigest()
-    (folder / CONFIG_FILE).write_text(json.dumps(cfg))
+    (folder / CONFIG_FILE).write_text(_config_text(cfg))
 
 
 @pytest.mark.parametrize("kind", ["freq", "time", "chart"])
@@ -100,7 +100,7 @@ def test_shape_mismatch(tmp_path: Path) -> None:
     save_checkpoint(tmp_path, _model(), {})
     cfg = json.loads((tmp_path / CONFIG_FILE).read_text())
     cfg["model_config"]["d_ff"] = 48
-    (tmp_path / CONFIG_FILE).write_text(json.dumps(cfg))
+    (tmp_path / CONFIG_FILE).write_text(_config_text(cfg))
     with pytest.raises(CheckpointError, match=r"shape mismatch.*ff1\.weight"):
         load_checkpoint(tmp_path)
 
@@ -109,7 +109,7 @@ def test_transform_and_model_config_disagree(tmp_path: Path) -> None:
     save_checkpoint(tmp_path, _model(), {})
     cfg = json.loads((tmp_path / CONFIG_FILE).read_text())
     cfg["transform"]["n"] = 20  # N' = 11 tokens, but the net was built for 9
-    (tmp_path / CONFIG_FILE).write_text(json.dumps(cfg))
+    (tmp_path / CONFIG_FILE).write_text(_config_text(cfg))
     with pytest.raises(CheckpointError, match="9 tokens"):
         load_checkpoint(tmp_path)
 
@@ -123,7 +123,7 @@ def test_bad_config_fields(tmp_path: Path, field: str, value: object, pattern: s
     save_checkpoint(tmp_path, _model(), {})
     cfg = json.loads((tmp_path / CONFIG_FILE).read_text())
     cfg[field] = value
-    (tmp_path / CONFIG_FILE).write_text(json.dumps(cfg))
+    (tmp_path / CONFIG_FILE).write_text(_config_text(cfg))
     with pytest.raises(CheckpointError, match=pattern):
         load_checkpoint(tmp_path)
 
@@ -195,7 +195,7 @@ def test_train_overwrite_keeps_the_old_checkpoint_until_replaced(tmp_path: Path)
 def _edit(folder: Path, fn) -> None:
     cfg = json.loads((folder / CONFIG_FILE).read_text())
     fn(cfg)
-    (folder / CONFIG_FILE).write_text(json.dumps(cfg))
+    (folder / CONFIG_FILE).write_text(_config_text(cfg))
 
 
 @pytest.mark.parametrize("edit,match", [
@@ -249,3 +249,20 @@ def test_float16_weights_halve_the_file_and_load_as_float32(tmp_path: Path) -> N
         assert torch.equal(got, want), k
     with pytest.raises(ValueError, match="weights_dtype"):
         save_checkpoint(tmp_path / "bad", model, weights_dtype="bf16")
+
+
+def test_config_edits_are_refused_and_legacy_configs_load(tmp_path: Path) -> None:
+    # an edited config.json (N 16 -> 17) would draw another length from a 16-trained network
+    save_checkpoint(tmp_path, _model(), {})
+    text = (tmp_path / CONFIG_FILE).read_text()
+    cfg = json.loads(text)
+    cfg["transform"]["n"] += 1
+    (tmp_path / CONFIG_FILE).write_text(json.dumps(cfg, indent=2))
+    with pytest.raises(CheckpointError, match="edited after it was saved"):
+        load_checkpoint(tmp_path)
+    legacy = json.loads(text)
+    legacy.pop("config_sha256")  # written before configs carried their checksum: still loads
+    (tmp_path / CONFIG_FILE).write_text(json.dumps(legacy))
+    load_checkpoint(tmp_path)
+    update_checkpoint_extra(tmp_path, {"note": "x"})  # every rewrite signs the config again
+    assert "config_sha256" in read_config(tmp_path) and load_checkpoint(tmp_path).meta["extra"]["note"] == "x"

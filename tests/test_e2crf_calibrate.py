@@ -101,6 +101,16 @@ def test_cli_calibrate_then_sample(tmp_path: Path, capsys: pytest.CaptureFixture
     assert cli.main(base + ["--steps", str(STEPS), "--e2crf-config", str(cal_file), "--e2crf-budget", "0.3",
                             "--out", str(tmp_path / "u")]) == 2
     assert "replaces the other --e2crf-* options" in capsys.readouterr().err
+    other = tmp_path / "other"  # the same architecture, other weights: the calibration is not its own
+    save_checkpoint(other, tiny_model(seed=1))
+    assert cli.main(["sample", "--checkpoint", str(other), "--sampler", "e2crf", "--num-samples", "3", "--no-progress",
+                     "--steps", str(STEPS), "--e2crf-config", str(cal_file), "--out", str(tmp_path / "v")]) == 2
+    assert "was calibrated for another model" in capsys.readouterr().err and not (tmp_path / "v").exists()
+    legacy = json.loads(cal_file.read_text())
+    legacy.pop("model_id")
+    cal_file.write_text(json.dumps(legacy))
+    assert cli.main(base + ["--steps", str(STEPS), "--e2crf-config", str(cal_file), "--out", str(tmp_path / "w")]) == 2
+    assert "records no model" in capsys.readouterr().err
 
 
 def test_presets_by_step_count(tmp_path: Path) -> None:

@@ -251,3 +251,18 @@ def test_float64_beyond_float32_range_is_named(tmp_path: Path) -> None:
     with pytest.raises(ValueError, match="beyond float32's range") as err:
         load_series(path)
     assert "NaN" not in str(err.value)
+
+
+def test_c2st_report_warns_on_paired_sets() -> None:
+    from pyfdc.quality import c2st_report
+
+    a = np.random.default_rng(0).normal(size=(40, 12, 1))
+    with pytest.warns(UserWarning, match="same noise"):
+        rep = c2st_report(a, a, classifiers=("linear",))
+    assert rep["same_noise_pairs"] is True
+    b = np.random.default_rng(1).normal(size=(40, 12, 1))
+    import warnings
+
+    with warnings.catch_warnings():
+        warnings.simplefilter("error")
+        assert c2st_report(a, b, classifiers=("linear",))["same_noise_pairs"] is False

@@ -8,7 +8,7 @@ import numpy as np
 import pytest
 import torch
 
-from pyfdc.checkpoint import CheckpointError, load_checkpoint, save_checkpoint
+from pyfdc.checkpoint import CheckpointError, _config_text, load_checkpoint, save_checkpoint
 from pyfdc.data import load_dataset
 from pyfdc.e2crf import E2CRFConfig, E2CRFSampler
 from pyfdc.model import DiffusionModel
@@ -112,7 +112,7 @@ def test_training_with_pins_spends_no_loss_on_them_and_checkpoints_them(tmp_path
     cfg = json.loads((tmp_path / "m" / "config.json").read_text())
     cfg["pins"]["pin"] = cfg["pins"]["pin"][:-1]
     cfg["pins"]["values"] = cfg["pins"]["values"][:-1]
-    (tmp_path / "m" / "config.json").write_text(json.dumps(cfg))
+    (tmp_path / "m" / "config.json").write_text(_config_text(cfg))  # re-signed, to reach the pins check
     with pytest.raises(CheckpointError, match="pins"):
         load_checkpoint(tmp_path / "m")
     save_checkpoint(tmp_path / "again", model)
@@ -138,6 +138,7 @@ def test_checkpoints_without_original_units_recover_them(tmp_path: Path) -> None
           progress=False)
     cfg = json.loads((tmp_path / "m" / "config.json").read_text())
     del cfg["pins"]["original"]
+    cfg.pop("config_sha256")  # as written before configs carried their checksum
     (tmp_path / "m" / "config.json").write_text(json.dumps(cfg))
     model = load_checkpoint(tmp_path / "m")
     x = Sampler(model, "dpm2m").sample(2, steps=4, batch_size=2, progress=False)

@@ -151,6 +151,7 @@ def test_checkpoint_keeps_the_bounds_and_fingerprints_the_clip(tmp_path) -> None
     cfg_path = tmp_path / "ck" / "config.json"
     cfg = json.loads(cfg_path.read_text())
     cfg["bounds"] = {"low": [1.0, 0.0], "high": [0.0, 1.0]}
+    cfg.pop("config_sha256")  # a hand-made config without a checksum, to reach the bounds check
     cfg_path.write_text(json.dumps(cfg))
     with pytest.raises(CheckpointError, match="low <= high"):
         load_checkpoint(tmp_path / "ck")
