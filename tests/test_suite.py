@@ -80,3 +80,14 @@ def test_summary_reports_what_ran(tmp_path: Path) -> None:
     assert "| b | – | – | – |" in text and "| c |" not in text
     rows = json.loads((tmp_path / "summary.json").read_text())
     assert [r["dataset"] for r in rows] == ["a", "b"] and rows[0]["c2st_time"] == 0.83
+
+
+def test_suite_command_names_the_missing_extra(monkeypatch: pytest.MonkeyPatch, tmp_path: Path,
+                                               capsys: pytest.CaptureFixture[str]) -> None:
+    import suite
+
+    monkeypatch.setattr(suite_data.importlib.util, "find_spec", lambda name: None)
+    assert suite.main(["--out", str(tmp_path), "--datasets", "gunpoint", "acsf1", "--stages", "report"]) == 0
+    err = capsys.readouterr().err.strip().splitlines()
+    assert len(err) == 2 and all("skipping" in line and "pyfdc[suite]" in line for line in err)
+    assert (tmp_path / "summary.md").is_file()
