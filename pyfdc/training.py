@@ -142,20 +142,10 @@ def train(
         lock.release()
 
 
-def _train_claimed(
-    dataset: Any,
-    out_dir: str | Path,
-    model_config: Any = None,
-    transform_kind: str = "freq",
-    train_config: TrainConfig | None = None,
-    resume: bool = False,
-    progress: bool = True,
-    overwrite: bool = False,
-    scaling: str = "channel",
-    pinning: str = "auto",
-    lock: FolderLock | None = None,
-) -> TrainResult:
-    """:func:`train` once its arguments are known; claims ``out_dir`` with ``lock`` (rank 0)."""
+def _train_claimed(dataset: Any, out_dir: str | Path, model_config: Any, transform_kind: str,  # noqa: PLR0913
+                   train_config: TrainConfig | None, resume: bool, progress: bool, overwrite: bool, scaling: str,
+                   pinning: str, lock: FolderLock | None) -> TrainResult:
+    """:func:`train`'s body (same arguments); claims ``out_dir`` with ``lock`` on rank 0 once they are checked."""
     from tqdm.auto import tqdm
 
     from pyfdc import distributed

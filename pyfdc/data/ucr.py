@@ -42,6 +42,14 @@ def _number(cell: str, path: Path, lineno: int) -> float:
         raise _fail(path, f"line {lineno}: expected a number, got {cell[:30]!r}") from None
 
 
+def _lines(path: Path) -> list[str]:
+    """The file's lines (a UTF-8 byte-order mark dropped); a one-line error for other bytes."""
+    try:
+        return path.read_text(encoding="utf-8-sig").splitlines()
+    except UnicodeDecodeError:
+        raise _fail(path, f"is not a UTF-8 text {path.suffix} file") from None
+
+
 def _stack(rows: list[np.ndarray], starts: list[int], path: Path) -> np.ndarray:
     if not rows:
         raise _fail(path, "holds no series")
@@ -56,10 +64,7 @@ def _stack(rows: list[np.ndarray], starts: list[int], path: Path) -> np.ndarray:
 def read_ts(path: str | Path) -> tuple[np.ndarray, list[str]]:
     """A ``.ts`` file -> ``(x (S, N, M) float64, labels)``; labels are ``""`` without ``@classLabel true``."""
     p = Path(path)
-    try:
-        lines = p.read_text(encoding="utf-8-sig").splitlines()
-    except UnicodeDecodeError:
-        raise _fail(p, "is not a UTF-8 text .ts file") from None
+    lines = _lines(p)
     header: dict[str, str] = {}
     data_at = None
     for lineno, line in enumerate(lines, start=1):
@@ -108,10 +113,7 @@ def read_ts(path: str | Path) -> tuple[np.ndarray, list[str]]:
 def read_ucr_text(path: str | Path) -> tuple[np.ndarray, list[str]]:
     """A UCR ``.tsv``/``.txt`` file (label first, then the values) -> ``(x (S, N, 1) float64, labels)``."""
     p = Path(path)
-    try:
-        lines = p.read_text(encoding="utf-8-sig").splitlines()
-    except UnicodeDecodeError:
-        raise _fail(p, "is not a UTF-8 text file") from None
+    lines = _lines(p)
     rows, labels, starts = [], [], []
     for lineno, line in enumerate(lines, start=1):
         cells = [c for c in _SEP.split(line.strip()) if c]
