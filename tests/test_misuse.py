@@ -263,6 +263,13 @@ def test_c2st_report_warns_on_paired_sets() -> None:
     b = np.random.default_rng(1).normal(size=(40, 12, 1))
     import warnings
 
+    from pyfdc.data.sines import make_sines
+
     with warnings.catch_warnings():
         warnings.simplefilter("error")
         assert c2st_report(a, b, classifiers=("linear",))["same_noise_pairs"] is False
+        # independent Sines sit close in relative terms (all in [0.5, 1] early on): still not twins
+        s1, s2 = make_sines(60, seed=1), make_sines(60, seed=2)
+        assert c2st_report(s1, s2, classifiers=("linear",))["same_noise_pairs"] is False
+    with pytest.warns(UserWarning, match="same noise"):  # a set against itself plus 3% noise: twins
+        c2st_report(s1, s1 + 0.03 * np.random.default_rng(0).standard_normal(s1.shape), classifiers=("linear",))
