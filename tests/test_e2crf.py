@@ -64,12 +64,16 @@ def test_forcing_all_tokens_equals_uncached(model, mode):
     assert stats.refresh_steps == list(range(STEPS))
 
 
-def test_band_covering_all_tokens_degenerates_to_uncached(model):
+def test_band_covering_all_tokens_is_refused_and_band_plus_probes_covering_them_is_uncached(model):
+    # K >= N' - 1 would silently switch the cache off: an error naming the limit
+    with pytest.raises(ValueError, match=f"puts all N' = {T} tokens"):
+        _run(model, E2CRFConfig(K=T, tau0=math.inf, R=1000, num_probes=2))
+    # the widest band that still leaves a token outside it, plus a probe on that token: every token is
+    # recomputed every step, so the samples are uncached EM's
     x_ref, _ = _run(model, E2CRFConfig(mode="uncached"))
-    x, stats = _run(model, E2CRFConfig(K=T, tau0=math.inf, R=1000, num_probes=2))
+    x, stats = _run(model, E2CRFConfig(K=T - 2, tau0=math.inf, R=1000, num_probes=1))
     torch.testing.assert_close(x, x_ref, rtol=1e-5, atol=1e-5)  # same justification as above
     assert stats.recomputed_fraction == [1.0] * STEPS
-    assert stats.probe_steps == []  # nothing left to probe
 
 
 @pytest.mark.parametrize("dense_fraction", [0.85, 1.0, 0.0])

@@ -80,3 +80,18 @@ def test_field_score_errors(kw: dict, needle: str) -> None:
         discriminative_score(x, x, **kw)
     with pytest.raises(ValueError, match="share"):
         predictive_score(x, x[:, :10])
+
+
+def test_predictive_scale_matches_the_field() -> None:
+    # Sines lie in [0.5, 1] and are scored unscaled, as published: the best a GRU can do from the other
+    # (independent) channels is each step's median over series, MAE 0.093 (the published real-data figure);
+    # min-max rescaling to [0, 1] would double it
+    from pyfdc.field_scores import _pair
+
+    r, _ = _pair(make_sines(50, seed=1), make_sines(50, seed=2), min_len=1)
+    assert r.min() >= 0.5 - 1e-6
+    x = make_sines(20000, seed=0).astype(np.float64)[:, 1:, -1]
+    assert abs(np.abs(x - np.median(x, axis=0)).mean() - 0.093) < 0.002
+    z = np.random.default_rng(0).normal(size=(20, 8, 2))  # outside [0, 1]: scaled by the real range
+    r, s = _pair(z, z + 10.0, min_len=1)
+    assert r.min() == 0.0 and r.max() == 1.0 and s.min() > 1.0
