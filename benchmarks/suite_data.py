@@ -10,11 +10,12 @@ files are used, aeon is never imported). Splits never put pieces of one recordin
 | italypower | UCR ItalyPowerDemand (daily load profiles) | 24 × 1 | 877 / 219 | whole days, seeded 80/20 |
 | gunpoint | UCR GunPoint (hand motion traces) | 150 × 1 | 160 / 40 | whole series, seeded 80/20 |
 | acsf1 | UCR ACSF1 (appliance power), 10 disjoint windows per recording | 146 × 1 | 1,600 / 400 | by recording, then windows |
+| osuleaf | UCR OSULeaf (leaf outlines) | 427 × 1 | 354 / 88 | whole series, seeded 80/20 |
 | basicmotions | UEA BasicMotions (watch accelerometer + gyroscope) | 100 × 6 | 40 / 40 | the archive's split |
 | japanesevowels | UEA JapaneseVowels, equal-length version (LPC cepstra) | 25 × 12 | 512 / 128 | whole utterances, seeded 80/20 |
 | sines | TimeGAN's generator | 24 × 5 | 10,000 / 2,000 | independent draws |
 
-ItalyPowerDemand and GunPoint are z-normalised per series in the archive (sd with ddof 1); generated
+ItalyPowerDemand, GunPoint and OSULeaf are z-normalised per series in the archive (sd with ddof 1); generated
 series get the same normalisation before they are scored against them (:func:`znorm_like`).
 Seeded splits use seed 42 over whole series (``pyfdc.data.loaders`` uses the same rule for the
 paper's datasets). BasicMotions keeps the archive's 40/40 split: 80 series are too few to hold out
@@ -110,6 +111,14 @@ def load_acsf1() -> TimeSeriesDataset:
                     f"pooled recordings split 80/20 seed {SPLIT_SEED}, then {ACSF1_WINDOW}-step disjoint windows")
 
 
+def load_osuleaf() -> TimeSeriesDataset:
+    tr, te = _pooled("OSULeaf")
+    ds = _ucr_set("osuleaf", tr, te, "UCR OSULeaf (leaf outlines as 1-D series; aeon)",
+                  f"pooled archive, whole series, 80/20 seed {SPLIT_SEED}")
+    ds.meta["per_series_znorm_ddof"] = 1
+    return ds
+
+
 def load_basicmotions() -> TimeSeriesDataset:
     tr, te = _archive("BasicMotions")
     return _ucr_set("basicmotions", tr, te, "UEA BasicMotions (aeon)", "the archive's train/test split")
@@ -126,6 +135,7 @@ SUITE: dict[str, Callable[[], TimeSeriesDataset]] = {
     "italypower": load_italypower,
     "gunpoint": load_gunpoint,
     "acsf1": load_acsf1,
+    "osuleaf": load_osuleaf,
     "basicmotions": load_basicmotions,
     "japanesevowels": load_japanesevowels,
     "sines": load_sines,

@@ -17,7 +17,7 @@ HAVE_AEON = importlib.util.find_spec("aeon") is not None
 needs_aeon = pytest.mark.skipif(not HAVE_AEON, reason="the suite extra (aeon's data files) is not installed")
 
 SHAPES = {"ecg": (374, 91, 187, 1), "italypower": (877, 219, 24, 1), "gunpoint": (160, 40, 150, 1),
-          "acsf1": (1600, 400, 146, 1), "basicmotions": (40, 40, 100, 6), "japanesevowels": (512, 128, 25, 12),
+          "acsf1": (1600, 400, 146, 1), "osuleaf": (354, 88, 427, 1), "basicmotions": (40, 40, 100, 6), "japanesevowels": (512, 128, 25, 12),
           "sines": (10_000, 2_000, 24, 5)}
 
 
