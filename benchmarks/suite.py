@@ -25,33 +25,23 @@ Nothing here touches a held-out split except to score against it.
 from __future__ import annotations
 
 import argparse
-import json
 import sys
 import time
 from pathlib import Path
 from typing import Any
 
-import numpy as np
 import torch
 
 sys.path.insert(0, str(Path(__file__).resolve().parent))
 from suite_data import SUITE, SuiteDataMissing, load_suite_dataset  # noqa: E402
+from suite_stages import _json, _read  # noqa: E402
 
-from pyfdc._io import atomic_write_text  # noqa: E402
 
 STAGES = ("train", "front", "sample", "score", "report")
 DOMAINS = ("freq", "time")
 DONE = "suite_done.json"
 
 
-
-
-def _json(path: Path, obj: Any) -> None:
-    atomic_write_text(path, json.dumps(obj, indent=1, default=float) + "\n")
-
-
-def _read(path: Path) -> Any:
-    return json.loads(path.read_text()) if path.is_file() else None
 
 
 # ----------------------------------------------------------------------------- train

@@ -26,7 +26,7 @@ from pyfdc.cli_io import (CALIBRATE_OUTPUTS, CALIBRATION_FILE, CALIBRATION_PLOT,
                           _write_json, set_quiet)
 from pyfdc.cli_demo import cmd_demo
 from pyfdc.cli_evaluate import cmd_evaluate, evaluate_samples, gaussian_baseline, sw_report  # noqa: F401
-from pyfdc.outdir import OutputSet
+from pyfdc.outdir import OutputSet, is_debris
 
 DISTRIBUTED_COMMANDS = ("train", "sample")  # the commands that join a torchrun job
 
@@ -68,7 +68,7 @@ def cmd_train(args: argparse.Namespace) -> dict[str, Any]:
     if args.resume and args.overwrite:
         raise UsageError("--resume and --overwrite are mutually exclusive")
     if not args.resume and args.out.is_dir() and not args.overwrite and \
-            any(not (p.name.startswith(".") and p.name.endswith(".tmp")) for p in args.out.iterdir()):
+            any(not is_debris(p.name) for p in args.out.iterdir()):
         raise UsageError(f"--out {args.out} is not empty; choose a new folder, pass --overwrite, "
                          "or --resume an interrupted run")
     cfg = TrainConfig(epochs=args.epochs, batch_size=args.batch_size, lr=args.lr,

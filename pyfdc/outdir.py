@@ -38,13 +38,18 @@ class OutputFolderError(ValueError):
     """An output folder that cannot be used as asked (the CLI reports it in one line, exit 2)."""
 
 
+def is_debris(name: str) -> bool:
+    """A killed atomic write's temp file (``.<name>.<random>.tmp``, :func:`pyfdc._io.atomic_path`)."""
+    return name.startswith(".") and name.endswith(".tmp")
+
+
 def check_foreign(out: Path, produces: Iterable[str] | None, overwrite: bool, what: str = "this command") -> None:
     """Refuse a non-empty ``out`` without ``overwrite``, and with it a folder holding files ``what`` does
     not write (``produces``: names, or shell patterns such as ``model-*.safetensors``)."""
     import fnmatch
 
     # a killed run's temp files (.<name>.<random>.tmp) are debris, not content
-    names = sorted(p.name for p in out.iterdir() if not fnmatch.fnmatchcase(p.name, ".*.tmp")) if out.is_dir() else []
+    names = sorted(p.name for p in out.iterdir() if not is_debris(p.name)) if out.is_dir() else []
     if not names:
         return
     if not overwrite:

@@ -22,23 +22,25 @@ TRAIN_OUTPUTS = ("config.json", "model-????????????????.safetensors", STATE_FILE
 
 
 def _drop_leftovers(out: Path) -> None:
-    """Temp files of a killed write (``.<name>.<random>.tmp``, see :mod:`pyfdc._io`) and weight files no
-    committed config names: debris of an interrupted run, never another tool's files."""
+    """Temp files of a killed write (:func:`pyfdc.outdir.is_debris`) and weight files no committed config
+    names: debris of an interrupted run, never another tool's files."""
     import json
-    import re
+
+    from pyfdc.checkpoint import WEIGHTS_NAME
+    from pyfdc.outdir import is_debris
 
     if not out.is_dir():
         return
-    for p in out.glob(".*.tmp"):
-        if any(p.name.startswith(f".{name}.") for name in ("config.json", STATE_FILE, HISTORY_FILE)) \
-                or re.fullmatch(r"\.model-[0-9a-f]{16}\.safetensors\..*\.tmp", p.name):
+    for p in out.iterdir():
+        ours = ("config.json", STATE_FILE, HISTORY_FILE, "model-")
+        if is_debris(p.name) and any(p.name.startswith(f".{n}") for n in ours):
             p.unlink(missing_ok=True)
     try:
         named = json.loads((out / "config.json").read_text()).get("weights_file")
     except (OSError, ValueError, AttributeError):
         return  # no readable commit: nothing says which weight file is current, so none is removed
     for p in out.iterdir():
-        if re.fullmatch(r"model-[0-9a-f]{16}\.safetensors", p.name) and p.name != named:
+        if WEIGHTS_NAME.fullmatch(p.name) and p.name != named:
             p.unlink(missing_ok=True)
 
 
