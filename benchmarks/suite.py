@@ -18,7 +18,9 @@ Per dataset (``benchmarks/suite_data.py``), in ``OUT/<dataset>/``:
    subsamples of the held-out size, mean over ``--c2st-repeats``) next to the data floor (train vs
    held-out) and a Gaussian fitted to the train split; roughness vs held-out; and the field's
    discriminative / predictive scores (``pyfdc.field_scores``) of the frequency model.
-5. ``report`` — ``<dataset>/table.md`` and the one-screen ``summary.md`` / ``summary.json``.
+5. ``calibrate`` — does ``pyfdc calibrate``'s shadow test predict the C2ST? Every candidate measured on the
+   shadow batch and put on the front (``benchmarks/suite_calibration.py``).
+6. ``report`` — ``<dataset>/table.md`` and the one-screen ``summary.md`` / ``summary.json``.
 
 Nothing here touches a held-out split except to score against it.
 """
@@ -37,7 +39,7 @@ from suite_data import SUITE, SuiteDataMissing, load_suite_dataset  # noqa: E402
 from suite_stages import _json, _read  # noqa: E402
 
 
-STAGES = ("train", "front", "sample", "score", "report")
+STAGES = ("train", "front", "sample", "score", "calibrate", "report")
 DOMAINS = ("freq", "time")
 DONE = "suite_done.json"
 
@@ -126,6 +128,10 @@ def run_dataset(name: str, ds: Any, args: argparse.Namespace) -> None:
         sample_stage(name, folder, args)
     if "score" in args.stages:
         score_stage(name, ds, folder, args)
+    if "calibrate" in args.stages:
+        from suite_calibration import calibrate_stage
+
+        calibrate_stage(name, folder, args)
     if "report" in args.stages:
         report_stage(name, folder)
     print(f"suite: {name}: stages {' '.join(args.stages)} done in {time.perf_counter() - t0:.0f}s")

@@ -41,10 +41,11 @@ def config_spec(config: Any, steps: int) -> str:
 
 
 def default_e2crf_spec(model: Any, steps: int = 1000) -> str:
-    """What ``pyfdc sample --sampler e2crf --steps STEPS`` runs on ``model``, as a front spec."""
-    from pyfdc.e2crf import E2CRFConfig
+    """What ``pyfdc sample --sampler e2crf --steps STEPS`` runs on ``model`` (its calibration, made on first
+    use and kept in the checkpoint folder), as a front spec."""
+    from pyfdc.e2crf_calibrate import model_calibration
 
-    return config_spec(E2CRFConfig.preset(steps, model), steps)
+    return config_spec(model_calibration(model, steps, progress=False, say=print).config, steps)
 
 
 def front_stage(name: str, folder: Path, args: argparse.Namespace) -> dict[str, Any]:
@@ -242,4 +243,11 @@ def write_summary(out: Path, names: list[str]) -> None:
     text += [
             f"Samplers of the frequency model vs its uncached EM-1000 (E2-CRF default: `{spec}`):", "",
             _front_summary(rows), ""]
+    from suite_calibration import calibration_rows, calibration_table
+
+    cal = {n: calibration_rows(out / n) for n in names if (out / n).is_dir()}
+    if any(cal.values()):
+        text += ["The calibration's shadow test (pass/fail, median paired deviation / worst band error on its "
+                 "shadow batch) beside each candidate's C2ST vs EM-1000 on the front (bold: within 1.96 s.e. of "
+                 "the floor) and speedup:", "", calibration_table(cal), ""]
     atomic_write_text(out / "summary.md", "\n".join(text))

@@ -92,8 +92,8 @@ def cmd_train(args: argparse.Namespace) -> dict[str, Any]:
 
 
 def _e2crf_config(args: argparse.Namespace, model: Any = None) -> Any:
-    """The E2-CRF config the options ask for; without options, the preset for ``args.steps`` (for
-    ``model`` once it is loaded: the preset depends on its tokens and moments)."""
+    """The E2-CRF config the options ask for; without options ``None`` — the model's own calibration
+    for ``args.steps`` (:func:`_default_e2crf`), made once the output folder is claimed."""
     from pyfdc.e2crf import E2CRFConfig
 
     if getattr(args, "e2crf_config", None) is not None:
@@ -111,8 +111,18 @@ def _e2crf_config(args: argparse.Namespace, model: Any = None) -> Any:
               "tau_safe": args.e2crf_tau_safe, "mode": args.e2crf_mode, "budget": args.e2crf_budget,
               "compile": args.e2crf_compile}
     given = {k: v for k, v in fields.items() if v is not None}
-    # no options: the measured preset for this step count; any option: the paper's settings plus it
-    return E2CRFConfig(**given) if given else E2CRFConfig.preset(args.steps, model)
+    # any option: the paper's settings plus it; no options: the model's calibration (None here)
+    return E2CRFConfig(**given) if given else None
+
+
+def _default_e2crf(model: Any, steps: int, progress: bool) -> Any:
+    """What ``--sampler e2crf`` runs without options: this model's calibration for ``steps`` EM steps
+    (kept in the checkpoint folder; made on first use), said in one line."""
+    from pyfdc.e2crf_calibrate import describe, model_calibration
+
+    cal = model_calibration(model, steps, "em", progress=progress, say=lambda line: _echo(f"e2crf: {line}"))
+    _echo(f"e2crf: this model's calibration for {steps} steps: {describe(cal)}")
+    return cal.config
 
 
 def draw_samples(model: Any, sampler: str, num_samples: int, steps: int, batch_size: int, seed: int,
@@ -160,13 +170,16 @@ def cmd_sample(args: argparse.Namespace) -> dict[str, Any]:
         raise UsageError(f"--num-samples {args.num_samples} is fewer than the {world.size} processes of this run")
     model = load_checkpoint(args.checkpoint, map_location=_check_device(args.device))
     model.clip = getattr(args, "clip", "auto") == "auto"
-    if e2cfg is not None:
+    if args.sampler == "e2crf":
         e2cfg = _e2crf_config(args, model)
+    if e2cfg is not None:
         e2cfg.check_tokens(model.transform.num_tokens, model.transform.kind)  # before --out is claimed
     claim: list[OutputSet] = []  # rank 0's claim on --out (one run at a time; the set is committed whole)
     distributed.on_main(world, lambda: claim.append(OutputSet(args.out, args.overwrite, SAMPLE_OUTPUTS,
                                                               "pyfdc sample").open()))
     try:
+        if args.sampler == "e2crf" and e2cfg is None:
+            e2cfg = _default_e2crf(model, args.steps, args.progress)
         return _sample_into(args, model, e2cfg, world, claim[0] if claim else None)
     finally:
         for c in claim:
@@ -272,7 +285,7 @@ def cmd_benchmark(args: argparse.Namespace) -> dict[str, Any]:
         raise UsageError(f"benchmark compares e2crf with uncached em; --sampler {args.sampler} is not timed here")
     _e2crf_config(args)  # validate before loading
     model = load_checkpoint(path, map_location=_check_device(args.device))
-    e2cfg = _e2crf_config(args, model)
+    e2cfg = _e2crf_config(args, model) or _default_e2crf(model, args.steps, args.progress)
     run = dict(num_samples=args.num_samples, steps=args.steps, batch_size=args.batch_size, seed=args.seed,
                progress=False)
     warm = dict(run, num_samples=min(args.num_samples, args.batch_size), steps=min(args.steps, 20))

@@ -86,8 +86,9 @@ def _add_sampler_args(p: argparse.ArgumentParser) -> None:
     p.add_argument("--steps", metavar="T", type=pos_int, default=1000, help="reverse steps (default: 1000)")
     p.add_argument("--batch-size", metavar="B", type=pos_int, default=64, help="series per batch (default: 64)")
     p.add_argument("--seed", type=seed_int, default=0, help="noise seed (default: 0)")
-    g = p.add_argument_group("E2-CRF (with --sampler e2crf; without any of these options the measured preset "
-                             "for --steps is used, E2CRFConfig.preset; with any, the paper's settings plus those)")
+    g = p.add_argument_group("E2-CRF (with --sampler e2crf; without any of these options the model's own "
+                             "calibration for --steps, made on first use and kept in the checkpoint folder "
+                             "(E2CRFConfig.for_model); with any, the paper's settings plus those)")
     g.add_argument("--e2crf-K", dest="e2crf_K", metavar="K", type=_typed(int, lambda v: v >= 0, "an integer >= 0"),
                    help="always-recompute band {0..K} (default: N'//10)")
     g.add_argument("--e2crf-tau0", metavar="TAU0", type=nonneg_float, help="drift threshold tau0 (default: 0.01)")

@@ -49,12 +49,12 @@ def _demo(args: argparse.Namespace, out: Path) -> dict[str, Any]:
         model = result.model
         trained = f"model trained here {result.epochs_run} epochs ({result.wall_seconds:.0f} s)"
     rows = []
-    from pyfdc.e2crf import E2CRFConfig
+    from pyfdc.e2crf_calibrate import describe, model_calibration
     from pyfdc.quality import data_report
 
-    preset = E2CRFConfig.preset(args.steps, model)  # the measured choice for this step count (benchmarks/RESULTS.md)
-    what = ("uncached: no budget keeps quality" if preset.budget is None else
-            f"budget step f {preset.budget}, plain-δ ranking, {preset.cached_output} cached output")
+    # E2-CRF's default: this model's calibration for the step count (shipped beside the shipped model)
+    cal = model_calibration(model, args.steps, progress=args.progress, say=lambda line: _echo(f"      e2crf: {line}"))
+    preset, what = cal.config, describe(cal)
     runs: list[tuple[str, str, Any]] = [("em", "em", model), ("e2crf", "e2crf", model)]
     if args.minutes is None and not args.tiny:  # the time-domain baseline shipped beside it (benchmarks/RESULTS.md)
         from pyfdc.checkpoint import load_checkpoint
@@ -65,7 +65,7 @@ def _demo(args: argparse.Namespace, out: Path) -> dict[str, Any]:
     for i, (name, sampler, m_run) in enumerate(runs):
         label = f"sampler {sampler}" + (" on the time-domain model" if name == "em_time" else "")
         _echo(f"[{2 + i}/{1 + len(runs)}] sampling {args.num_samples} series, {args.steps} steps, {label}"
-              + (f" (preset for {args.steps} steps: {what})" if sampler == "e2crf" else ""))
+              + (f" (this model's calibration for {args.steps} steps: {what})" if sampler == "e2crf" else ""))
         samples, stats, wall = draw_samples(m_run, sampler, args.num_samples, args.steps, 64,
                                             args.seed, args.progress, preset)
         sdir = out / f"samples_{name}"

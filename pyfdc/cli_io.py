@@ -35,7 +35,8 @@ def _save_npy(path: Path, arr: Any) -> None:
     from pyfdc._io import atomic_path
 
     with atomic_path(path) as tmp, open(tmp, "wb") as fh:
-        np.save(fh, np.asarray(arr, dtype=np.float32))
+        arr = np.asarray(arr)  # float64 stays float64 (data float32 cannot hold); everything else float32
+        np.save(fh, arr if arr.dtype == np.float64 else np.asarray(arr, dtype=np.float32))
 
 
 _QUIET = False  # set on ranks other than 0 of a torchrun job: one process reports

@@ -170,30 +170,16 @@ class E2CRFConfig:
         return cls(**{"budget": budget, "mode": "no_energy", "tau0": 1.0, **overrides})
 
     @classmethod
-    def preset(cls, steps: int, model: "DiffusionModel | None" = None) -> "E2CRFConfig":
-        """The measured preset for an Euler–Maruyama run of ``steps`` steps (what ``pyfdc sample --sampler
-        e2crf`` uses without ``--e2crf-*`` options).
-
-        With the ``gaussian`` cached output — for a spectral ``model`` with token moments
-        (:func:`uses_gaussian_output`) — budget 0.25 at >= 1,000 steps and 0.7 at 100–999; with the
-        ``features`` output (no model, time-domain tokens, a checkpoint without moments) 0.5 at >= 1,000
-        and 0.7 at 250–999; uncached below. Measured on the shipped ECG models' fronts
-        (``benchmarks/RESULTS.md``: gaussian f 0.25 at 1,000 steps keeps EM-1000's distribution at 0.27×
-        its time; f 0.7 at 85–100 steps matches EM-100 at 0.65–0.78× its time);
-        ``pyfdc calibrate`` checks a model of your own."""
+    def for_model(cls, model: "DiffusionModel", steps: int, solver: str = "em", progress: bool = True) -> "E2CRFConfig":
+        """The default for ``model`` at ``steps`` (what ``pyfdc sample --sampler e2crf`` runs without
+        ``--e2crf-*`` options): the model's own calibration — kept in its checkpoint folder, made on first
+        use (:func:`pyfdc.e2crf_calibrate.model_calibration`); uncached where no budget passes. No constant
+        preset: budgets measured on one model changed the distribution of others (``benchmarks/RESULTS.md``)."""
         if isinstance(steps, bool) or not isinstance(steps, int) or steps < 1:
             raise ValueError(f"steps must be a positive int, got {steps!r}")
-        if model is not None and uses_gaussian_output(model):
-            if steps >= 1000:
-                return cls.budgeted(0.25, cached_output="gaussian")
-            if steps >= 100:
-                return cls.budgeted(0.7, cached_output="gaussian")
-            return cls(mode="uncached")
-        if steps >= 1000:
-            return cls.budgeted(0.5)
-        if steps >= 250:
-            return cls.budgeted(0.7)
-        return cls(mode="uncached")
+        from pyfdc.e2crf_calibrate import model_calibration
+
+        return model_calibration(model, steps, solver, progress=progress).config
 
     @classmethod
     def calibrate(cls, model: "DiffusionModel", steps: int, **kwargs: Any) -> Any:

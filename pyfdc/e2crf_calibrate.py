@@ -128,6 +128,26 @@ def _check_target(name: str, v: Any, low: float) -> float:
     return float(v)
 
 
+def candidate_configs(model: Any, solver: str = "em", candidates: Sequence[dict[str, Any]] = DEFAULT_CANDIDATES,
+                      base: E2CRFConfig | None = None) -> tuple[E2CRFConfig, list[E2CRFConfig]]:
+    """``(base, [base with each candidate's fields])`` — what :func:`calibrate` tries, validated before any
+    sampling. ``base`` defaults to plain-δ ranking with the ``gaussian`` cached output where
+    :func:`~pyfdc.e2crf.uses_gaussian_output` (else ``features``)."""
+    if base is None:
+        base = E2CRFConfig.budgeted(cached_output="gaussian" if uses_gaussian_output(model) else "features")
+    if not isinstance(base, E2CRFConfig):
+        raise TypeError(f"calibrate: base must be an E2CRFConfig, got {type(base).__name__}")
+    if not candidates:
+        raise ValueError("calibrate: candidates is empty")
+    configs = []
+    for c in candidates:
+        try:
+            configs.append(dataclasses.replace(base, solver=solver, **dict(c)))
+        except (TypeError, ValueError) as exc:
+            raise ValueError(f"calibrate: candidate {dict(c)!r}: {exc}") from None
+    return base, configs
+
+
 def calibrate(model: Any, steps: int, solver: str = "em", base: E2CRFConfig | None = None,
               candidates: Sequence[dict[str, Any]] = DEFAULT_CANDIDATES, max_deviation: float = 0.02,
               max_band_error: float = 0.05, min_speedup: float = 1.1, num_shadow: int = 32,
@@ -161,18 +181,7 @@ def calibrate(model: Any, steps: int, solver: str = "em", base: E2CRFConfig | No
     targets = {"max_deviation": _check_target("max_deviation", max_deviation, 0.0),
                "max_band_error": _check_target("max_band_error", max_band_error, 0.0),
                "min_speedup": _check_target("min_speedup", min_speedup, 0.0)}
-    if base is None:  # the presets' ranking and cached output for this model
-        base = E2CRFConfig.budgeted(cached_output="gaussian" if uses_gaussian_output(model) else "features")
-    if not isinstance(base, E2CRFConfig):
-        raise TypeError(f"calibrate: base must be an E2CRFConfig, got {type(base).__name__}")
-    if not candidates:
-        raise ValueError("calibrate: candidates is empty")
-    configs = []
-    for c in candidates:  # validate every candidate before any sampling
-        try:
-            configs.append(dataclasses.replace(base, solver=solver, **dict(c)))
-        except (TypeError, ValueError) as exc:
-            raise ValueError(f"calibrate: candidate {dict(c)!r}: {exc}") from None
+    base, configs = candidate_configs(model, solver, candidates, base)
     bar = None
     if progress:
         from tqdm.auto import tqdm
@@ -216,3 +225,75 @@ def calibrate(model: Any, steps: int, solver: str = "em", base: E2CRFConfig | No
 
     return Calibration(config=config, fallback=fallback, steps=steps, solver=solver, targets=targets,
                        rows=rows, num_shadow=num_shadow, seed=seed, model_id=weights_fingerprint(model))
+
+
+# ----------------------------------------------------------------------------- the default, per model
+
+CALIBRATIONS_DIR = "calibrations"
+
+
+def calibration_file(checkpoint: str | Path, steps: int, solver: str = "em") -> Path:
+    """Where a checkpoint folder keeps its calibration for ``steps`` ``solver`` steps."""
+    return Path(checkpoint) / CALIBRATIONS_DIR / f"{solver}-{steps}.json"
+
+
+def model_calibration(model: Any, steps: int, solver: str = "em", progress: bool = True,
+                      say: Any = None) -> Calibration:
+    """The calibration that E2-CRF samples ``model`` with by default at ``steps`` ``solver`` steps.
+
+    Looked up in the model's memory, then in its checkpoint folder (``calibrations/SOLVER-STEPS.json``),
+    and only for these exact weights (:func:`pyfdc.model.weights_fingerprint`); on first use it is made
+    here (:func:`calibrate`, default targets) and kept in both places — a checkpoint folder that cannot be
+    written keeps it in memory only. ``say(line)`` reports what happened (default: nothing).
+    """
+    from pyfdc.model import weights_fingerprint
+
+    say = say or (lambda line: None)
+    mid, key = weights_fingerprint(model), (solver, int(steps))
+    cal = model.calibrations.get(key)
+    if cal is not None and cal.model_id == mid:
+        return cal
+    cal = None  # none remembered, or made for weights this model no longer has
+    folder = model.meta.get("checkpoint")
+    path = None if folder is None else calibration_file(folder, steps, solver)
+    if path is not None and path.is_file():
+        try:
+            cal = Calibration.load(path)
+        except ValueError as exc:
+            say(f"ignoring {path}: {exc}")
+            cal = None
+        if cal is not None and (cal.model_id != mid or cal.steps != steps or cal.solver != solver):
+            say(f"ignoring {path}: made for other weights (the checkpoint was retrained)")
+            cal = None
+    if cal is None:
+        say(f"calibrating E2-CRF for this model at {steps} {solver} steps (first use: shadow samples, no data)")
+        t0 = time.perf_counter()
+        cal = calibrate(model, steps, solver, progress=progress)
+        note = f"{time.perf_counter() - t0:.0f} s"
+        if path is not None and _shipped(path.parent.parent):
+            note += ", kept in memory only (a shipped checkpoint: the installation is not written to)"
+        elif path is not None:
+            try:
+                path.parent.mkdir(exist_ok=True)
+                cal.save(path)
+                note += f", kept in {path}"
+            except OSError as exc:
+                note += f", not kept ({path.parent} is not writable: {exc.strerror})"
+        say(f"calibrated in {note}: {describe(cal)}")
+    model.calibrations[key] = cal
+    return cal
+
+
+def _shipped(folder: Path) -> bool:
+    from pyfdc.pretrained import PRETRAINED
+
+    return any(folder.resolve() == p.resolve() for p in PRETRAINED.values())
+
+
+def describe(cal: Calibration) -> str:
+    """One line: what the calibration chose."""
+    if cal.fallback:
+        return f"no budget keeps this model's distribution at {cal.steps} {cal.solver} steps: sampling uncached"
+    c = cal.config
+    ranking = "plain-δ" if c.mode == "no_energy" else "energy-weighted"
+    return f"budget {c.budget:g}, {ranking} ranking, {c.cached_output} cached output"

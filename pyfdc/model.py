@@ -52,6 +52,8 @@ class DiffusionModel:
     bounds: SupportBounds | None = None
     clip: bool = True
     token_moments: TokenMoments | None = None
+    # E2-CRF calibrations made for these weights, by (solver, steps) (pyfdc.e2crf_calibrate.model_calibration)
+    calibrations: dict[tuple[str, int], Any] = field(default_factory=dict, repr=False)
 
     def __post_init__(self) -> None:
         if not isinstance(self.transform, TokenTransform):
@@ -149,10 +151,13 @@ class DiffusionModel:
         return "channel" if self.token_scaler is None else "token"
 
     def tokens_to_data(self, z: Tensor) -> Tensor:
-        """Model tokens ``(B, T, C)`` -> series ``(B, N, M)`` in original units (both scalings inverted)."""
+        """Model tokens ``(B, T, C)`` -> series ``(B, N, M)`` in original units (both scalings inverted);
+        float64 when the scaler says float32 cannot hold the data (``Standardizer.needs_float64``)."""
         if self.token_scaler is not None:
             z = self.token_scaler.inverse(z) * self.transform.mask(device=z.device, dtype=z.dtype)
         x = self.transform.from_tokens(z)
+        if self.scaler is not None and getattr(self.scaler, "needs_float64", False):
+            x = x.double()  # a large offset over a small spread: float32 would round the signal away
         x = self.scaler.inverse(x) if self.scaler is not None else x
         if self.pins is not None:  # in original units, so a pad of 0.0 comes back as exactly 0.0
             pin = torch.as_tensor(self.pins.pin, dtype=x.dtype, device=x.device)

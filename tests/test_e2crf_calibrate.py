@@ -113,44 +113,66 @@ def test_cli_calibrate_then_sample(tmp_path: Path, capsys: pytest.CaptureFixture
     assert "records no model" in capsys.readouterr().err
 
 
-def test_presets_by_step_count(tmp_path: Path) -> None:
-    assert E2CRFConfig.preset(1000) == E2CRFConfig.budgeted(0.5) == E2CRFConfig.preset(4000)
-    assert E2CRFConfig.preset(250).budget == 0.7 == E2CRFConfig.preset(999).budget
-    assert E2CRFConfig.preset(249).mode == "uncached" and E2CRFConfig.preset(249).budget is None
-    assert E2CRFConfig() == E2CRFConfig.paper()  # the paper's settings stay one call away
-    with pytest.raises(ValueError, match="steps must be a positive int"):
-        E2CRFConfig.preset(0)
+def test_default_is_the_models_own_calibration(tmp_path: Path, capsys: pytest.CaptureFixture[str],
+                                              monkeypatch: pytest.MonkeyPatch) -> None:
+    """--sampler e2crf without options calibrates the model on first use, keeps the result in the
+    checkpoint folder for these weights only, and reuses it; no constant preset."""
+    import pyfdc.e2crf_calibrate as ec
+    from pyfdc.model import weights_fingerprint
+
+    made: list[int] = []
+    real = ec.calibrate
+    monkeypatch.setattr(ec, "calibrate", lambda *a, **k: made.append(1) or real(*a, **{**k, "num_shadow": SHADOW}))
     ckpt = tmp_path / "ck"
     save_checkpoint(ckpt, tiny_model())
-    for steps, budget in ((250, 0.7), (20, None)):  # the CLI without --e2crf-* options takes the preset
-        out = tmp_path / f"s{steps}"
-        assert cli.main(["sample", "--checkpoint", str(ckpt), "--sampler", "e2crf", "--num-samples", "2",
-                         "--steps", str(steps), "--out", str(out), "--no-progress"]) == 0
-        assert json.loads((out / cli.SAMPLE_INFO_FILE).read_text())["e2crf_config"]["budget"] == budget
+    base = ["sample", "--checkpoint", str(ckpt), "--sampler", "e2crf", "--num-samples", "2", "--steps", str(STEPS),
+            "--no-progress"]
+    assert cli.main(base + ["--out", str(tmp_path / "a")]) == 0
+    kept = ec.calibration_file(ckpt, STEPS)
+    cal = Calibration.load(kept)
+    assert made == [1] and cal.steps == STEPS and cal.model_id == weights_fingerprint(tiny_model())
+    info = json.loads((tmp_path / "a" / cli.SAMPLE_INFO_FILE).read_text())
+    assert info["e2crf_config"] == {k: (None if isinstance(v, float) and math.isinf(v) else v)
+                                    for k, v in vars(cal.config).items()}
+    assert "calibrating E2-CRF" in capsys.readouterr().err
+    assert cli.main(base + ["--out", str(tmp_path / "b")]) == 0  # kept: not made again
+    assert made == [1] and "calibrating" not in capsys.readouterr().err
+    save_checkpoint(ckpt, tiny_model(seed=1))  # retrained: the kept one is for other weights
+    assert cli.main(base + ["--out", str(tmp_path / "c")]) == 0
+    assert made == [1, 1] and "made for other weights" in capsys.readouterr().err
+    assert Calibration.load(kept).model_id == weights_fingerprint(tiny_model(seed=1))
 
 
-def test_presets_follow_the_model(tmp_path: Path) -> None:
-    """A spectral model with token moments gets the gaussian cached output (down to 100 steps); without moments, or with time-domain tokens, the features presets; the CLI loads the model first."""
-    from dataclasses import replace
+def test_default_falls_back_to_uncached_in_one_line(tmp_path: Path, capsys: pytest.CaptureFixture[str]) -> None:
+    import pyfdc.e2crf_calibrate as ec
 
-    from pyfdc.token_moments import TokenMoments
-
-    spectral = tiny_model()
-    tm = TokenMoments(np.zeros(spectral.transform.mask().shape), np.ones(spectral.transform.mask().shape))
-    with_moments = replace(spectral, token_moments=tm)
-    assert E2CRFConfig.preset(1000, with_moments) == E2CRFConfig.budgeted(0.25, cached_output="gaussian")
-    assert E2CRFConfig.preset(250, with_moments) == E2CRFConfig.budgeted(0.7, cached_output="gaussian")
-    assert E2CRFConfig.preset(100, with_moments) == E2CRFConfig.budgeted(0.7, cached_output="gaussian")
-    assert E2CRFConfig.preset(99, with_moments).mode == "uncached"
-    assert E2CRFConfig.preset(250, spectral) == E2CRFConfig.preset(250) == E2CRFConfig.budgeted(0.7)
-    timed = tiny_model(kind="time")
-    timed = replace(timed, token_moments=TokenMoments(np.zeros((timed.transform.num_tokens, 1)),
-                                                      np.ones((timed.transform.num_tokens, 1))))
-    assert E2CRFConfig.preset(250, timed).cached_output == "features"
+    model = tiny_model()
     ckpt = tmp_path / "ck"
-    save_checkpoint(ckpt, with_moments)
-    out = tmp_path / "s"
-    assert cli.main(["sample", "--checkpoint", str(ckpt), "--sampler", "e2crf", "--num-samples", "2",
-                     "--steps", "120", "--out", str(out), "--no-progress"]) == 0
-    got = json.loads((out / cli.SAMPLE_INFO_FILE).read_text())["e2crf_config"]
-    assert got["budget"] == 0.7 and got["cached_output"] == "gaussian"
+    save_checkpoint(ckpt, model)
+    calibrate(model, STEPS, num_shadow=SHADOW, progress=False, **{**LOOSE, "max_deviation": 0.0}).save(
+        ec.calibration_file(ckpt, STEPS))
+    assert cli.main(["sample", "--checkpoint", str(ckpt), "--sampler", "e2crf", "--num-samples", "3", "--steps",
+                     str(STEPS), "--no-progress", "--out", str(tmp_path / "s")]) == 0
+    said = [line for line in capsys.readouterr().err.splitlines() if "e2crf:" in line]
+    assert len(said) == 1 and "sampling uncached" in said[0], said
+    x = np.load(tmp_path / "s" / cli.SAMPLES_FILE)
+    ref = Sampler(model, "em").sample(3, steps=STEPS, seed=0, progress=False).numpy()
+    np.testing.assert_allclose(x, ref, rtol=1e-5, atol=1e-6)  # uncached EM, float32 rounding
+
+
+def test_for_model_is_remembered_per_weights(monkeypatch: pytest.MonkeyPatch) -> None:
+    import pyfdc.e2crf_calibrate as ec
+
+    made: list[int] = []
+    real = ec.calibrate
+    monkeypatch.setattr(ec, "calibrate", lambda *a, **k: made.append(1) or real(*a, **{**k, "num_shadow": SHADOW}))
+    model = tiny_model()
+    first = E2CRFConfig.for_model(model, STEPS, progress=False)
+    assert E2CRFConfig.for_model(model, STEPS, progress=False) == first and made == [1]
+    with torch.no_grad():
+        model.net.out_proj.weight.mul_(0.5)  # other weights: the remembered calibration no longer applies
+    E2CRFConfig.for_model(model, STEPS, progress=False)
+    assert made == [1, 1]
+    assert E2CRFConfig() == E2CRFConfig.paper()  # the paper's settings stay one call away
+    with pytest.raises(ValueError, match="steps must be a positive int"):
+        E2CRFConfig.for_model(model, 0)

@@ -273,3 +273,50 @@ def test_c2st_report_warns_on_paired_sets() -> None:
         assert c2st_report(s1, s2, classifiers=("linear",))["same_noise_pairs"] is False
     with pytest.warns(UserWarning, match="same noise"):  # a set against itself plus 3% noise: twins
         c2st_report(s1, s1 + 0.03 * np.random.default_rng(0).standard_normal(s1.shape), classifiers=("linear",))
+
+
+@pytest.mark.parametrize("offset, amplitude", [(101325.0, 0.01), (1.7e9, 1.0)])
+def test_large_offset_keeps_float64_from_data_to_samples(offset: float, amplitude: float) -> None:
+    # float32 rounds 101325 to steps of 0.0078 and 1.7e9 to steps of 128: the sine would be gone
+    from pyfdc.data import Standardizer
+
+    t = np.linspace(0, 1, 32)
+    x = offset + amplitude * np.sin(2 * np.pi * (2 * t + np.random.default_rng(0).random((30, 1))))[..., None]
+    ds = TimeSeriesDataset("pressure", x[:24], x[24:])
+    assert ds.train.dtype == np.float64
+    np.testing.assert_array_equal(ds.train, x[:24])
+    st = Standardizer.fit(ds.train)
+    assert st.needs_float64 and abs(st.std[0] / amplitude - np.sqrt(0.5)) < 0.1
+    import torch
+
+    model = tiny_model(dtype=torch.float64)
+    model.scaler = st
+    z = model.data_to_tokens(torch.as_tensor(ds.train))
+    back = model.tokens_to_data(z.float())  # tokens as the float32 network gives them
+    assert back.dtype == torch.float64
+    # float32 tokens carry ~1e-7 relative error on a standardised O(1) signal: 1e-5 of the amplitude is
+    # 100x that, and 1e-3 of float32's own step at the offset (0.0078 / 128)
+    np.testing.assert_allclose(back.numpy(), ds.train, rtol=0, atol=1e-5 * amplitude)
+
+
+def test_ordinary_float64_data_stays_float32() -> None:
+    from pyfdc.data import Standardizer
+
+    x = 273.15 + np.random.default_rng(0).normal(size=(20, 8, 2))  # kelvin: float32 holds it to 2e-5 of std
+    ds = TimeSeriesDataset("kelvin", x[:15], x[15:])
+    assert ds.train.dtype == np.float32 and not Standardizer.fit(ds.train).needs_float64
+
+
+def test_cli_samples_of_large_offset_data_are_float64(capsys: pytest.CaptureFixture[str], tmp_path: Path) -> None:
+    t = np.linspace(0, 1, 16)
+    x = 101325.0 + 0.01 * np.sin(2 * np.pi * (2 * t + np.random.default_rng(0).random((40, 1))))
+    np.save(tmp_path / "pa.npy", x)
+    code, text = _cli(capsys, "train", "--data", str(tmp_path / "pa.npy"), "--out", str(tmp_path / "m"), *TINY_TRAIN)
+    assert code == 0, text
+    code, text = _cli(capsys, "sample", "--checkpoint", str(tmp_path / "m"), "--num-samples", "8", "--steps", "20",
+                      "--out", str(tmp_path / "s"), "--no-progress")
+    assert code == 0, text
+    s = np.load(tmp_path / "s" / "samples.npy")
+    # float32 could hold at most ~3 values per 0.02 around 101325; the samples stay inside the data's range
+    assert s.dtype == np.float64 and np.unique(s).size > 50
+    assert x.min() - 1e-9 <= s.min() and s.max() <= x.max() + 1e-9

@@ -51,7 +51,7 @@ def test_missing_extra_is_one_line(monkeypatch: pytest.MonkeyPatch) -> None:
         suite_data.load_suite_dataset("pigcvp")
 
 
-def test_default_spec_is_the_cli_preset() -> None:
+def test_default_spec_is_the_cli_default() -> None:
     from pyfdc.checkpoint import load_checkpoint
     from pyfdc.e2crf import E2CRFConfig
     from pyfdc.front import parse_spec
@@ -60,7 +60,7 @@ def test_default_spec_is_the_cli_preset() -> None:
     model = load_checkpoint(pretrained_path("ecg_small_freq"))
     for steps in (1000, 100):
         spec = parse_spec(suite_stages.default_e2crf_spec(model, steps))
-        assert spec.steps == steps and spec.e2crf_config() == E2CRFConfig.preset(steps, model)
+        assert spec.steps == steps and spec.e2crf_config() == E2CRFConfig.for_model(model, steps)
     assert suite_stages.config_spec(E2CRFConfig(), 50) == "e2crf:50"
 
 
@@ -91,3 +91,38 @@ def test_suite_command_names_the_missing_extra(monkeypatch: pytest.MonkeyPatch, 
     err = capsys.readouterr().err.strip().splitlines()
     assert len(err) == 2 and all("skipping" in line and "pyfdc[suite]" in line for line in err)
     assert (tmp_path / "summary.md").is_file()
+
+
+def _front_row(spec: str, c2st: float, speed: float) -> dict:
+    return {"sampler": spec, "c2st": {"headline": c2st, "hgb": {"n_per_side": 128}}, "speedup_vs_em1000": speed,
+            "recomputed_fraction": 0.5}
+
+
+@pytest.mark.parametrize("c2st_02, predicts", [(0.74, True), (0.51, False)])
+def test_calibration_table_says_whether_the_shadow_test_predicted(tmp_path: Path, c2st_02: float,
+                                                                 predicts: bool) -> None:
+    """f 0.2 fails the shadow test and f 0.35 passes; right when f 0.2 changes the distribution, wrong
+    when f 0.2 keeps it (the calibration then paid for more than it needed)."""
+    import suite_calibration as sc
+
+    from pyfdc.e2crf import E2CRFConfig
+    from pyfdc.e2crf_calibrate import Calibration
+
+    folder = tmp_path / "d"
+    (folder / "front").mkdir(parents=True)
+    (folder / "calibration").mkdir()
+    (folder / "freq" / "calibrations").mkdir(parents=True)
+    rows = [{"candidate": {"budget": b}, "deviation_median": d, "worst_band_error": 0.01, "speedup": 2.0, "passed": ok}
+            for b, d, ok in ((0.2, 0.05, False), (0.35, 0.01, True))]
+    Calibration(E2CRFConfig.budgeted(0.35), False, 1000, "em", {}, rows, 32, model_id="x").save(sc._path(folder))
+    sc._specs_path(folder).write_text(json.dumps(["s02", "s035"]))
+    floor = _front_row("em:1000 (floor)", 0.50, 1.0)
+    front = {"floor": floor, "rows": [floor, _front_row("s02", c2st_02, 3.0), _front_row("s035", 0.52, 2.2)]}
+    (folder / "front" / "front.json").write_text(json.dumps(front))
+    got = sc.calibration_rows(folder)
+    assert got["chosen"] == 0.35 and got["predicts"] is predicts
+    assert got["cheapest_kept"] == (0.35 if predicts else 0.2)
+    assert [c["keeps"] for c in got["candidates"]] == [not predicts, True]  # 0.52 is within 1.96 s.e. of 0.50
+    line = sc.calibration_table({"d": got}).splitlines()[2]
+    assert line.startswith("| d | 0.500 | fail 0.050 / 1% →") and line.endswith("| f 0.35 | "
+                                                                                + ("f 0.35 | yes |" if predicts else "f 0.2 | **no** |"))

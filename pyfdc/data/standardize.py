@@ -8,6 +8,20 @@ import torch
 
 ArrayT = TypeVar("ArrayT", np.ndarray, torch.Tensor)
 
+# float32 rounds a value v to within |v| * 2**-24. Data whose offset dwarfs its spread (pressure in Pa,
+# 101325 + 0.01 sin; epoch seconds) loses its signal there: a channel needs float64 when that rounding at
+# its largest magnitude exceeds this fraction of its spread (1e-4: far below what a model resolves).
+FLOAT32_RESOLUTION = 1e-4
+
+
+def float32_resolves(mean: Any, std: Any, peak: Any = None) -> bool:
+    """Whether float32 holds data with per-channel ``mean``/``std`` (and largest magnitude ``peak``,
+    default ``|mean| + 6 std``) to within ``FLOAT32_RESOLUTION`` of each channel's spread."""
+    mean, std = np.abs(np.asarray(mean, dtype=np.float64)), np.asarray(std, dtype=np.float64)
+    peak = mean + 6.0 * std if peak is None else np.asarray(peak, dtype=np.float64)
+    spread = np.where(std > 0, std, np.maximum(mean, np.finfo(np.float64).tiny))  # constant channel: its level
+    return bool((peak * 2.0 ** -24 <= FLOAT32_RESOLUTION * spread).all())
+
 
 class Standardizer:
     """``(x - mean) / std`` per channel, with mean/std over samples and time of the training data.
@@ -27,6 +41,12 @@ class Standardizer:
     def channels(self) -> int:
         """M."""
         return int(self.mean.size)
+
+    @property
+    def needs_float64(self) -> bool:
+        """True when float32 cannot hold the data in original units (see :func:`float32_resolves`): then
+        :meth:`pyfdc.model.DiffusionModel.tokens_to_data` inverts in float64 and samples come back float64."""
+        return not float32_resolves(self.mean, self.std)
 
     @classmethod
     def fit(cls, x: np.ndarray | torch.Tensor) -> Standardizer:

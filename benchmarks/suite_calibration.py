@@ -1,0 +1,124 @@
+"""Suite stage ``calibrate``: does the calibration's shadow test predict the C2ST, on every suite model?
+
+Per dataset, for the frequency model at 1,000 EM steps:
+
+1. ``pyfdc.e2crf_calibrate.calibrate`` measures **every** candidate on its shadow batch (32 series
+   from the calibration seed: paired deviation from the uncached twin, per-band power error, shadow
+   speedup) and records which pass; kept as the model's own calibration (``freq/calibrations/em-1000.json``,
+   what ``pyfdc sample --sampler e2crf`` then runs) and reused for these weights.
+2. Every candidate joins the model's front (``pyfdc.front.run_front`` in ``front/``, same reference
+   EM-1000 seed 0, floor seed 2 and sample count as the front stage; saved runs are reused), so each
+   candidate's pass/fail sits beside its C2ST against EM-1000 and its speedup.
+
+A candidate *keeps* the distribution when its C2ST is within 1.96 standard errors (binomial, both
+sets) of the floor's. The shadow test predicts right when every passing candidate keeps it and the
+cheapest passing one is the cheapest that keeps it.
+"""
+from __future__ import annotations
+
+import argparse
+import math
+from pathlib import Path
+from typing import Any
+
+CALIBRATION_STEPS = 1000
+
+
+def _path(folder: Path) -> Path:  # the model's kept calibration: what its E2-CRF default samples with
+    from pyfdc.e2crf_calibrate import calibration_file
+
+    return calibration_file(folder / "freq", CALIBRATION_STEPS)
+
+
+def _specs_path(folder: Path) -> Path:  # each candidate's front spec, in the calibration's row order
+    return folder / "calibration" / f"em-{CALIBRATION_STEPS}.specs.json"
+
+
+def calibrate_stage(name: str, folder: Path, args: argparse.Namespace) -> dict[str, Any]:
+    """Calibrate ``folder/freq`` with every candidate measured, then put every candidate on its front."""
+    from pyfdc.e2crf_calibrate import Calibration, calibrate, candidate_configs
+    from pyfdc.front import run_front
+    from pyfdc.model import weights_fingerprint
+    from suite_stages import FRONT_SEED, FRONT_SPECS, REF_SEED, _json, _model, config_spec, default_e2crf_spec
+
+    model = _model(folder / "freq")
+    path = _path(folder)
+    cal = Calibration.load(path) if path.is_file() else None
+    if cal is None or cal.model_id != weights_fingerprint(model) or len(cal.rows) < 2:
+        cal = calibrate(model, CALIBRATION_STEPS, all_candidates=True, progress=True)
+        path.parent.mkdir(exist_ok=True)
+        cal.save(path)  # same choice as a first-use calibration (the cheapest pass), with every row measured
+    _specs_path(folder).parent.mkdir(exist_ok=True)
+    _, configs = candidate_configs(model, "em", [r["candidate"] for r in cal.rows])
+    cand_specs = [config_spec(c, CALIBRATION_STEPS) for c in configs]
+    _json(_specs_path(folder), cand_specs)
+    specs = [*FRONT_SPECS, default_e2crf_spec(model, CALIBRATION_STEPS)]
+    specs += [s for s in cand_specs if s not in specs]
+    run_front(model, folder / "front", specs, num_samples=args.num_samples, batch_size=args.batch_size,
+              seed=FRONT_SEED, ref_seed=REF_SEED)
+    return calibration_rows(folder)
+
+
+def _keeps(row: dict[str, Any], floor: dict[str, Any]) -> bool:
+    def var(r: dict[str, Any]) -> float:
+        p, n = r["c2st"]["headline"], 2 * r["c2st"]["hgb"]["n_per_side"]
+        return p * (1 - p) / n
+    return row["c2st"]["headline"] <= floor["c2st"]["headline"] + 1.96 * math.sqrt(var(row) + var(floor))
+
+
+def calibration_rows(folder: Path) -> dict[str, Any]:
+    """Per candidate: the shadow test's numbers and verdict beside the front's C2ST and speedup."""
+    from pyfdc.e2crf_calibrate import Calibration
+    from suite_stages import _read
+
+    path, front, specs = _path(folder), _read(folder / "front" / "front.json"), _read(_specs_path(folder))
+    if not path.is_file() or front is None or specs is None:
+        return {}
+    cal = Calibration.load(path)
+    by_spec = {r["sampler"]: r for r in front["rows"]}
+    floor = front["floor"]
+    out = []
+    for row, spec in zip(cal.rows, specs):
+        fr = by_spec.get(spec)
+        out.append({
+            "budget": row["candidate"].get("budget"), "shadow_deviation": row["deviation_median"],
+            "shadow_band_error": row["worst_band_error"], "shadow_speedup": row["speedup"], "passed": row["passed"],
+            "c2st": None if fr is None else fr["c2st"]["headline"],
+            "speedup": None if fr is None else fr["speedup_vs_em1000"],
+            "f": None if fr is None else fr["recomputed_fraction"],
+            "keeps": None if fr is None else _keeps(fr, floor)})
+    measured = [r for r in out if r["keeps"] is not None]
+    chosen = next((r for r in out if r["passed"]), None)
+    cheapest_kept = next((r for r in measured if r["keeps"]), None)
+    right = (bool(measured) and all(r["keeps"] for r in measured if r["passed"])
+             and (chosen or {}).get("budget") == (cheapest_kept or {}).get("budget"))
+    return {"floor": floor["c2st"]["headline"], "candidates": out, "chosen": None if chosen is None else chosen["budget"],
+            "cheapest_kept": None if cheapest_kept is None else cheapest_kept["budget"], "predicts": right,
+            "num_shadow": cal.num_shadow, "targets": cal.targets}
+
+
+def calibration_table(rows: dict[str, dict[str, Any]]) -> str:
+    """Markdown: one line per dataset, each candidate as ``pass/fail · C2ST (speedup)``."""
+    budgets = sorted({c["budget"] for r in rows.values() for c in r.get("candidates", [])})
+    head = ("| dataset | EM-1000 floor | " + " | ".join(f"f {b:g}: shadow dev / band err → C2ST (speedup)" for b in budgets)
+            + " | calibration picks | cheapest that keeps EM-1000 | predicts? |")
+    out = [head, "|" + "---|" * (head.count("|") - 1)]
+    for name, r in rows.items():
+        if not r.get("candidates"):
+            continue
+        by_b = {c["budget"]: c for c in r["candidates"]}
+
+        def cell(b: float) -> str:
+            c = by_b.get(b)
+            if c is None:
+                return "–"
+            verdict = "pass" if c["passed"] else "fail"
+            c2st = "–" if c["c2st"] is None else (f"**{c['c2st']:.3f}**" if c["keeps"] else f"{c['c2st']:.3f}")
+            speed = "" if c["speedup"] is None else f" ({c['speedup']:.1f}×)"
+            return f"{verdict} {c['shadow_deviation']:.3f} / {c['shadow_band_error']:.0%} → {c2st}{speed}"
+
+        pick = "uncached" if r["chosen"] is None else f"f {r['chosen']:g}"
+        kept = "none" if r["cheapest_kept"] is None else f"f {r['cheapest_kept']:g}"
+        out.append(f"| {name} | {r['floor']:.3f} | " + " | ".join(cell(b) for b in budgets)
+                   + f" | {pick} | {kept} | {'yes' if r['predicts'] else '**no**'} |")
+    return "\n".join(out)
