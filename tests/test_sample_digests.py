@@ -1,0 +1,80 @@
+"""Bitwise pins of sampler outputs: the same seed gives the same bytes before and after a refactor.
+
+Every uncached solver and every E2-CRF configuration the package offers (the paper's settings, the
+budget step with each cached output and ranking, the step feeding the deterministic solver) on the
+shipped ECG models, one thread, 4 series, 30 steps. The digests in ``data/sample_digests.json`` were
+recorded on main before the one-engine refactor (issue 22); a change of any sample byte fails here.
+Regenerate them only for an intended change of the numbers, and say so in the commit:
+
+    python tests/test_sample_digests.py --write
+"""
+from __future__ import annotations
+
+import hashlib
+import json
+import sys
+from pathlib import Path
+from typing import Any
+
+import pytest
+import torch
+
+from pyfdc.e2crf import E2CRFConfig, E2CRFSampler
+from pyfdc.sampling import Sampler
+
+DIGESTS = Path(__file__).with_name("data") / "sample_digests.json"
+NUM, STEPS, SEED = 4, 30, 3
+
+CASES: dict[str, tuple[str, str, Any]] = {  # name -> (shipped model, sampler, E2-CRF config)
+    "freq/em": ("ecg_small_freq", "em", None),
+    "freq/ddim": ("ecg_small_freq", "ddim", None),
+    "freq/dpm2m": ("ecg_small_freq", "dpm2m", None),
+    "freq/e2crf-paper": ("ecg_small_freq", "e2crf", E2CRFConfig.paper()),
+    "freq/e2crf-paper-tau0=1": ("ecg_small_freq", "e2crf", E2CRFConfig(tau0=1.0)),
+    "freq/e2crf-budget0.35-features": ("ecg_small_freq", "e2crf", E2CRFConfig.budgeted(0.35)),
+    "freq/e2crf-budget0.35-gaussian": ("ecg_small_freq", "e2crf", E2CRFConfig.budgeted(0.35, cached_output="gaussian")),
+    "freq/e2crf-budget0.7-gaussian": ("ecg_small_freq", "e2crf", E2CRFConfig.budgeted(0.7, cached_output="gaussian")),
+    "freq/e2crf-budget0.5-energy": ("ecg_small_freq", "e2crf", E2CRFConfig(budget=0.5, tau0=1.0)),
+    "freq/e2crf-budget0.5-dpm2m": ("ecg_small_freq", "e2crf", E2CRFConfig.budgeted(0.5, solver="dpm2m")),
+    "time/em": ("ecg_small_time", "em", None),
+    "time/e2crf-budget0.5-features": ("ecg_small_time", "e2crf", E2CRFConfig.budgeted(0.5)),
+}
+
+
+def _model(name: str) -> Any:
+    from pyfdc.checkpoint import load_checkpoint
+    from pyfdc.pretrained import pretrained_path
+
+    return load_checkpoint(pretrained_path(name))
+
+
+def digest(case: str) -> str:
+    """SHA-256 of the decoded samples' float32 bytes for ``case`` (one torch thread)."""
+    ckpt, sampler, cfg = CASES[case]
+    threads = torch.get_num_threads()
+    torch.set_num_threads(1)
+    try:
+        model = _model(ckpt)
+        with torch.inference_mode():
+            if sampler == "e2crf":
+                x, _ = E2CRFSampler(model, cfg).sample(NUM, steps=STEPS, batch_size=NUM, seed=SEED, progress=False)
+            else:
+                x = Sampler(model, sampler).sample(NUM, steps=STEPS, batch_size=NUM, seed=SEED, progress=False)
+    finally:
+        torch.set_num_threads(threads)
+    return hashlib.sha256(x.detach().to(torch.float32).contiguous().numpy().tobytes()).hexdigest()
+
+
+@pytest.mark.parametrize("case", sorted(CASES))
+def test_samples_are_bitwise_pinned(case: str) -> None:
+    want = json.loads(DIGESTS.read_text())
+    assert case in want, f"no digest recorded for {case}: run python tests/test_sample_digests.py --write"
+    assert digest(case) == want[case], f"{case}: samples changed (an intended change re-records the digests)"
+
+
+if __name__ == "__main__":
+    if sys.argv[1:] != ["--write"]:
+        sys.exit("usage: python tests/test_sample_digests.py --write")
+    DIGESTS.parent.mkdir(exist_ok=True)
+    DIGESTS.write_text(json.dumps({c: digest(c) for c in sorted(CASES)}, indent=1) + "\n")
+    print(f"wrote {len(CASES)} digests to {DIGESTS}")
