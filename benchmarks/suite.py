@@ -104,9 +104,10 @@ def main(argv: list[str] | None = None) -> int:
             continue
         run_dataset(name, ds, args)
     if "report" in args.stages:
+        from suite_calibration import calibration_section
         from suite_stages import write_summary
 
-        write_summary(args.out, list(SUITE))
+        write_summary(args.out, list(SUITE), calibration_section(args.out, list(SUITE)))
     return 0
 
 

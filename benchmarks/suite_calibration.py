@@ -122,3 +122,13 @@ def calibration_table(rows: dict[str, dict[str, Any]]) -> str:
         out.append(f"| {name} | {r['floor']:.3f} | " + " | ".join(cell(b) for b in budgets)
                    + f" | {pick} | {kept} | {'yes' if r['predicts'] else '**no**'} |")
     return "\n".join(out)
+
+
+def calibration_section(out: Path, names: list[str]) -> list[str]:
+    """The summary's lines for this stage (none before it has run anywhere)."""
+    cal = {n: calibration_rows(out / n) for n in names if (out / n).is_dir()}
+    if not any(cal.values()):
+        return []
+    return ["The calibration's shadow test (pass/fail, median paired deviation / worst band error on its shadow "
+            "batch) beside each candidate's C2ST vs EM-1000 on the front (bold: within 1.96 s.e. of the floor) "
+            "and speedup:", "", calibration_table(cal), ""]

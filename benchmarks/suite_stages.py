@@ -5,7 +5,7 @@ import argparse
 import dataclasses
 import json
 from pathlib import Path
-from typing import Any
+from typing import Any, Sequence
 
 import numpy as np
 
@@ -226,8 +226,9 @@ def _front_summary(rows: list[dict[str, Any]]) -> str:
     return "\n".join(out)
 
 
-def write_summary(out: Path, names: list[str]) -> None:
-    """``summary.md`` / ``summary.json``: one model table and one front table over every dataset run."""
+def write_summary(out: Path, names: list[str], extra: Sequence[str] = ()) -> None:
+    """``summary.md`` / ``summary.json``: one model table and one front table over every dataset run, then
+    the ``extra`` lines (other stages' sections)."""
     rows = [dataset_row(n, out / n) for n in names if (out / n).is_dir()]
     _json(out / "summary.json", rows)
     spec = next((r["e2crf_spec"] for r in rows if "e2crf_spec" in r), "–")
@@ -243,11 +244,5 @@ def write_summary(out: Path, names: list[str]) -> None:
     text += [
             f"Samplers of the frequency model vs its uncached EM-1000 (E2-CRF default: `{spec}`):", "",
             _front_summary(rows), ""]
-    from suite_calibration import calibration_rows, calibration_table
-
-    cal = {n: calibration_rows(out / n) for n in names if (out / n).is_dir()}
-    if any(cal.values()):
-        text += ["The calibration's shadow test (pass/fail, median paired deviation / worst band error on its "
-                 "shadow batch) beside each candidate's C2ST vs EM-1000 on the front (bold: within 1.96 s.e. of "
-                 "the floor) and speedup:", "", calibration_table(cal), ""]
+    text += list(extra)
     atomic_write_text(out / "summary.md", "\n".join(text))

@@ -5,6 +5,7 @@ import argparse
 from pathlib import Path
 from typing import Any
 
+from pyfdc.cli_draw import draw_samples
 from pyfdc.cli_io import SAMPLES_FILE, STATS_FILE, TINY_MODEL, _echo, _save_npy, _write_json
 from pyfdc.outdir import OutputSet
 
@@ -23,7 +24,6 @@ def cmd_demo(args: argparse.Namespace) -> dict[str, Any]:
 
 
 def _demo(args: argparse.Namespace, out: Path) -> dict[str, Any]:
-    from pyfdc.cli import draw_samples  # the sampling entry point shared with `pyfdc sample`
     from pyfdc.data import load_dataset
     from pyfdc.training import TrainConfig, train
 
