@@ -210,8 +210,9 @@ def cmd_calibrate(args: argparse.Namespace) -> dict[str, Any]:
     from pyfdc.e2crf_calibrate import DEFAULT_CANDIDATES, calibrate
     from pyfdc.pretrained import pretrained_path
 
-    targets = {k: v for k, v in (("max_deviation", args.max_deviation), ("max_band_error", args.max_band_error),
-                                 ("min_speedup", args.min_speedup)) if v is not None}
+    targets = {k: v for k, v in (("max_shift", args.max_shift), ("max_deviation", args.max_deviation),
+                                 ("max_band_error", args.max_band_error), ("min_speedup", args.min_speedup))
+               if v is not None}
     candidates = DEFAULT_CANDIDATES if args.budgets is None else [{"budget": b} for b in sorted(set(args.budgets))]
     model = load_checkpoint(args.checkpoint or pretrained_path(), map_location=_check_device(args.device))
     with OutputSet(args.out, args.overwrite, CALIBRATE_OUTPUTS, "pyfdc calibrate") as claim:

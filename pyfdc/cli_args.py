@@ -198,10 +198,13 @@ def build_parser() -> argparse.ArgumentParser:
     p.add_argument("--solver", choices=("em", "ddim", "dpm2m"), default="em", help="solver (default: em)")
     p.add_argument("--budgets", nargs="+", metavar="F", type=_typed(float, lambda v: 0 < v <= 1, "a number in (0, 1]"),
                    help="candidate budgets, tried in increasing order (default: 0.2 0.35 0.5 0.7)")
+    p.add_argument("--max-shift", metavar="S", type=nonneg_float,
+                   help="largest standardised shift of a per-series statistic (band log power, curvature) allowed, "
+                        "in sds across series (default: 0.1)")
     p.add_argument("--max-deviation", metavar="D", type=nonneg_float,
-                   help="median paired relative RMS deviation allowed (default: 0.02)")
+                   help="also gate on the median paired relative RMS deviation (default: not a gate)")
     p.add_argument("--max-band-error", metavar="E", type=nonneg_float,
-                   help="largest |relative band power error| allowed (default: 0.05)")
+                   help="also gate on the largest |relative band power error| (default: not a gate)")
     p.add_argument("--min-speedup", metavar="X", type=nonneg_float,
                    help="required speedup over uncached on the shadow batch (default: 1.1)")
     p.add_argument("--all-candidates", action="store_true",

@@ -223,12 +223,14 @@ def plot_calibration(calibration: Mapping[str, Any], path: PathLike) -> None:
     labels = [str(r["candidate"].get("budget", r["candidate"])) for r in rows]
     x = np.arange(len(rows))
     targets = calibration.get("targets", {})
-    fig = Figure(figsize=(10, 3.2))
-    panels = (("deviation_median", "median paired deviation", targets.get("max_deviation")),
-              ("worst_band_error", "worst |band power error|", targets.get("max_band_error")),
-              ("speedup", "shadow speedup vs uncached", targets.get("min_speedup")))
+    panels = [(key, title, targets.get(limit)) for key, title, limit in (
+        ("shift", "largest statistic shift (sd)", "max_shift"),
+        ("deviation_median", "median paired deviation", "max_deviation"),
+        ("worst_band_error", "worst |band power error|", "max_band_error"),
+        ("speedup", "shadow speedup vs uncached", "min_speedup")) if all(key in r for r in rows)]
+    fig = Figure(figsize=(3.4 * len(panels), 3.2))
     for k, (key, title, limit) in enumerate(panels):
-        ax: Axes = fig.add_subplot(1, 3, k + 1)
+        ax: Axes = fig.add_subplot(1, len(panels), k + 1)
         colors = ["tab:green" if r["passed"] else "tab:red" for r in rows]
         ax.bar(x, [float(r[key]) for r in rows], color=colors)
         if limit is not None:

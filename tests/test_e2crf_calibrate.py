@@ -17,7 +17,7 @@ from pyfdc.sampling import Sampler
 from tinymodels import one_thread, tiny_model  # noqa: F401
 
 STEPS, SHADOW = 20, 6
-LOOSE = {"max_deviation": 10.0, "max_band_error": 10.0, "min_speedup": 0.0}
+LOOSE = {"max_shift": 10.0, "max_deviation": 10.0, "max_band_error": 10.0, "min_speedup": 0.0}
 
 
 def test_loose_targets_take_the_cheapest_candidate() -> None:
@@ -43,6 +43,51 @@ def test_targets_are_applied_to_measured_deviation() -> None:
                     **tight)
     assert [r["passed"] for r in cal.rows] == [False, True] and cal.config.budget == 1.0
     assert cal.rows[1]["deviation_median"] < first["deviation_median"]
+
+
+def test_the_default_gate_is_the_statistic_shift() -> None:
+    model = tiny_model()
+    loose = {**LOOSE, "max_shift": None}
+    first = calibrate(model, STEPS, num_shadow=SHADOW, progress=False, **loose).rows[0]
+    assert first["shift"] > 0 and first["passed"]
+    tight = {**loose, "max_shift": first["shift"] * 0.999}
+    cal = calibrate(model, STEPS, num_shadow=SHADOW, progress=False, candidates=[{"budget": 0.2}, {"budget": 1.0}],
+                    **tight)
+    assert [r["passed"] for r in cal.rows] == [False, True] and cal.config.budget == 1.0
+    assert cal.targets["max_shift"] == tight["max_shift"] and cal.targets["max_deviation"] == 10.0
+
+
+def test_statistic_shift_is_a_standardised_paired_shift() -> None:
+    from pyfdc.quality import statistic_shift
+
+    rng = np.random.default_rng(0)
+    ref = rng.normal(size=(200, 40, 2))
+    assert all(v == 0.0 for v in statistic_shift(ref, ref).values())
+    hi = np.fft.rfft(ref, axis=1)
+    hi[:, :12] = 0
+    louder = ref + 0.05 * np.fft.irfft(hi, n=40, axis=1)  # +5% amplitude (~+10% power) in bins >= 12 only
+    got = statistic_shift(louder, ref)
+    assert list(got) == ["k0-2", "k2-6", "k6-13", "k13-21", "curvature"]
+    # untouched bands: round-off only; the louder top band moves by more than the default gate (0.1)
+    assert got["k0-2"] < 1e-9 and got["k2-6"] < 1e-9 and got["k13-21"] > 0.1 and got["curvature"] > 0.1
+    # scale-free: the same change in data a million times smaller reads the same
+    small = statistic_shift(1e-6 * louder, 1e-6 * ref)
+    assert small == pytest.approx(got, rel=1e-6)
+    with pytest.raises(ValueError, match="equal shapes"):
+        statistic_shift(ref[:3], ref[:4])
+
+
+def test_curvature_sees_jitter_that_spectra_hide() -> None:
+    """Smooth non-periodic series (Sines-like): jitter of 0.1% of their range hides under the spectrum's
+    edge leakage (every band within 0.1 sd) but doubles the curvature energy."""
+    from pyfdc.quality import statistic_shift
+
+    rng = np.random.default_rng(1)
+    t = np.arange(24)[None, :, None]
+    smooth = 0.5 + 0.5 * np.sin(rng.uniform(0, 0.1, (300, 1, 1)) * t + rng.uniform(0, 0.1, (300, 1, 1)))
+    jittered = smooth + 6e-4 * rng.normal(size=smooth.shape)
+    got = statistic_shift(jittered, smooth)
+    assert max(v for k, v in got.items() if k != "curvature") < 0.1 < got["curvature"]
 
 
 def test_no_passing_candidate_falls_back_to_uncached_sampling() -> None:
@@ -78,7 +123,7 @@ def test_calibration_round_trips_and_rejects_bad_input(tmp_path: Path) -> None:
         calibrate(tiny_model(), STEPS, num_shadow=2)
     with pytest.raises(ValueError, match="candidate .*budget"):
         calibrate(tiny_model(), STEPS, candidates=[{"budget": 2.0}])
-    with pytest.raises(ValueError, match="max_deviation must be a finite number"):
+    with pytest.raises(ValueError, match="max_deviation must be None or a finite number"):
         calibrate(tiny_model(), STEPS, max_deviation=float("nan"))
 
 
@@ -137,9 +182,14 @@ def test_default_is_the_models_own_calibration(tmp_path: Path, capsys: pytest.Ca
     assert "calibrating E2-CRF" in capsys.readouterr().err
     assert cli.main(base + ["--out", str(tmp_path / "b")]) == 0  # kept: not made again
     assert made == [1] and "calibrating" not in capsys.readouterr().err
+    other = Calibration.load(kept)
+    other.targets = {**other.targets, "max_shift": 0.5}  # made with other targets: not today's default
+    other.save(kept)
+    assert cli.main(base + ["--out", str(tmp_path / "b2")]) == 0
+    assert made == [1, 1] and "other targets" in capsys.readouterr().err
     save_checkpoint(ckpt, tiny_model(seed=1))  # retrained: the kept one is for other weights
     assert cli.main(base + ["--out", str(tmp_path / "c")]) == 0
-    assert made == [1, 1] and "made for other weights" in capsys.readouterr().err
+    assert made == [1, 1, 1] and "made for other weights" in capsys.readouterr().err
     assert Calibration.load(kept).model_id == weights_fingerprint(tiny_model(seed=1))
 
 
@@ -149,8 +199,13 @@ def test_default_falls_back_to_uncached_in_one_line(tmp_path: Path, capsys: pyte
     model = tiny_model()
     ckpt = tmp_path / "ck"
     save_checkpoint(ckpt, model)
-    calibrate(model, STEPS, num_shadow=SHADOW, progress=False, **{**LOOSE, "max_deviation": 0.0}).save(
-        ec.calibration_file(ckpt, STEPS))
+    from pyfdc.model import weights_fingerprint
+
+    failed = calibrate(model, STEPS, num_shadow=SHADOW, progress=False, **{**LOOSE, "max_deviation": 0.0})
+    assert failed.fallback
+    # kept as if made with today's default targets (those are what a kept calibration must match)
+    Calibration(failed.config, True, STEPS, "em", dict(ec.DEFAULT_TARGETS), failed.rows, SHADOW,
+                model_id=weights_fingerprint(model)).save(ec.calibration_file(ckpt, STEPS))
     assert cli.main(["sample", "--checkpoint", str(ckpt), "--sampler", "e2crf", "--num-samples", "3", "--steps",
                      str(STEPS), "--no-progress", "--out", str(tmp_path / "s")]) == 0
     said = [line for line in capsys.readouterr().err.splitlines() if "e2crf:" in line]

@@ -112,8 +112,8 @@ def test_calibration_table_says_whether_the_shadow_test_predicted(tmp_path: Path
     (folder / "front").mkdir(parents=True)
     (folder / "calibration").mkdir()
     (folder / "freq" / "calibrations").mkdir(parents=True)
-    rows = [{"candidate": {"budget": b}, "deviation_median": d, "worst_band_error": 0.01, "speedup": 2.0, "passed": ok}
-            for b, d, ok in ((0.2, 0.05, False), (0.35, 0.01, True))]
+    rows = [{"candidate": {"budget": b}, "deviation_median": 0.01, "worst_band_error": 0.01, "shift": d,
+             "speedup": 2.0, "passed": ok} for b, d, ok in ((0.2, 0.25, False), (0.35, 0.05, True))]
     Calibration(E2CRFConfig.budgeted(0.35), False, 1000, "em", {}, rows, 32, model_id="x").save(sc._path(folder))
     sc._specs_path(folder).write_text(json.dumps(["s02", "s035"]))
     floor = _front_row("em:1000 (floor)", 0.50, 1.0)
@@ -124,5 +124,5 @@ def test_calibration_table_says_whether_the_shadow_test_predicted(tmp_path: Path
     assert got["cheapest_kept"] == (0.35 if predicts else 0.2)
     assert [c["keeps"] for c in got["candidates"]] == [not predicts, True]  # 0.52 is within 1.96 s.e. of 0.50
     line = sc.calibration_table({"d": got}).splitlines()[2]
-    assert line.startswith("| d | 0.500 | fail 0.050 / 1% →") and line.endswith("| f 0.35 | "
+    assert line.startswith("| d | 0.500 | fail 0.250 →") and line.endswith("| f 0.35 | "
                                                                                 + ("f 0.35 | yes |" if predicts else "f 0.2 | **no** |"))
