@@ -200,7 +200,7 @@ def build_parser() -> argparse.ArgumentParser:
                    help="candidate budgets, tried in increasing order (default: 0.2 0.35 0.5 0.7)")
     p.add_argument("--max-shift", metavar="S", type=nonneg_float,
                    help="largest standardised shift of a per-series statistic (band log power, curvature) allowed, "
-                        "in sds across series (default: 0.1)")
+                        "in sds across series (default: 0.15)")
     p.add_argument("--max-deviation", metavar="D", type=nonneg_float,
                    help="also gate on the median paired relative RMS deviation (default: not a gate)")
     p.add_argument("--max-band-error", metavar="E", type=nonneg_float,

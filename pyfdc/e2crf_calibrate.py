@@ -4,11 +4,12 @@
 each candidate configuration in order of cost (cheapest first) — and keeps the first candidate whose
 cache error stays within the targets:
 
-- ``max_shift`` (the gate by default, 0.1): the largest standardised paired shift of a per-series
+- ``max_shift`` (the gate by default, 0.15): the largest standardised paired shift of a per-series
   statistic — log power per frequency band and channel, log curvature energy per channel —
   ``|mean_i(Lc_i − Lu_i)| / sd_i(Lu_i)`` (:func:`pyfdc.quality.statistic_shift`): how far the cache moves
-  it, in units of its spread across series. A shift of 0.1 sd needs ~1,600 series per side before a
-  two-sample test on that one statistic sees it at 80% power;
+  it, in units of its spread across series. A shift of 0.15 sd needs ~700 series per side before a
+  two-sample test on that one statistic sees it at 80% power, and the C2ST (which is not aimed at it) saw
+  none of the shifts up to 0.25 on the suite's fronts;
 - ``min_speedup`` (1.1): the cached run must also be faster than the uncached one by this factor
   (measured on the shadow batch), else caching is not worth it;
 - ``max_deviation`` and ``max_band_error`` (off by default, ``None``): the median paired relative RMS
@@ -43,7 +44,7 @@ from pyfdc.e2crf import E2CRFConfig, E2CRFSampler, uses_gaussian_output
 
 CALIBRATION_SEED = 0x5EED_CA11
 DEFAULT_CANDIDATES: tuple[dict[str, Any], ...] = tuple({"budget": b} for b in (0.2, 0.35, 0.5, 0.7))
-DEFAULT_TARGETS: dict[str, float | None] = {"max_shift": 0.1, "max_deviation": None, "max_band_error": None,
+DEFAULT_TARGETS: dict[str, float | None] = {"max_shift": 0.15, "max_deviation": None, "max_band_error": None,
                                             "min_speedup": 1.1}
 FORMAT = "pyfdc-e2crf-calibration"
 

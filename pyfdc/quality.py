@@ -277,8 +277,10 @@ def statistic_shift(candidate: Any, reference: Any, fractions: tuple[float, ...]
 
     For each statistic ``L_i`` of series ``i`` — the log power in each frequency band (``"k{lo}-{hi}"``) and
     the log curvature energy, mean squared second difference (``"curvature"``), each per channel — the
-    standardised paired shift ``|mean_i(Lc_i - Lr_i)| / sd_i(Lr_i)`` (Cohen's d of a paired change), the
-    largest over channels. Scale-free: a band with little power is judged by its own spread. Curvature
+    standardised paired shift ``|mean_i(d_i)| / sd_i(Lr_i)`` of ``d_i = Lc_i - Lr_i`` (Cohen's d of a paired
+    change), the largest over channels. ``|mean(d)|`` is debiased, ``sqrt(max(mean(d)² - var(d)/S, 0))``
+    (``mean(d)²`` overestimates the squared shift by ``var(d)/S``), so a few shadow series with large but
+    unsystematic changes do not read as a shift. Scale-free: a band with little power is judged by its own spread. Curvature
     sees what spectra of short non-periodic series hide under edge leakage: jitter on smooth series
     (TimeGAN's Sines: a cache at paired deviation 0.001 doubled it, and a classifier saw it at once).
     ``candidate[i]`` and ``reference[i]`` must share noise; ``N >= 3``.
@@ -297,7 +299,9 @@ def statistic_shift(candidate: Any, reference: Any, fractions: tuple[float, ...]
     stats["curvature"] = (np.log(curv[0] + cfloor), np.log(curv[1] + cfloor))
     out = {}
     for name, (lc, lr) in stats.items():
-        spread, shift = lr.std(axis=0, ddof=1), np.abs((lc - lr).mean(axis=0))
+        d = lc - lr
+        spread = lr.std(axis=0, ddof=1)
+        shift = np.sqrt(np.maximum(d.mean(axis=0) ** 2 - d.var(axis=0, ddof=1) / len(d), 0.0))
         # a statistic constant over the reference's series (spread 0): any shift at all counts as large
         out[name] = float(np.max(np.where(spread > 0, shift / np.maximum(spread, 1e-300),
                                           np.where(shift > 0, np.inf, 0.0))))

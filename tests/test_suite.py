@@ -124,5 +124,5 @@ def test_calibration_table_says_whether_the_shadow_test_predicted(tmp_path: Path
     assert got["cheapest_kept"] == (0.35 if predicts else 0.2)
     assert [c["keeps"] for c in got["candidates"]] == [not predicts, True]  # 0.52 is within 1.96 s.e. of 0.50
     line = sc.calibration_table({"d": got}).splitlines()[2]
-    assert line.startswith("| d | 0.500 | fail 0.250 →") and line.endswith("| f 0.35 | "
+    assert line.startswith("| d | 0.500 | fail 0.25 →") and line.endswith("| f 0.35 | "
                                                                                 + ("f 0.35 | yes |" if predicts else "f 0.2 | **no** |"))
