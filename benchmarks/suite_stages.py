@@ -231,7 +231,6 @@ def write_summary(out: Path, names: list[str], extra: Sequence[str] = ()) -> Non
     the ``extra`` lines (other stages' sections)."""
     rows = [dataset_row(n, out / n) for n in names if (out / n).is_dir()]
     _json(out / "summary.json", rows)
-    spec = next((r["e2crf_spec"] for r in rows if "e2crf_spec" in r), "–")
     normed = [r["dataset"] for r in rows if r.get("per_series_znorm")]
     text = ["# pyfdc development suite", "",
             "Models vs held-out data (C2ST headline = the larger of trees / linear, mean over held-out subsamples):",
@@ -242,7 +241,8 @@ def write_summary(out: Path, names: list[str], extra: Sequence[str] = ()) -> Non
                  + "; ".join(f"{r['dataset']} {_fmt(r.get('c2st_freq_raw'))} / {_fmt(r.get('c2st_time_raw'))}"
                              for r in rows if r.get("per_series_znorm")) + ").", ""]
     text += [
-            f"Samplers of the frequency model vs its uncached EM-1000 (E2-CRF default: `{spec}`):", "",
+            "Samplers of the frequency model vs its uncached EM-1000 (E2-CRF default: what `pyfdc sample --sampler "
+            "e2crf` runs on that model, its own calibration for 1,000 steps; f = recomputed fraction):", "",
             _front_summary(rows), ""]
     text += list(extra)
     atomic_write_text(out / "summary.md", "\n".join(text))

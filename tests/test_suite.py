@@ -101,8 +101,8 @@ def _front_row(spec: str, c2st: float, speed: float) -> dict:
 @pytest.mark.parametrize("c2st_02, predicts", [(0.74, True), (0.51, False)])
 def test_calibration_table_says_whether_the_shadow_test_predicted(tmp_path: Path, c2st_02: float,
                                                                  predicts: bool) -> None:
-    """f 0.2 fails the shadow test and f 0.35 passes; right when f 0.2 changes the distribution, wrong
-    when f 0.2 keeps it (the calibration then paid for more than it needed)."""
+    """f 0.2 fails the shadow test and f 0.35 passes: safe either way; exact when f 0.2 changes the
+    distribution, not when f 0.2 keeps it (the calibration then paid for more than it needed)."""
     import suite_calibration as sc
 
     from pyfdc.e2crf import E2CRFConfig
@@ -115,14 +115,15 @@ def test_calibration_table_says_whether_the_shadow_test_predicted(tmp_path: Path
     rows = [{"candidate": {"budget": b}, "deviation_median": 0.01, "worst_band_error": 0.01, "shift": d,
              "speedup": 2.0, "passed": ok} for b, d, ok in ((0.2, 0.25, False), (0.35, 0.05, True))]
     Calibration(E2CRFConfig.budgeted(0.35), False, 1000, "em", {}, rows, 32, model_id="x").save(sc._path(folder))
-    sc._specs_path(folder).write_text(json.dumps(["s02", "s035"]))
+    s02, s035 = "e2crf(budget=0.2):1000", "e2crf(budget=0.35):1000"
+    sc._specs_path(folder).write_text(json.dumps([s02, s035]))
     floor = _front_row("em:1000 (floor)", 0.50, 1.0)
-    front = {"floor": floor, "rows": [floor, _front_row("s02", c2st_02, 3.0), _front_row("s035", 0.52, 2.2)]}
+    front = {"floor": floor, "rows": [floor, _front_row(s02, c2st_02, 3.0), _front_row(s035, 0.52, 2.2)]}
     (folder / "front" / "front.json").write_text(json.dumps(front))
     got = sc.calibration_rows(folder)
-    assert got["chosen"] == 0.35 and got["predicts"] is predicts
+    assert got["chosen"] == 0.35 and got["safe"] and got["exact"] is predicts
     assert got["cheapest_kept"] == (0.35 if predicts else 0.2)
     assert [c["keeps"] for c in got["candidates"]] == [not predicts, True]  # 0.52 is within 1.96 s.e. of 0.50
     line = sc.calibration_table({"d": got}).splitlines()[2]
     assert line.startswith("| d | 0.500 | fail 0.25 →") and line.endswith("| f 0.35 | "
-                                                                                + ("f 0.35 | yes |" if predicts else "f 0.2 | **no** |"))
+                                                                                + ("f 0.35 | yes | yes |" if predicts else "f 0.2 | yes | no |"))
