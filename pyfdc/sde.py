@@ -89,6 +89,7 @@ def dsm_loss(
     mask: Tensor,
     generator: torch.Generator | None = None,
     small_t_fraction: float = 0.0,
+    token_var: Tensor | None = None,
 ) -> Tensor:
     """Denoising score-matching loss with epsilon prediction (scalar).
 
@@ -102,6 +103,11 @@ def dsm_loss(
         z0: clean tokens ``(B, T, C)``.
         mask: ``(T, C)`` free-coordinate mask.
         generator: optional RNG for ``t`` and ``eps`` (must live on ``z0``'s device).
+        token_var: ``(T, C)`` variance of each training token coordinate, or ``None`` (plain ε loss). Given,
+            each coordinate's squared error is weighted by ``1 + σ²/(α² v)``: for a Gaussian token of variance
+            ``v`` the Bayes-optimal weighted error is then exactly 1 at every ``t`` (the plain ε loss's optimum
+            ``α²v/(α²v + σ²)`` falls to 0 where noise swamps a low-variance token, so its x0 error goes
+            untrained there). The weight is the token's x0 error relative to its own variance, plus the ε error.
     """
     if not isinstance(z0, Tensor) or z0.dim() != 3:
         raise ValueError(f"z0 must have shape (B, T, C), got {getattr(z0, 'shape', type(z0))}")
@@ -118,4 +124,9 @@ def dsm_loss(
     alpha, sigma = sde.marginal(t)
     zt = alpha[:, None, None] * (z0 * mask) + sigma[:, None, None] * eps
     err = (net(zt, t) - eps) * mask
-    return err.square().sum() / (b * mask.sum())
+    if token_var is None:
+        return err.square().sum() / (b * mask.sum())
+    v = token_var.to(device=z0.device, dtype=z0.dtype)
+    v = torch.where(mask > 0, v.clamp_min(1e-12 * float(v[mask > 0].mean())), torch.ones_like(v))
+    weight = 1.0 + (sigma / alpha)[:, None, None] ** 2 / v  # (B, T, C)
+    return (weight * err.square()).sum() / (b * mask.sum())

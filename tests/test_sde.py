@@ -146,3 +146,25 @@ def test_small_t_fraction_moves_training_draws_to_low_noise() -> None:
     low = float((seen[2] < 0.01).float().mean())
     assert abs(low - 0.6) < 0.02  # 5.8 s.e. at 20,000 draws and float(seen[2].min()) >= sde.t_eps and float(seen[2].max()) <= 1.0
     assert float((seen[0] < 0.01).float().mean()) < 0.02
+
+
+def test_token_snr_weighting_makes_the_gaussian_optimum_one_everywhere() -> None:
+    """For Gaussian tokens of variance v the Bayes-optimal ε̂ = σ z / (α² v + σ²); with the token-SNR weight
+    its expected loss is exactly 1 at every t and token (the plain ε loss's optimum α²v/(α²v + σ²) < 1)."""
+    from pyfdc.sde import VPSDE, dsm_loss
+
+    sde = VPSDE()
+    var = torch.tensor([[4.0, 1.0], [1e-2, 1e-4], [1e-3, 1e-5]], dtype=torch.float64)  # (T, C): wide spread
+    mask = torch.ones(3, 2, dtype=torch.float64)
+    g = torch.Generator().manual_seed(0)
+    z0 = torch.randn(40_000, 3, 2, generator=g, dtype=torch.float64) * var.sqrt()
+
+    def optimal(z: torch.Tensor, t: torch.Tensor) -> torch.Tensor:
+        alpha, sigma = sde.marginal(t)
+        a, s = alpha[:, None, None], sigma[:, None, None]
+        return s * z / (a**2 * var + s**2)
+
+    weighted = float(dsm_loss(optimal, z0, sde, mask, generator=torch.Generator().manual_seed(1), token_var=var))
+    plain = float(dsm_loss(optimal, z0, sde, mask, generator=torch.Generator().manual_seed(1)))
+    # 240,000 squared standard normals (weighted): s.e. of the mean ~ sqrt(2 / 240000) ~ 0.003; 0.02 is > 6 s.e.
+    assert abs(weighted - 1.0) < 0.02 and plain < 0.8
