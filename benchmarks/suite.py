@@ -49,7 +49,7 @@ DONE = "suite_done.json"
 # ----------------------------------------------------------------------------- train
 
 
-def train_one(ds: Any, folder: Path, domain: str, minutes: float, seed: int, loss_weight: str = "eps") -> dict[str, Any]:
+def train_one(ds: Any, folder: Path, domain: str, minutes: float, seed: int) -> dict[str, Any]:
     """Train (or resume, or skip when done) one model; the budget counts over every resumed session."""
     from pyfdc.train_config import TrainConfig
     from pyfdc.train_state import STATE_FILE, _load_state
@@ -64,7 +64,7 @@ def train_one(ds: Any, folder: Path, domain: str, minutes: float, seed: int, los
     resume = state.is_file()
     if left > 0.05 or not resume:
         cfg = TrainConfig(epochs=3000, warmup_epochs=300, ema_decay=0.999, seed=seed,
-                          max_minutes=max(left, 0.05), loss_weight=loss_weight)
+                          max_minutes=max(left, 0.05))
         result = train(ds, folder, model_config="small", transform_kind=domain, train_config=cfg,
                        resume=resume, overwrite=not resume and folder.exists())
         summary = {k: v for k, v in result.summary().items() if k != "history"}
@@ -93,8 +93,6 @@ def main(argv: list[str] | None = None) -> int:
     p.add_argument("--field-iterations", type=int, nargs=2, default=(2000, 5000), metavar=("DISC", "PRED"),
                    help="GRU iterations of the discriminative and predictive scores (default: 2000 5000, TimeGAN's)")
     p.add_argument("--threads", type=int, default=1, help="torch threads (default: 1)")
-    p.add_argument("--loss-weight", choices=("eps", "token-snr"), default="eps",
-                   help="training loss weighting (pyfdc.sde.dsm_loss; an ablation of issue 24; default: eps)")
     p.add_argument("--seed", type=int, default=0)
     args = p.parse_args(argv)
     torch.set_num_threads(args.threads)
@@ -119,7 +117,7 @@ def run_dataset(name: str, ds: Any, args: argparse.Namespace) -> None:
     t0 = time.perf_counter()
     if "train" in args.stages:
         for domain in args.domains:
-            s = train_one(ds, folder / domain, domain, args.minutes, args.seed, args.loss_weight)
+            s = train_one(ds, folder / domain, domain, args.minutes, args.seed)
             print(f"suite: {name}/{domain}: trained {s.get('epochs_run', '?')} epochs in {s['wall_seconds']:.0f}s")
     if set(args.stages) == {"train"}:
         return

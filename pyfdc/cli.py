@@ -75,7 +75,7 @@ def cmd_train(args: argparse.Namespace) -> dict[str, Any]:
     cfg = TrainConfig(epochs=args.epochs, batch_size=args.batch_size, lr=args.lr,
                       weight_decay=args.weight_decay, warmup_epochs=warmup, ema_decay=args.ema,
                       val_fraction=args.val_fraction, seed=args.seed, max_minutes=args.max_minutes,
-                      small_t_fraction=args.small_t_fraction, loss_weight=args.loss_weight,
+                      small_t_fraction=args.small_t_fraction,
                       device=_check_device(args.device))
     dataset = _train_data(args)
     model_config: Any = dict(TINY_MODEL) if args.tiny else args.config

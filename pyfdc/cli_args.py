@@ -163,9 +163,6 @@ def build_parser() -> argparse.ArgumentParser:
     p.add_argument("--small-t-fraction", metavar="F", type=unit_float, default=0.0,
                    help="fraction of training draws with t log-uniform instead of uniform, so the "
                         "low-noise end (where fine detail is decided) gets trained (default: 0)")
-    p.add_argument("--loss-weight", choices=("eps", "token-snr"), default="eps",
-                   help="DSM loss: plain ε error, or each token's error weighted by 1 + σ²/(α² v) so a low-variance "
-                        "(high-frequency) token's x0 error is trained at every noise level (default: eps)")
     p.add_argument("--val-fraction", metavar="F", type=unit_float, default=0.1,
                    help="fraction of the train split used for validation (default: 0.1)")
     p.add_argument("--seed", type=seed_int, default=0, help="seed (default: 0)")

@@ -82,9 +82,6 @@ class VPSDE:
         return cls(**d)
 
 
-TOKEN_SNR_CAP = 100.0  # dsm_loss's token-snr weight: at most 1 + 100 (x0 error down to 1% of a token's variance)
-
-
 def dsm_loss(
     net: Callable[[Tensor, Tensor], Tensor],
     z0: Tensor,
@@ -92,7 +89,6 @@ def dsm_loss(
     mask: Tensor,
     generator: torch.Generator | None = None,
     small_t_fraction: float = 0.0,
-    token_var: Tensor | None = None,
 ) -> Tensor:
     """Denoising score-matching loss with epsilon prediction (scalar).
 
@@ -106,12 +102,6 @@ def dsm_loss(
         z0: clean tokens ``(B, T, C)``.
         mask: ``(T, C)`` free-coordinate mask.
         generator: optional RNG for ``t`` and ``eps`` (must live on ``z0``'s device).
-        token_var: ``(T, C)`` variance of each training token coordinate, or ``None`` (plain ε loss). Given,
-            each coordinate's squared error is weighted by ``1 + min(σ²/(α² v), TOKEN_SNR_CAP)``: the token's
-            x0 error relative to its own variance, plus the ε error. Uncapped, the Bayes-optimal weighted error
-            of a Gaussian token of variance ``v`` is exactly 1 at every ``t`` (the plain ε loss's optimum
-            ``α²v/(α²v + σ²)`` falls to 0 where noise swamps a low-variance token, so its x0 error goes
-            untrained there); the cap keeps near ``t = 1`` (α² ≈ 4e-5) weights of 1e7 from swamping the loss.
     """
     if not isinstance(z0, Tensor) or z0.dim() != 3:
         raise ValueError(f"z0 must have shape (B, T, C), got {getattr(z0, 'shape', type(z0))}")
@@ -128,9 +118,4 @@ def dsm_loss(
     alpha, sigma = sde.marginal(t)
     zt = alpha[:, None, None] * (z0 * mask) + sigma[:, None, None] * eps
     err = (net(zt, t) - eps) * mask
-    if token_var is None:
-        return err.square().sum() / (b * mask.sum())
-    v = token_var.to(device=z0.device, dtype=z0.dtype)
-    v = torch.where(mask > 0, v.clamp_min(1e-12 * float(v[mask > 0].mean())), torch.ones_like(v))
-    weight = 1.0 + ((sigma / alpha)[:, None, None] ** 2 / v).clamp_max(TOKEN_SNR_CAP)  # (B, T, C)
-    return (weight * err.square()).sum() / (b * mask.sum())
+    return err.square().sum() / (b * mask.sum())

@@ -13,9 +13,6 @@ import numpy as np
 __all__ = ["TrainConfig", "TrainResult", "resolve_model_config", "lr_factor", "split_indices"]
 
 
-LOSS_WEIGHTS = ("eps", "token-snr")
-
-
 @dataclass
 class TrainConfig:
     """Optimisation hyper-parameters (paper defaults: 200 epochs, batch 64, lr 1e-3, 20 warmup).
@@ -41,7 +38,6 @@ class TrainConfig:
     val_repeats: int = 4
     device: str = "cpu"
     small_t_fraction: float = 0.0
-    loss_weight: str = "eps"  # "eps" (plain) or "token-snr" (pyfdc.sde.dsm_loss's token_var weighting)
 
     def __post_init__(self) -> None:
         def bad(name: str, why: str) -> ValueError:
@@ -70,8 +66,6 @@ class TrainConfig:
             raise bad("max_minutes", "must be None or a finite number > 0")
         if not _finite(self.small_t_fraction) or not 0 <= self.small_t_fraction <= 1:
             raise bad("small_t_fraction", "must be in [0, 1]")
-        if self.loss_weight not in LOSS_WEIGHTS:
-            raise bad("loss_weight", f"must be one of {LOSS_WEIGHTS}")
         if not isinstance(self.device, str):
             raise bad("device", "must be a device string such as 'cpu'")
         from pyfdc._device import check_device

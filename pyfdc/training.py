@@ -217,8 +217,6 @@ def _train_claimed(dataset: Any, out_dir: str | Path, model_config: Any, transfo
 
     z_fit, z_val = tokens(fit_idx), tokens(val_idx)
     token_moments = TokenMoments.fit(z_fit)  # for E2-CRF's gaussian cached output (pyfdc.token_moments)
-    token_var = (torch.as_tensor(token_moments.var, dtype=torch.float32, device=device)
-                 if cfg.loss_weight == "token-snr" else None)
 
     with torch.random.fork_rng(devices=[]):
         torch.manual_seed(cfg.seed)
@@ -309,8 +307,7 @@ def _train_claimed(dataset: Any, out_dir: str | Path, model_config: Any, transfo
                 for group in optimizer.param_groups:
                     group["lr"] = lr
                 zb = z_fit[perm[start:start + batch]]
-                loss = dsm_loss(trained, zb, sde, mask, generator=noise_gen, small_t_fraction=cfg.small_t_fraction,
-                                token_var=token_var)
+                loss = dsm_loss(trained, zb, sde, mask, generator=noise_gen, small_t_fraction=cfg.small_t_fraction)
                 if not torch.isfinite(loss):
                     raise FloatingPointError(
                         f"training loss became {float(loss.detach())} at epoch {run['epoch'] + 1}, "
