@@ -150,8 +150,8 @@ def cmd_sample(args: argparse.Namespace) -> dict[str, Any]:
     distributed.on_main(world, lambda: claim.append(OutputSet(args.out, args.overwrite, SAMPLE_OUTPUTS,
                                                               "pyfdc sample").open()))
     try:
-        if args.sampler == "e2crf" and e2cfg is None:
-            e2cfg = _default_e2crf(model, args.steps, args.progress)
+        if args.sampler == "e2crf" and e2cfg is None:  # rank 0 calibrates (timed): one choice for every rank
+            e2cfg = distributed.on_main(world, lambda: _default_e2crf(model, args.steps, args.progress))
         return _sample_into(args, model, e2cfg, world, claim[0] if claim else None)
     finally:
         for c in claim:

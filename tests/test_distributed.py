@@ -128,12 +128,12 @@ def test_ddp_budget_stops_every_rank_at_the_same_epoch(ddp_run: tuple[Path, Path
     assert 1 <= state["run"]["epoch"] < 100000 and state["run"]["planned_epochs"] < 100000
 
 
-@pytest.mark.parametrize("sampler", ["em", "e2crf"])
+@pytest.mark.parametrize("sampler", ["em", "e2crf", "e2crf-default"])
 def test_sharded_sampling_equals_single_process(ddp_run: tuple[Path, Path], tmp_path: Path, sampler: str) -> None:
     _, ckpt = ddp_run
-    args = ["sample", "--checkpoint", str(ckpt), "--sampler", sampler, "--num-samples", "7", "--steps", "30",
-            "--batch-size", "3", "--seed", "5", "--no-progress"]
-    if sampler == "e2crf":  # (30 steps without options would be the uncached preset)
+    args = ["sample", "--checkpoint", str(ckpt), "--sampler", sampler.split("-")[0], "--num-samples", "7",
+            "--steps", "30", "--batch-size", "3", "--seed", "5", "--no-progress"]
+    if sampler == "e2crf":  # a fixed budget; "e2crf-default" takes the model's calibration (rank 0 makes it)
         args += ["--e2crf-budget", "0.5"]
     torch.set_num_threads(1)
     assert cli.main(args + ["--out", str(tmp_path / "one")]) == 0
@@ -148,7 +148,10 @@ def test_sharded_sampling_equals_single_process(ddp_run: tuple[Path, Path], tmp_
     info = json.loads((tmp_path / "two" / cli.SAMPLE_INFO_FILE).read_text())
     assert info["world_size"] == 2
     assert info["rank_sample_ids"] == [{"rank": 0, "start": 0, "stop": 4}, {"rank": 1, "start": 4, "stop": 7}]
-    if sampler == "e2crf":
+    if sampler == "e2crf-default":  # one calibration, the same choice on every rank and in one process
+        i1 = json.loads((tmp_path / "one" / cli.SAMPLE_INFO_FILE).read_text())
+        assert info["e2crf_config"] == i1["e2crf_config"] and (ckpt / "calibrations" / "em-30.json").is_file()
+    if sampler.startswith("e2crf"):
         s1, s2 = (json.loads((tmp_path / d / cli.STATS_FILE).read_text()) for d in ("one", "two"))
         assert s2["num_samples"] == 7  # reduced over ranks, not rank 0's 4
         np.testing.assert_allclose(s2["recomputed_fraction"], s1["recomputed_fraction"], atol=1e-9)
