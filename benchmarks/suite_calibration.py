@@ -17,7 +17,6 @@ the cheapest passing one is also the cheapest that keeps it (a safe miss costs s
 from __future__ import annotations
 
 import argparse
-import math
 from pathlib import Path
 from typing import Any
 
@@ -61,10 +60,9 @@ def calibrate_stage(name: str, folder: Path, args: argparse.Namespace) -> dict[s
 
 
 def _keeps(row: dict[str, Any], floor: dict[str, Any]) -> bool:
-    def var(r: dict[str, Any]) -> float:
-        p, n = r["c2st"]["headline"], 2 * r["c2st"]["hgb"]["n_per_side"]
-        return p * (1 - p) / n
-    return row["c2st"]["headline"] <= floor["c2st"]["headline"] + 1.96 * math.sqrt(var(row) + var(floor))
+    from pyfdc.front import c2st_margin
+
+    return row["c2st"]["headline"] <= floor["c2st"]["headline"] + c2st_margin(row, floor)
 
 
 def _front_shift(folder: Path, spec: str) -> float | None:

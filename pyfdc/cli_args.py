@@ -88,7 +88,7 @@ def _add_sampler_args(p: argparse.ArgumentParser) -> None:
     p.add_argument("--seed", type=seed_int, default=0, help="noise seed (default: 0)")
     g = p.add_argument_group("E2-CRF (with --sampler e2crf; without any of these options the model's own "
                              "calibration for --steps, made on first use and kept in the checkpoint folder "
-                             "(E2CRFConfig.for_model); with any, the paper's settings plus those)")
+                             "(pyfdc.e2crf_calibrate.default_config); with any, the paper's settings plus those)")
     g.add_argument("--e2crf-K", dest="e2crf_K", metavar="K", type=_typed(int, lambda v: v >= 0, "an integer >= 0"),
                    help="always-recompute band {0..K} (default: N'//10)")
     g.add_argument("--e2crf-tau0", metavar="TAU0", type=nonneg_float, help="drift threshold tau0 (default: 0.01)")

@@ -169,26 +169,6 @@ class E2CRFConfig:
         served stale late in sampling and come out under-denoised (``benchmarks/RESULTS.md``)."""
         return cls(**{"budget": budget, "mode": "no_energy", "tau0": 1.0, **overrides})
 
-    @classmethod
-    def for_model(cls, model: "DiffusionModel", steps: int, solver: str = "em", progress: bool = True) -> "E2CRFConfig":
-        """The default for ``model`` at ``steps`` (what ``pyfdc sample --sampler e2crf`` runs without
-        ``--e2crf-*`` options): the model's own calibration — kept in its checkpoint folder, made on first
-        use (:func:`pyfdc.e2crf_calibrate.model_calibration`); uncached where no budget passes. No constant
-        preset: budgets measured on one model changed the distribution of others (``benchmarks/RESULTS.md``)."""
-        if isinstance(steps, bool) or not isinstance(steps, int) or steps < 1:
-            raise ValueError(f"steps must be a positive int, got {steps!r}")
-        from pyfdc.e2crf_calibrate import model_calibration
-
-        return model_calibration(model, steps, solver, progress=progress).config
-
-    @classmethod
-    def calibrate(cls, model: "DiffusionModel", steps: int, **kwargs: Any) -> Any:
-        """Pick a configuration for ``model`` at ``steps`` from shadow samples (no data); returns a
-        :class:`pyfdc.e2crf_calibrate.Calibration` whose ``.config`` to sample with (see that module)."""
-        from pyfdc.e2crf_calibrate import calibrate
-
-        return calibrate(model, steps, **kwargs)
-
     def check_tokens(self, num_tokens: int, kind: str = "freq") -> None:
         """Raise a one-line ValueError when the options cannot hold for ``num_tokens`` = N' tokens:
         a K that puts every token in the always-recompute band, more probes than tokens outside the

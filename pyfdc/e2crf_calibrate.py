@@ -270,8 +270,10 @@ def model_calibration(model: Any, steps: int, solver: str = "em", progress: bool
     """
     from pyfdc.model import weights_fingerprint
 
+    if isinstance(steps, bool) or not isinstance(steps, int) or steps < 1:
+        raise ValueError(f"steps must be a positive int, got {steps!r}")
     say = say or (lambda line: None)
-    mid, key = weights_fingerprint(model), (solver, int(steps))
+    mid, key = weights_fingerprint(model), (solver, steps)
     cal = model.calibrations.get(key)
     if cal is not None and cal.model_id == mid:
         return cal
@@ -307,6 +309,13 @@ def model_calibration(model: Any, steps: int, solver: str = "em", progress: bool
         say(f"calibrated in {note}: {describe(cal)}")
     model.calibrations[key] = cal
     return cal
+
+
+def default_config(model: Any, steps: int, solver: str = "em", progress: bool = True) -> E2CRFConfig:
+    """What ``pyfdc sample --sampler e2crf`` runs on ``model`` at ``steps`` without ``--e2crf-*`` options: the
+    model's own calibration (:func:`model_calibration`), uncached where no budget passes. No constant preset:
+    budgets measured on one model changed the distribution of others (``benchmarks/RESULTS.md``)."""
+    return model_calibration(model, steps, solver, progress=progress).config
 
 
 def _shipped(folder: Path) -> bool:

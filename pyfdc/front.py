@@ -243,7 +243,7 @@ def _row(run: SamplerRun, ref: np.ndarray, floor_run: SamplerRun, base_s: float,
     return row
 
 
-def _margin(a: dict[str, Any], b: dict[str, Any]) -> float:
+def c2st_margin(a: dict[str, Any], b: dict[str, Any]) -> float:
     """1.96 standard errors of the difference of two rows' headline C2ST accuracies (binomial)."""
     def var(r: dict[str, Any]) -> float:
         p, n = r["c2st"]["headline"], 2 * r["c2st"]["hgb"]["n_per_side"]
@@ -263,7 +263,7 @@ def _verdicts(rows: list[dict[str, Any]]) -> None:
         r["below_front"] = all(acc < u["c2st"]["headline"] for u in no_slower) if no_slower else None
         # the same question with the sampling error of both accuracies: only a gap larger than
         # 1.96 standard errors of the difference counts (a "yes" above may be a tie)
-        r["below_front_significant"] = (all(acc + _margin(r, u) < u["c2st"]["headline"] for u in no_slower)
+        r["below_front_significant"] = (all(acc + c2st_margin(r, u) < u["c2st"]["headline"] for u in no_slower)
                                         if no_slower else None)
         as_good = [u for u in unc if u["c2st"]["headline"] <= acc]
         r["speedup_at_equal_quality"] = (min(u["batch_seconds"] for u in as_good) / r["batch_seconds"]

@@ -81,7 +81,7 @@ def _sklearn() -> Any:
 
 def _log_band_power(x: np.ndarray, n_bands: int) -> np.ndarray:
     """``(S, N, M)`` -> ``(S, n_bands, M)`` log mean power in geometric bands of bins 1..N//2."""
-    power = np.abs(np.fft.rfft(x, axis=1, norm="ortho")) ** 2  # (S, N', M)
+    power = _power(x)  # (S, N', M)
     nb = power.shape[1]
     if nb < 2:
         return np.zeros((x.shape[0], 0, x.shape[2]))
@@ -253,9 +253,14 @@ def band_edges(num_bins: int, fractions: tuple[float, ...] = (0.1, 0.3, 0.6)) ->
     return [(lo, hi) for lo, hi in zip(cuts[:-1], cuts[1:]) if hi > lo]
 
 
+def _power(x: np.ndarray) -> np.ndarray:
+    """``(S, N, M)`` -> ``(S, N', M)`` power per series, bin and channel (orthonormal rFFT)."""
+    return np.abs(np.fft.rfft(x, axis=1, norm="ortho")) ** 2
+
+
 def _mean_psd(x: np.ndarray) -> np.ndarray:
     """``(S, N, M)`` -> ``(N', M)`` mean power per bin and channel."""
-    return (np.abs(np.fft.rfft(x, axis=1, norm="ortho")) ** 2).mean(axis=0)
+    return _power(x).mean(axis=0)
 
 
 def band_spectral_error(candidate: Any, reference: Any,
@@ -289,8 +294,7 @@ def statistic_shift(candidate: Any, reference: Any, fractions: tuple[float, ...]
     if c.shape != r.shape or c.shape[0] < 2 or c.shape[1] < 3:
         raise ValueError(f"statistic_shift needs equal shapes (same sample ids), >= 2 series and N >= 3, "
                          f"got {c.shape} and {r.shape}")
-    pc = np.abs(np.fft.rfft(c, axis=1, norm="ortho")) ** 2  # (S, K, M)
-    pr = np.abs(np.fft.rfft(r, axis=1, norm="ortho")) ** 2
+    pc, pr = _power(c), _power(r)  # (S, K, M)
     floor = _LOG_FLOOR * max(float(pr.mean()), np.finfo(np.float64).tiny)  # relative: the shift stays scale-free
     stats = {f"k{lo}-{hi}": (np.log(pc[:, lo:hi].mean(1) + floor), np.log(pr[:, lo:hi].mean(1) + floor))
              for lo, hi in band_edges(pr.shape[1], fractions)}  # (S, M) each

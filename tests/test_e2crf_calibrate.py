@@ -12,7 +12,7 @@ import torch
 from pyfdc import cli
 from pyfdc.checkpoint import save_checkpoint
 from pyfdc.e2crf import E2CRFConfig, E2CRFSampler
-from pyfdc.e2crf_calibrate import Calibration, calibrate, config_from_dict, config_to_dict
+from pyfdc.e2crf_calibrate import Calibration, calibrate, config_from_dict, config_to_dict, default_config
 from pyfdc.sampling import Sampler
 from tinymodels import one_thread, tiny_model  # noqa: F401
 
@@ -21,7 +21,7 @@ LOOSE = {"max_shift": 10.0, "max_deviation": 10.0, "max_band_error": 10.0, "min_
 
 
 def test_loose_targets_take_the_cheapest_candidate() -> None:
-    cal = E2CRFConfig.calibrate(tiny_model(), STEPS, num_shadow=SHADOW, progress=False, **LOOSE)
+    cal = calibrate(tiny_model(), STEPS, num_shadow=SHADOW, progress=False, **LOOSE)
     assert not cal.fallback and cal.config.budget == 0.2 and cal.config.mode == "no_energy"
     assert len(cal.rows) == 1 and cal.rows[0]["passed"]  # stops at the first pass: no wasted runs
     row = cal.rows[0]
@@ -218,19 +218,19 @@ def test_default_falls_back_to_uncached_in_one_line(tmp_path: Path, capsys: pyte
     np.testing.assert_allclose(x, ref, rtol=1e-5, atol=1e-6)  # uncached EM, float32 rounding
 
 
-def test_for_model_is_remembered_per_weights(monkeypatch: pytest.MonkeyPatch) -> None:
+def test_default_config_is_remembered_per_weights(monkeypatch: pytest.MonkeyPatch) -> None:
     import pyfdc.e2crf_calibrate as ec
 
     made: list[int] = []
     real = ec.calibrate
     monkeypatch.setattr(ec, "calibrate", lambda *a, **k: made.append(1) or real(*a, **{**k, "num_shadow": SHADOW}))
     model = tiny_model()
-    first = E2CRFConfig.for_model(model, STEPS, progress=False)
-    assert E2CRFConfig.for_model(model, STEPS, progress=False) == first and made == [1]
+    first = default_config(model, STEPS, progress=False)
+    assert default_config(model, STEPS, progress=False) == first and made == [1]
     with torch.no_grad():
         model.net.out_proj.weight.mul_(0.5)  # other weights: the remembered calibration no longer applies
-    E2CRFConfig.for_model(model, STEPS, progress=False)
+    default_config(model, STEPS, progress=False)
     assert made == [1, 1]
     assert E2CRFConfig() == E2CRFConfig.paper()  # the paper's settings stay one call away
     with pytest.raises(ValueError, match="steps must be a positive int"):
-        E2CRFConfig.for_model(model, 0)
+        default_config(model, 0)

@@ -54,13 +54,14 @@ def test_missing_extra_is_one_line(monkeypatch: pytest.MonkeyPatch) -> None:
 def test_default_spec_is_the_cli_default() -> None:
     from pyfdc.checkpoint import load_checkpoint
     from pyfdc.e2crf import E2CRFConfig
+    from pyfdc.e2crf_calibrate import default_config
     from pyfdc.front import parse_spec
     from pyfdc.pretrained import pretrained_path
 
     model = load_checkpoint(pretrained_path("ecg_small_freq"))
     for steps in (1000, 100):
         spec = parse_spec(suite_stages.default_e2crf_spec(model, steps))
-        assert spec.steps == steps and spec.e2crf_config() == E2CRFConfig.for_model(model, steps)
+        assert spec.steps == steps and spec.e2crf_config() == default_config(model, steps)
     assert suite_stages.config_spec(E2CRFConfig(), 50) == "e2crf:50"
 
 
