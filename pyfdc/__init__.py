@@ -20,7 +20,8 @@ _EXPORTS: dict[str, str] = {
     "ModelConfig": "pyfdc.score_net",
     "ScoreTransformer": "pyfdc.score_net",
     "DiffusionModel": "pyfdc.model",
-    "Sampler": "pyfdc.sampling",
+    "Sampler": "pyfdc.sampler",
+    "SamplingStats": "pyfdc.sampling_stats",
     "load_dataset": "pyfdc.data",
     "load_series": "pyfdc.data",
     "Standardizer": "pyfdc.data",
@@ -30,9 +31,8 @@ _EXPORTS: dict[str, str] = {
     "TrainConfig": "pyfdc.training",
     "save_checkpoint": "pyfdc.checkpoint",
     "load_checkpoint": "pyfdc.checkpoint",
-    "KVCache": "pyfdc.cache",
+    "KVCache": "pyfdc.e2crf.kv_cache",
     "E2CRFConfig": "pyfdc.e2crf",
-    "E2CRFSampler": "pyfdc.e2crf",
 }
 
 __all__ = ["__version__", *_EXPORTS]

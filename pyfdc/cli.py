@@ -92,13 +92,20 @@ def cmd_train(args: argparse.Namespace) -> dict[str, Any]:
 # ----------------------------------------------------------------------------- sample
 
 
+def _e2crf_options(args: argparse.Namespace) -> dict[str, Any]:
+    from pyfdc.cli_args import E2CRF_FLAGS
+
+    return {k: getattr(args, f"e2crf_{k}") for k in E2CRF_FLAGS if getattr(args, f"e2crf_{k}", None) is not None}
+
+
 def _e2crf_config(args: argparse.Namespace, model: Any = None) -> Any:
-    """The E2-CRF config the options ask for; without options ``None`` — the model's own calibration
-    for ``args.steps`` (:func:`_default_e2crf`), made once the output folder is claimed."""
+    """The E2-CRF config the options ask for: ``E2CRFConfig()`` with each ``--e2crf-*`` field set, or the
+    ``--e2crf-config`` file's (``None`` there means uncached). A budget left open is resolved by
+    :func:`_resolve_e2crf` once the output folder is claimed."""
     from pyfdc.e2crf import E2CRFConfig
 
     if getattr(args, "e2crf_config", None) is not None:
-        from pyfdc.e2crf_calibrate import Calibration
+        from pyfdc.e2crf.calibrate import Calibration
 
         cal = Calibration.load(args.e2crf_config)
         if model is not None:
@@ -107,34 +114,34 @@ def _e2crf_config(args: argparse.Namespace, model: Any = None) -> Any:
             raise UsageError(f"--e2crf-config {args.e2crf_config} was calibrated for {cal.steps} steps, not "
                              f"--steps {args.steps}; calibrate again for this step count")
         return cal.config
-    fields = {"K": args.e2crf_K, "tau0": args.e2crf_tau0, "R": args.e2crf_R,
-              "num_probes": args.e2crf_probes, "tau_warn": args.e2crf_tau_warn,
-              "tau_safe": args.e2crf_tau_safe, "mode": args.e2crf_mode, "budget": args.e2crf_budget,
-              "compile": args.e2crf_compile}
-    given = {k: v for k, v in fields.items() if v is not None}
-    # any option: the paper's settings plus it; no options: the model's calibration (None here)
-    return E2CRFConfig(**given) if given else None
+    return E2CRFConfig.from_options(_e2crf_options(args))
 
 
-def _default_e2crf(model: Any, steps: int, progress: bool) -> Any:
-    """What ``--sampler e2crf`` runs without options: this model's calibration for ``steps`` EM steps
-    (kept in the checkpoint folder; made on first use), said in one line."""
-    from pyfdc.e2crf_calibrate import describe, model_calibration
+def _resolve_e2crf(model: Any, config: Any, steps: int, progress: bool) -> Any:
+    """A config with an open budget gets this model's calibration for ``steps`` EM steps (the default's is
+    kept in the checkpoint folder; made on first use), said in one line; ``None`` = sample uncached."""
+    from pyfdc.e2crf import E2CRFConfig
+    from pyfdc.e2crf.calibrate import calibrated_config, describe, model_calibration
 
-    cal = model_calibration(model, steps, "em", progress=progress, say=lambda line: _echo(f"e2crf: {line}"))
-    _echo(f"e2crf: this model's calibration for {steps} steps: {describe(cal)}")
-    return cal.config
+    if config is None or config.budget is not None:
+        return config
+    if config == E2CRFConfig():
+        cal = model_calibration(model, steps, "em", progress=progress, say=lambda line: _echo(f"e2crf: {line}"))
+        _echo(f"e2crf: this model's calibration for {steps} steps: {describe(cal)}")
+        return cal.config
+    _echo(f"e2crf: calibrating the budget of {config.describe()} for this model at {steps} steps")
+    resolved = calibrated_config(model, steps, "em", base=config, progress=progress)
+    _echo(f"e2crf: {'no budget passes: sampling uncached' if resolved is None else resolved.describe()}")
+    return resolved
 
 
 def cmd_sample(args: argparse.Namespace) -> dict[str, Any]:
     from pyfdc.checkpoint import load_checkpoint
 
-    uses_e2crf = any(getattr(args, k) is not None for k in
-                     ("e2crf_K", "e2crf_tau0", "e2crf_R", "e2crf_probes", "e2crf_tau_warn",
-                      "e2crf_tau_safe", "e2crf_mode", "e2crf_budget", "e2crf_compile"))
-    if (uses_e2crf or args.e2crf_config is not None) and args.sampler != "e2crf":
+    given = _e2crf_options(args)
+    if (given or args.e2crf_config is not None) and args.sampler != "e2crf":
         raise UsageError(f"--e2crf-* options need --sampler e2crf (got --sampler {args.sampler})")
-    if uses_e2crf and args.e2crf_config is not None:
+    if given and args.e2crf_config is not None:
         raise UsageError("--e2crf-config replaces the other --e2crf-* options; give one or the other")
     e2cfg = _e2crf_config(args) if args.sampler == "e2crf" else None  # validate before any work
     world = getattr(args, "world", None) or distributed.World()
@@ -150,8 +157,8 @@ def cmd_sample(args: argparse.Namespace) -> dict[str, Any]:
     distributed.on_main(world, lambda: claim.append(OutputSet(args.out, args.overwrite, SAMPLE_OUTPUTS,
                                                               "pyfdc sample").open()))
     try:
-        if args.sampler == "e2crf" and e2cfg is None:  # rank 0 calibrates (timed): one choice for every rank
-            e2cfg = distributed.on_main(world, lambda: _default_e2crf(model, args.steps, args.progress))
+        if e2cfg is not None and e2cfg.budget is None:  # rank 0 calibrates (timed): one choice for every rank
+            e2cfg = distributed.on_main(world, lambda: _resolve_e2crf(model, e2cfg, args.steps, args.progress))
         return _sample_into(args, model, e2cfg, world, claim[0] if claim else None)
     finally:
         for c in claim:
@@ -166,7 +173,8 @@ def _sample_into(args: argparse.Namespace, model: Any, e2cfg: Any, world: Any, c
     t0 = time.perf_counter()
     start, stop = distributed.shard(args.num_samples, world)  # noise is per sample id: shards join seamlessly
     samples, stats, _ = draw_samples(model, args.sampler, stop - start, args.steps, args.batch_size, args.seed,
-                                     args.progress, e2cfg, sample_offset=start, world=world)
+                                     args.progress, e2cfg, sample_offset=start, world=world,
+                                     compile=getattr(args, "compile", False))
     blocks = [distributed.shard(args.num_samples, distributed.World(rank=r, size=world.size))
               for r in range(world.size)]  # every rank's block, as each computed its own
     if world.active:
@@ -185,8 +193,8 @@ def _sample_into(args: argparse.Namespace, model: Any, e2cfg: Any, world: Any, c
         "rank_sample_ids": [{"rank": r, "start": a, "stop": b} for r, (a, b) in enumerate(blocks)],
     }
     if stats is not None:
-        info["e2crf_config"] = {k: (None if isinstance(v, float) and not math.isfinite(v) else v)
-                                for k, v in vars(e2cfg).items()}
+        info["e2crf_config"] = None if e2cfg is None else {
+            k: (None if isinstance(v, float) and not math.isfinite(v) else v) for k, v in e2cfg.to_dict().items()}
         info["mean_recomputed_fraction"] = stats.get("mean_recomputed_fraction")
 
     def write() -> None:
@@ -207,7 +215,7 @@ def _sample_into(args: argparse.Namespace, model: Any, e2cfg: Any, world: Any, c
 
 def cmd_calibrate(args: argparse.Namespace) -> dict[str, Any]:
     from pyfdc.checkpoint import load_checkpoint
-    from pyfdc.e2crf_calibrate import DEFAULT_CANDIDATES, calibrate
+    from pyfdc.e2crf.calibrate import DEFAULT_CANDIDATES, calibrate
     from pyfdc.pretrained import pretrained_path
 
     targets = {k: v for k, v in (("max_shift", args.max_shift), ("max_deviation", args.max_deviation),
@@ -258,7 +266,7 @@ def cmd_benchmark(args: argparse.Namespace) -> dict[str, Any]:
         raise UsageError(f"benchmark compares e2crf with uncached em; --sampler {args.sampler} is not timed here")
     _e2crf_config(args)  # validate before loading
     model = load_checkpoint(path, map_location=_check_device(args.device))
-    e2cfg = _e2crf_config(args, model) or _default_e2crf(model, args.steps, args.progress)
+    e2cfg = _resolve_e2crf(model, _e2crf_config(args, model), args.steps, args.progress)
     run = dict(num_samples=args.num_samples, steps=args.steps, batch_size=args.batch_size, seed=args.seed,
                progress=False)
     warm = dict(run, num_samples=min(args.num_samples, args.batch_size), steps=min(args.steps, 20))
@@ -283,11 +291,12 @@ def cmd_benchmark(args: argparse.Namespace) -> dict[str, Any]:
     res = {"checkpoint": str(path), "steps": args.steps, "batch_size": args.batch_size,
            "num_samples": args.num_samples, "em_seconds": em, "e2crf_seconds": e2, "speedup": em / e2,
            "recomputed_fraction": f, "flop_ideal": 1.0 / f, "achieved_of_ideal": (em / e2) * f,
-           "paired_rms_dev": rms, "sample_rms": scale, "mode": e2cfg.mode}
+           "paired_rms_dev": rms, "sample_rms": scale,
+           "e2crf": "uncached" if e2cfg is None else e2cfg.describe()}
     print("| sampler | median wall s | speedup | f | 1/f | achieved of 1/f | paired RMS dev. |")
     print("|---|---|---|---|---|---|---|")
     print(f"| em (uncached) | {em:.2f} | 1.00x | 1.00 | 1.00 | – | 0 |")
-    print(f"| e2crf ({e2cfg.mode}) | {e2:.2f} | {em / e2:.2f}x | {f:.3f} | {1 / f:.2f} | "
+    print(f"| e2crf ({res['e2crf']}) | {e2:.2f} | {em / e2:.2f}x | {f:.3f} | {1 / f:.2f} | "
           f"{res['achieved_of_ideal']:.0%} | {rms:.4f} (sample RMS {scale:.3f}) |")
     return res
 

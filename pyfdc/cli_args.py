@@ -86,26 +86,35 @@ def _add_sampler_args(p: argparse.ArgumentParser) -> None:
     p.add_argument("--steps", metavar="T", type=pos_int, default=1000, help="reverse steps (default: 1000)")
     p.add_argument("--batch-size", metavar="B", type=pos_int, default=64, help="series per batch (default: 64)")
     p.add_argument("--seed", type=seed_int, default=0, help="noise seed (default: 0)")
-    g = p.add_argument_group("E2-CRF (with --sampler e2crf; without any of these options the model's own "
-                             "calibration for --steps, made on first use and kept in the checkpoint folder "
-                             "(pyfdc.e2crf_calibrate.default_config); with any, the paper's settings plus those)")
+    p.add_argument("--compile", action="store_true",
+                   help="torch.compile the network (uncached) or the E2-CRF step (compiles once, ~10-60 s)")
+    g = p.add_argument_group("E2-CRF (with --sampler e2crf; each option changes one field of E2CRFConfig(), "
+                             "whose budget is this model's own calibration for --steps, made on first use "
+                             "and kept in the checkpoint folder)")
+    g.add_argument("--e2crf-budget", metavar="F", type=_typed(float, lambda v: 0 < v <= 1, "a number in (0, 1]"),
+                   help="share of the tokens recomputed per cached step (default: the model's calibration)")
+    g.add_argument("--e2crf-ranking", choices=("drift", "energy"),
+                   help="rank stale tokens by plain drift or by the paper's energy-weighted drift (default: drift)")
+    g.add_argument("--e2crf-output", dest="e2crf_cached_output", choices=("auto", "features", "gaussian"),
+                   help="what a cached token answers (default: auto = gaussian where the model has token moments)")
     g.add_argument("--e2crf-K", dest="e2crf_K", metavar="K", type=_typed(int, lambda v: v >= 0, "an integer >= 0"),
                    help="always-recompute band {0..K} (default: N'//10)")
-    g.add_argument("--e2crf-tau0", metavar="TAU0", type=nonneg_float, help="drift threshold tau0 (default: 0.01)")
     g.add_argument("--e2crf-R", dest="e2crf_R", metavar="R", type=pos_int, help="full refresh every R steps (default: 50)")
-    g.add_argument("--e2crf-probes", metavar="P", type=nonneg_int, help="probe tokens per cached step (default: 2)")
+    g.add_argument("--e2crf-probes", dest="e2crf_num_probes", metavar="P", type=nonneg_int,
+                   help="probe tokens per cached step (default: 2)")
     g.add_argument("--e2crf-tau-warn", metavar="TAU", type=pos_float, help="event intensity forcing a refresh (default: 0.5)")
     g.add_argument("--e2crf-tau-safe", metavar="TAU", type=nonneg_float, help="event intensity enabling correction (default: 0.1)")
-    g.add_argument("--e2crf-mode", choices=("full", "uncached", "fixed", "no_feedback", "no_energy", "naive_kv"),
-                   help="ablation mode (default: full)")
-    g.add_argument("--e2crf-budget", metavar="F", type=_typed(float, lambda v: 0 < v <= 1, "a number in (0, 1]"),
-                   help="static-shape step: every sample recomputes a fixed fraction F of the tokens per cached "
-                        "step (band, probes, then the largest drift); default: the paper's variable sets")
-    g.add_argument("--e2crf-compile", action="store_true", default=None,
-                   help="torch.compile the budget step (needs --e2crf-budget; compiles once, ~10-60 s)")
+    g.add_argument("--e2crf-no-feedback", dest="e2crf_feedback", action="store_const", const=False,
+                   help="no probes and no Eq. 14 correction (the paper's ablation)")
+    g.add_argument("--e2crf-no-warn-refresh", dest="e2crf_warn_refresh", action="store_const", const=False,
+                   help="no refresh when the event intensity passes tau_warn (the paper's ablation)")
     g.add_argument("--e2crf-config", metavar="FILE", type=Path,
                    help="calibration.json written by 'pyfdc calibrate' (for the same --steps); replaces the "
                         "other --e2crf-* options")
+
+
+E2CRF_FLAGS = ("budget", "ranking", "cached_output", "K", "R", "num_probes", "tau_warn", "tau_safe", "feedback",
+               "warn_refresh")
 
 
 class _OneLineParser(argparse.ArgumentParser):

@@ -49,7 +49,7 @@ def _demo(args: argparse.Namespace, out: Path) -> dict[str, Any]:
         model = result.model
         trained = f"model trained here {result.epochs_run} epochs ({result.wall_seconds:.0f} s)"
     rows = []
-    from pyfdc.e2crf_calibrate import describe, model_calibration
+    from pyfdc.e2crf.calibrate import describe, model_calibration
     from pyfdc.quality import data_report
 
     # E2-CRF's default: this model's calibration for the step count (shipped beside the shipped model)

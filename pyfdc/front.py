@@ -5,9 +5,11 @@ One process, one model, same seeds. The reference is uncached EM at 1,000 steps 
 1,000 steps with that same ``seed`` — so the floor is also the same-noise partner of every
 candidate for the paired-deviation diagnostic. Samplers are named by spec strings::
 
-    em:1000   ddim:100   dpm2m:25   e2crf:1000   e2crf(tau0=1):250   e2crf(mode=fixed,R=50):1000
+    em:1000   ddim:100   dpm2m:25   e2crf:1000   e2crf(budget=0.35):250   e2crf(budget=0.5,solver=dpm2m):50
 
-``e2crf`` without options is ``E2CRFConfig()`` (the paper's settings). Wall time is the median over
+``e2crf`` is Euler–Maruyama (or ``solver=``) with the E2-CRF cache; its options are fields of
+:class:`~pyfdc.e2crf.E2CRFConfig` (parsed by ``E2CRFConfig.from_options``, as the CLI's flags), and without
+a ``budget`` it is the model's own calibration. Wall time is the median over
 batches of one run (each batch of ``batch_size`` series is one timed repeat), after a warm-up of
 every sampler; ``batch1`` samples are also timed one at a time. Sampling is batch-invariant (noise
 per sample id), so the quality of a run does not depend on how it was batched — only its time.
@@ -31,13 +33,14 @@ __all__ = ["SamplerSpec", "parse_spec", "DEFAULT_SPECS", "model_fingerprint", "r
 
 UNCACHED = ("em", "ddim", "dpm2m")
 UNCACHED_OPTIONS = ("compile", "precision")
+_SAMPLER_KEYS = ("compile", "precision", "solver")  # options of the Sampler, not of the cache
 DEFAULT_SPECS: tuple[str, ...] = (
     *(f"em:{s}" for s in (500, 250, 100, 50, 25)),
     *(f"dpm2m:{s}" for s in (1000, 250, 100, 50, 25, 10)),
     *(f"ddim:{s}" for s in (250, 50)),
-    "e2crf:1000", "e2crf(tau0=1):1000", "e2crf(mode=fixed):1000", "e2crf(tau0=1,mode=no_feedback):1000",
-    "e2crf(tau0=1,mode=no_energy):1000", "e2crf(tau0=1):250", "e2crf(mode=fixed):250",
-    "e2crf(tau0=1):100", "e2crf(mode=fixed):100",
+    "e2crf:1000", *(f"e2crf(budget={b}):1000" for b in (0.2, 0.35, 0.5, 0.7)),
+    "e2crf(budget=0.5,ranking=energy):1000", "e2crf(budget=0.5,feedback=off):1000",
+    "e2crf(budget=0.5,cached_output=features):1000", "e2crf(budget=0.5):250", "e2crf(budget=0.7):100",
 )
 _SPEC = re.compile(r"^(?P<kind>[a-z0-9]+)(?:\((?P<opts>[^)]*)\))?:(?P<steps>\d+)$")
 
@@ -63,22 +66,29 @@ class SamplerSpec:
     def uncached(self) -> bool:
         return self.kind in UNCACHED
 
-    def sampler_options(self) -> dict[str, Any]:
-        """Keyword options of :class:`pyfdc.sampling.Sampler` (uncached kinds): compile, precision."""
-        if self.kind == "e2crf":
-            return {}
-        opts = dict(self.options)
-        out = {"compile": bool(opts.get("compile", 0)), "precision": opts.get("precision", "fp32")}
-        from pyfdc.sampling import PRECISIONS
+    @property
+    def method(self) -> str:
+        """The solver: the kind itself, or an ``e2crf`` spec's ``solver`` option (default ``em``)."""
+        return str(dict(self.options).get("solver", "em")) if self.kind == "e2crf" else self.kind
 
+    def sampler_options(self) -> dict[str, Any]:
+        """Keyword options of :class:`pyfdc.sampler.Sampler`: compile, precision (uncached), cache (e2crf)."""
+        opts = dict(self.options)
+        from pyfdc.sampling import PRECISIONS, SAMPLING_METHODS
+
+        out: dict[str, Any] = {"compile": bool(opts.get("compile", 0)), "precision": opts.get("precision", "fp32")}
         if out["precision"] not in PRECISIONS or opts.get("compile", 0) not in (0, 1):
             raise ValueError(f"compile must be 0 or 1 and precision one of {PRECISIONS}")
+        if self.method not in SAMPLING_METHODS:
+            raise ValueError(f"solver must be one of {SAMPLING_METHODS}, got {self.method!r}")
+        if self.kind == "e2crf":
+            out["cache"] = self.e2crf_config()
         return out
 
     def e2crf_config(self) -> Any:
         from pyfdc.e2crf import E2CRFConfig
 
-        return E2CRFConfig(**dict(self.options))
+        return E2CRFConfig.from_options({k: v for k, v in self.options if k not in _SAMPLER_KEYS})
 
 
 def _value(text: str) -> Any:
@@ -91,10 +101,10 @@ def _value(text: str) -> Any:
 
 
 def parse_spec(text: str) -> SamplerSpec:
-    """``"e2crf(tau0=1,mode=fixed):250"`` -> :class:`SamplerSpec`; a one-line ValueError otherwise."""
+    """``"e2crf(budget=0.35,ranking=energy):250"`` -> :class:`SamplerSpec`; a one-line ValueError otherwise."""
     m = _SPEC.match(text.strip().replace(" ", ""))
     if m is None:
-        raise ValueError(f"sampler spec {text!r} is not KIND[(k=v,...)]:STEPS, e.g. 'em:100' or 'e2crf(tau0=1):1000'")
+        raise ValueError(f"sampler spec {text!r} is not KIND[(k=v,...)]:STEPS, e.g. 'em:100' or 'e2crf(budget=0.35):1000'")
     kind, steps = m["kind"], int(m["steps"])
     if kind not in (*UNCACHED, "e2crf"):
         raise ValueError(f"sampler spec {text!r}: kind must be one of {(*UNCACHED, 'e2crf')}, got {kind!r}")
@@ -113,11 +123,6 @@ def parse_spec(text: str) -> SamplerSpec:
         spec.sampler_options()
     except (TypeError, ValueError) as exc:
         raise ValueError(f"sampler spec {text!r}: {exc}") from exc
-    if kind == "e2crf":
-        try:
-            spec.e2crf_config()
-        except (TypeError, ValueError) as exc:
-            raise ValueError(f"sampler spec {text!r}: {exc}") from exc
     return spec
 
 
@@ -135,17 +140,12 @@ class SamplerRun:
 
 def _draw(model: Any, spec: SamplerSpec, n: int, seed: int, offset: int) -> tuple[torch.Tensor, float]:
     """One batch of ``n`` series (token space) with noise ids ``offset..offset+n-1``; returns (z, f)."""
-    if spec.kind == "e2crf":
-        from pyfdc.e2crf import E2CRFSampler
+    from pyfdc.sampler import Sampler
 
-        z, stats = E2CRFSampler(model, spec.e2crf_config()).sample_tokens(
-            n, spec.steps, batch_size=n, seed=seed, progress=False, sample_offset=offset)
-        return z, stats.mean_recomputed_fraction
-    from pyfdc.sampling import Sampler
-
-    z = Sampler(model, spec.kind, **spec.sampler_options()).sample_tokens(n, spec.steps, batch_size=n, seed=seed, progress=False,
-                                                sample_offset=offset)
-    return z, 1.0
+    sampler = Sampler(model, spec.method, **spec.sampler_options())
+    z = sampler.sample_tokens(n, spec.steps, batch_size=n, seed=seed, progress=False, sample_offset=offset)
+    assert sampler.stats is not None
+    return z, sampler.stats.mean_recomputed_fraction
 
 
 def run_sampler(model: Any, spec: SamplerSpec, num_samples: int, batch_size: int, seed: int,

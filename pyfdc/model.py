@@ -52,7 +52,7 @@ class DiffusionModel:
     bounds: SupportBounds | None = None
     clip: bool = True
     token_moments: TokenMoments | None = None
-    # E2-CRF calibrations made for these weights, by (solver, steps) (pyfdc.e2crf_calibrate.model_calibration)
+    # E2-CRF calibrations made for these weights, by (solver, steps) (pyfdc.e2crf.calibrate.model_calibration)
     calibrations: dict[tuple[str, int], Any] = field(default_factory=dict, repr=False)
 
     def __post_init__(self) -> None:

@@ -1,4 +1,5 @@
-"""Reverse-time samplers over an ``EpsFn``, per-sample seeded noise, and the user-facing :class:`Sampler`.
+"""Reverse-time solvers over an ``EpsFn`` and per-sample seeded noise (the user-facing loop is
+:class:`pyfdc.sampler.Sampler`).
 
 Both samplers walk a grid ``1 = t_0 > ... > t_steps = t_eps``, evaluate the noise predictor at
 ``t_0..t_{steps-1}`` (``steps`` evaluations) and end at ``t_eps``. Euler–Maruyama uses the uniform grid
@@ -19,17 +20,14 @@ from __future__ import annotations
 import math
 import weakref
 from collections.abc import Callable, Iterable
-from typing import TYPE_CHECKING, Any
+from typing import Any
 
 import torch
 from torch import Tensor
 
 from pyfdc.sde import VPSDE
 
-if TYPE_CHECKING:
-    from pyfdc.model import DiffusionModel
-
-__all__ = ["EpsFn", "NoiseStream", "euler_maruyama", "ddim", "dpm_solver_2m", "Sampler", "SAMPLING_METHODS"]
+__all__ = ["EpsFn", "NoiseStream", "euler_maruyama", "ddim", "dpm_solver_2m", "SOLVERS", "SAMPLING_METHODS"]
 
 EpsFn = Callable[[Tensor, Tensor, int], Tensor]  # (z (B,T,C), t (B,), step i) -> eps_hat (B,T,C)
 PRECISIONS: tuple[str, ...] = ("fp32", "bf16")
@@ -277,93 +275,17 @@ def dpm_solver_2m(
     return z * mask
 
 
-class Sampler:
-    """Uncached sampling from a :class:`~pyfdc.model.DiffusionModel`.
+def solve(method: str, eps_fn: EpsFn, sde: VPSDE, z_init: Tensor, mask: Tensor, steps: int,
+          noise: Callable[[], Tensor], progress: bool = False, schedule: str = "quadratic") -> Tensor:
+    """Run solver ``method`` (one of ``SAMPLING_METHODS``); ``noise`` is used by ``em`` only and
+    ``schedule`` by the deterministic solvers."""
+    if method == "em":
+        return euler_maruyama(eps_fn, sde, z_init, mask, steps, noise, progress=progress)
+    if method == "ddim":
+        return ddim(eps_fn, sde, z_init, mask, steps, progress=progress, schedule=schedule)
+    if method == "dpm2m":
+        return dpm_solver_2m(eps_fn, sde, z_init, mask, steps, progress=progress, schedule=schedule)
+    raise ValueError(f"method must be one of {SAMPLING_METHODS}, got {method!r}")
 
-    ``method``: ``"em"`` (Euler–Maruyama on the reverse SDE), ``"ddim"`` (first-order ODE) or
-    ``"dpm2m"`` (DPM-Solver++(2M), second-order ODE); the deterministic ones take ``schedule``
-    ``"quadratic"`` (default) or ``"uniform"``.
 
-    Speed options (same samples up to float rounding; place them on the front before trusting them):
-    ``compile=True`` runs the network through ``torch.compile(fullgraph=True)`` (built once per
-    network and batch size); ``precision="bf16"`` runs it under bfloat16 autocast (AMX on recent
-    x86 CPUs, tensor cores on GPUs) while the solver state stays in the model's dtype.
-    """
-
-    def __init__(self, model: DiffusionModel, method: str = "em", schedule: str = "quadratic",
-                 compile: bool = False, precision: str = "fp32") -> None:
-        if precision not in PRECISIONS:
-            raise ValueError(f"precision must be one of {PRECISIONS}, got {precision!r}")
-        if compile not in (True, False, 0, 1):
-            raise ValueError(f"compile must be a bool, got {compile!r}")
-        self.compile, self.precision = bool(compile), precision
-        if method not in SAMPLING_METHODS:
-            raise ValueError(f"method must be one of {SAMPLING_METHODS}, got {method!r}")
-        if schedule not in TIME_SCHEDULES:
-            raise ValueError(f"schedule must be one of {TIME_SCHEDULES}, got {schedule!r}")
-        self.schedule = schedule
-        for attr in ("net", "transform", "sde"):
-            if not hasattr(model, attr):
-                raise TypeError(f"model must be a DiffusionModel (missing .{attr}), got {type(model).__name__}")
-        self.model, self.method = model, method
-
-    @torch.no_grad()
-    def sample_tokens(
-        self,
-        num_samples: int,
-        steps: int = 1000,
-        batch_size: int = 64,
-        seed: int = 0,
-        progress: bool = True,
-        sample_offset: int = 0,
-    ) -> Tensor:
-        """Token-space samples ``(S, T, C)``; sample ``j`` uses noise id ``sample_offset + j``."""
-        for name, v in (("num_samples", num_samples), ("steps", steps), ("batch_size", batch_size)):
-            if isinstance(v, bool) or not isinstance(v, int) or v < 1:
-                raise ValueError(f"{name} must be a positive int, got {v!r}")
-        check_run_ids(seed, sample_offset)
-        net, tr, sde = self.model.net, self.model.transform, self.model.sde
-        p_dtype = next(net.parameters()).dtype
-        if p_dtype not in (torch.float32, torch.float64):
-            raise ValueError(f"Sampler supports float32 and float64 models, got {p_dtype} (for reduced precision "
-                             "keep the model in float32 and pass precision='bf16')")
-        mask = tr.mask(device=net.mask.device, dtype=net.mask.dtype)
-        shape = (tr.num_tokens, tr.token_dim)
-        eps_fn = self.model.sampling_eps_fn(network_eps_fn(net, self.compile, self.precision))
-        starts = range(0, num_samples, batch_size)
-        bar = None
-        if progress:
-            from tqdm.auto import tqdm
-
-            bar = tqdm(total=num_samples, desc=f"sampling ({self.method})", unit="series", dynamic_ncols=True)
-        was_training = net.training
-        net.eval()
-        out: list[Tensor] = []
-        try:
-            for b0 in starts:
-                n = min(batch_size, num_samples - b0)
-                ids = torch.arange(sample_offset + b0, sample_offset + b0 + n)
-                stream = NoiseStream(seed, ids, shape, mask)
-                z = stream()
-                if self.method == "em":
-                    z = euler_maruyama(eps_fn, sde, z, mask, steps, stream, progress=progress)
-                elif self.method == "ddim":
-                    z = ddim(eps_fn, sde, z, mask, steps, progress=progress, schedule=self.schedule)
-                else:
-                    z = dpm_solver_2m(eps_fn, sde, z, mask, steps, progress=progress, schedule=self.schedule)
-                out.append(z)
-                if bar is not None:
-                    bar.update(n)
-        finally:
-            net.train(was_training)
-            if bar is not None:
-                bar.close()
-        return torch.cat(out, dim=0)
-
-    def sample(
-        self, num_samples: int, steps: int = 1000, batch_size: int = 64, seed: int = 0, progress: bool = True,
-        sample_offset: int = 0,
-    ) -> Tensor:
-        """Samples ``(S, N, M)`` in the data's original units (noise ids ``sample_offset + j``)."""
-        z = self.sample_tokens(num_samples, steps, batch_size, seed, progress, sample_offset)
-        return self.model.decode_samples(z)
+SOLVERS = {"em": euler_maruyama, "ddim": ddim, "dpm2m": dpm_solver_2m}

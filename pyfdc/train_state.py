@@ -18,7 +18,7 @@ _STATE_FORMAT = 1
 _LEGACY_DEFAULTS = {"small_t_fraction": 0.0}  # fields added after the state format was fixed
 
 
-# calibrations/: E2-CRF calibrations kept beside the weights they were made for (pyfdc.e2crf_calibrate);
+# calibrations/: E2-CRF calibrations kept beside the weights they were made for (pyfdc.e2crf.calibrate);
 # a retrained model ignores and replaces them (each records its weights' fingerprint)
 TRAIN_OUTPUTS = ("config.json", "model-????????????????.safetensors", STATE_FILE, HISTORY_FILE, "calibrations")
 

@@ -42,7 +42,7 @@ def _run(model, cfg: E2CRFConfig, n: int = 4, batch: int = 4, seed: int = 0, off
 
 
 def test_uncached_mode_matches_plain_sampler(model):
-    from pyfdc.sampling import Sampler
+    from pyfdc.sampler import Sampler
 
     x_ref = Sampler(model).sample(4, steps=STEPS, batch_size=4, seed=3, progress=False)
     x, stats = E2CRFSampler(model, E2CRFConfig(mode="uncached")).sample(4, steps=STEPS, batch_size=4,

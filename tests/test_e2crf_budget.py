@@ -186,7 +186,7 @@ def test_compiled_step_no_breaks_no_recompiles(model):
 def test_cache_feeds_deterministic_solvers(model, solver):
     """With every token recomputed the cached loop equals the uncached deterministic solver; with a
     real budget it differs (the cache is in the loop) but stays finite."""
-    from pyfdc.sampling import Sampler
+    from pyfdc.sampler import Sampler
 
     ref = Sampler(model, solver).sample_tokens(3, steps=10, batch_size=3, progress=False)
     full, _ = _run(model, E2CRFConfig(K=1, num_probes=0, budget=1.0, tau_warn=math.inf, solver=solver), n=3,

@@ -13,7 +13,7 @@ from pyfdc import cli
 from pyfdc.checkpoint import save_checkpoint
 from pyfdc.e2crf import E2CRFConfig, E2CRFSampler
 from pyfdc.e2crf_calibrate import Calibration, calibrate, config_from_dict, config_to_dict, default_config
-from pyfdc.sampling import Sampler
+from pyfdc.sampler import Sampler
 from tinymodels import one_thread, tiny_model  # noqa: F401
 
 STEPS, SHADOW = 20, 6

@@ -13,7 +13,7 @@ from pyfdc.data import load_dataset
 from pyfdc.e2crf import E2CRFConfig, E2CRFSampler
 from pyfdc.model import DiffusionModel
 from pyfdc.pinning import PinnedCoordinates, PinProjector
-from pyfdc.sampling import Sampler
+from pyfdc.sampler import Sampler
 from pyfdc.score_net import ModelConfig, ScoreTransformer
 from pyfdc.sde import VPSDE
 from pyfdc.spectral import make_transform

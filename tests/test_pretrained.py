@@ -8,7 +8,7 @@ import torch
 from pyfdc.checkpoint import load_checkpoint
 from pyfdc.data import load_dataset
 from pyfdc.pretrained import PRETRAINED, pretrained_path
-from pyfdc.sampling import Sampler
+from pyfdc.sampler import Sampler
 
 
 def test_shipped_checkpoint_matches_embedded_ecg() -> None:

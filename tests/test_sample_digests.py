@@ -1,9 +1,10 @@
 """Bitwise pins of sampler outputs: the same seed gives the same bytes before and after a refactor.
 
-Every uncached solver and every E2-CRF configuration the package offers (the paper's settings, the
-budget step with each cached output and ranking, the step feeding the deterministic solver) on the
-shipped ECG models, one thread, 4 series, 30 steps. The digests in ``data/sample_digests.json`` were
-recorded on main before the one-engine refactor (issue 22); a change of any sample byte fails here.
+Every uncached solver, every E2-CRF configuration the package offers (the budget step with each cached
+output and ranking, the step feeding the deterministic solver) and the paper's literal algorithm (the
+test-only reference ``paper_policy.py``) on the shipped ECG models, one thread, 4 series, 30 steps. The
+digests in ``data/sample_digests.json`` were recorded on main before the one-engine refactor (issue 22)
+and held through it; a change of any sample byte fails here.
 Regenerate them only for an intended change of the numbers, and say so in the commit:
 
     python tests/test_sample_digests.py --write
@@ -19,25 +20,26 @@ from typing import Any
 import pytest
 import torch
 
-from pyfdc.e2crf import E2CRFConfig, E2CRFSampler
-from pyfdc.sampling import Sampler
+from paper_policy import PaperConfig, PaperSampler
+from pyfdc.e2crf import E2CRFConfig
+from pyfdc.sampler import Sampler
 
 DIGESTS = Path(__file__).with_name("data") / "sample_digests.json"
 NUM, STEPS, SEED = 4, 30, 3
 
-CASES: dict[str, tuple[str, str, Any]] = {  # name -> (shipped model, sampler, E2-CRF config)
+CASES: dict[str, tuple[str, str, Any]] = {  # name -> (shipped model, solver, cache config)
     "freq/em": ("ecg_small_freq", "em", None),
     "freq/ddim": ("ecg_small_freq", "ddim", None),
     "freq/dpm2m": ("ecg_small_freq", "dpm2m", None),
-    "freq/e2crf-paper": ("ecg_small_freq", "e2crf", E2CRFConfig.paper()),
-    "freq/e2crf-paper-tau0=1": ("ecg_small_freq", "e2crf", E2CRFConfig(tau0=1.0)),
-    "freq/e2crf-budget0.35-features": ("ecg_small_freq", "e2crf", E2CRFConfig.budgeted(0.35)),
-    "freq/e2crf-budget0.35-gaussian": ("ecg_small_freq", "e2crf", E2CRFConfig.budgeted(0.35, cached_output="gaussian")),
-    "freq/e2crf-budget0.7-gaussian": ("ecg_small_freq", "e2crf", E2CRFConfig.budgeted(0.7, cached_output="gaussian")),
-    "freq/e2crf-budget0.5-energy": ("ecg_small_freq", "e2crf", E2CRFConfig(budget=0.5, tau0=1.0)),
-    "freq/e2crf-budget0.5-dpm2m": ("ecg_small_freq", "e2crf", E2CRFConfig.budgeted(0.5, solver="dpm2m")),
+    "freq/e2crf-paper": ("ecg_small_freq", "paper", PaperConfig()),
+    "freq/e2crf-paper-tau0=1": ("ecg_small_freq", "paper", PaperConfig(tau0=1.0)),
+    "freq/e2crf-budget0.35-features": ("ecg_small_freq", "em", E2CRFConfig(0.35, cached_output="features")),
+    "freq/e2crf-budget0.35-gaussian": ("ecg_small_freq", "em", E2CRFConfig(0.35, cached_output="gaussian")),
+    "freq/e2crf-budget0.7-gaussian": ("ecg_small_freq", "em", E2CRFConfig(0.7, cached_output="gaussian")),
+    "freq/e2crf-budget0.5-energy": ("ecg_small_freq", "em", E2CRFConfig(0.5, ranking="energy", cached_output="features")),
+    "freq/e2crf-budget0.5-dpm2m": ("ecg_small_freq", "dpm2m", E2CRFConfig(0.5, cached_output="features")),
     "time/em": ("ecg_small_time", "em", None),
-    "time/e2crf-budget0.5-features": ("ecg_small_time", "e2crf", E2CRFConfig.budgeted(0.5)),
+    "time/e2crf-budget0.5-features": ("ecg_small_time", "em", E2CRFConfig(0.5)),
 }
 
 
@@ -56,10 +58,11 @@ def digest(case: str) -> str:
     try:
         model = _model(ckpt)
         with torch.inference_mode():
-            if sampler == "e2crf":
-                x, _ = E2CRFSampler(model, cfg).sample(NUM, steps=STEPS, batch_size=NUM, seed=SEED, progress=False)
+            if sampler == "paper":
+                x, _ = PaperSampler(model, cfg).sample(NUM, steps=STEPS, batch_size=NUM, seed=SEED, progress=False)
             else:
-                x = Sampler(model, sampler).sample(NUM, steps=STEPS, batch_size=NUM, seed=SEED, progress=False)
+                x = Sampler(model, sampler, cache=cfg).sample(NUM, steps=STEPS, batch_size=NUM, seed=SEED,
+                                                              progress=False)
     finally:
         torch.set_num_threads(threads)
     return hashlib.sha256(x.detach().to(torch.float32).contiguous().numpy().tobytes()).hexdigest()

@@ -5,7 +5,7 @@ import pytest
 import torch
 
 from pyfdc.front import parse_spec
-from pyfdc.sampling import Sampler
+from pyfdc.sampler import Sampler
 from tinymodels import tiny_model as _tiny_model
 
 

@@ -13,7 +13,7 @@ from pyfdc.e2crf import E2CRFConfig, E2CRFSampler
 from pyfdc.front import model_fingerprint
 from pyfdc.model import DiffusionModel
 from pyfdc.pinning import PinnedCoordinates
-from pyfdc.sampling import Sampler
+from pyfdc.sampler import Sampler
 from pyfdc.score_net import ModelConfig, ScoreTransformer
 from pyfdc.sde import VPSDE
 from pyfdc.spectral import make_transform

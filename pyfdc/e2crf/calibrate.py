@@ -24,8 +24,8 @@ the deviation alone would also have passed JapaneseVowels f 0.2, C2ST 0.83 at 0.
 statistic shift separated the candidates that kept the distribution (≤ 0.25 at 128 series) from those
 that did not (≥ 0.35).
 
-If no candidate passes, the result says so (``fallback=True``) and its config samples uncached
-(``mode="uncached"``), so a budget that cannot keep quality falls back instead of diverging. The targets
+If no candidate passes, the result says so (``fallback=True``) and its config is ``None`` (sample
+uncached), so a budget that cannot keep quality falls back instead of diverging. The targets
 are a proxy for the C2ST, not a replacement: check a calibrated configuration on the front.
 
 Only the model is used: no training, validation or held-out data. The shadow noise ids
@@ -41,7 +41,7 @@ from dataclasses import dataclass, field
 from pathlib import Path
 from typing import Any, Sequence
 
-from pyfdc.e2crf import E2CRFConfig, E2CRFSampler, uses_gaussian_output
+from pyfdc.e2crf.config import E2CRFConfig
 
 CALIBRATION_SEED = 0x5EED_CA11
 DEFAULT_CANDIDATES: tuple[dict[str, Any], ...] = tuple({"budget": b} for b in (0.2, 0.35, 0.5, 0.7))
@@ -54,7 +54,7 @@ FORMAT = "pyfdc-e2crf-calibration"
 class Calibration:
     """What :func:`calibrate` found: the chosen ``config`` and every candidate's measurements."""
 
-    config: E2CRFConfig
+    config: E2CRFConfig | None  # None: sample uncached
     fallback: bool
     steps: int
     solver: str
@@ -65,7 +65,8 @@ class Calibration:
     model_id: str | None = None  # pyfdc.model.weights_fingerprint of the model it was made for
 
     def to_dict(self) -> dict[str, Any]:
-        return {"format": FORMAT, "config": config_to_dict(self.config), "fallback": self.fallback,
+        return {"format": FORMAT, "config": None if self.config is None else self.config.to_dict(),
+                "fallback": self.fallback,
                 "steps": self.steps, "solver": self.solver, "targets": dict(self.targets),
                 "rows": list(self.rows), "num_shadow": self.num_shadow, "seed": self.seed,
                 "model_id": self.model_id}
@@ -88,7 +89,8 @@ class Calibration:
             steps = d["steps"]
             if isinstance(steps, bool) or not isinstance(steps, int) or steps < 1:
                 raise ValueError(f"steps must be an int >= 1, got {steps!r}")
-            return cls(config=config_from_dict(d["config"]), fallback=bool(d["fallback"]), steps=steps,
+            config = None if d["config"] is None else E2CRFConfig.from_dict(d["config"])
+            return cls(config=config, fallback=bool(d["fallback"]), steps=steps,
                        solver=str(d["solver"]), targets=dict(d["targets"]), rows=list(d.get("rows", [])),
                        num_shadow=int(d.get("num_shadow", 0)), seed=int(d.get("seed", CALIBRATION_SEED)),
                        model_id=None if d.get("model_id") is None else str(d["model_id"]))
@@ -113,22 +115,6 @@ class Calibration:
         return cls.from_dict(d, str(path))
 
 
-def config_to_dict(cfg: E2CRFConfig) -> dict[str, Any]:
-    """JSON-safe fields (``inf`` as the string ``"inf"``)."""
-    return {k: ("inf" if isinstance(v, float) and math.isinf(v) else v) for k, v in dataclasses.asdict(cfg).items()}
-
-
-def config_from_dict(d: Any) -> E2CRFConfig:
-    """Inverse of :func:`config_to_dict`; unknown fields are an error, values are validated by the config."""
-    if not isinstance(d, dict):
-        raise ValueError(f"an E2-CRF config must be a JSON object, got {type(d).__name__}")
-    known = {f.name for f in dataclasses.fields(E2CRFConfig)}
-    unknown = sorted(set(d) - known)
-    if unknown:
-        raise ValueError(f"unknown E2-CRF config fields {unknown}")
-    return E2CRFConfig(**{k: (math.inf if v == "inf" else v) for k, v in d.items()})
-
-
 def _check_target(name: str, v: Any, low: float) -> float | None:
     if v is None:
         return None
@@ -141,21 +127,22 @@ def _within(value: float, limit: float | None) -> bool:
     return limit is None or value <= limit
 
 
-def candidate_configs(model: Any, solver: str = "em", candidates: Sequence[dict[str, Any]] = DEFAULT_CANDIDATES,
+def candidate_configs(model: Any, candidates: Sequence[dict[str, Any]] = DEFAULT_CANDIDATES,
                       base: E2CRFConfig | None = None) -> tuple[E2CRFConfig, list[E2CRFConfig]]:
     """``(base, [base with each candidate's fields])`` — what :func:`calibrate` tries, validated before any
-    sampling. ``base`` defaults to plain-δ ranking with the ``gaussian`` cached output where
-    :func:`~pyfdc.e2crf.uses_gaussian_output` (else ``features``)."""
+    sampling. ``base`` defaults to ``E2CRFConfig()`` (plain-δ ranking, the ``gaussian`` cached output where
+    :func:`~pyfdc.e2crf.config.uses_gaussian_output`, else ``features``); ``auto`` is resolved for the model."""
     if base is None:
-        base = E2CRFConfig.budgeted(cached_output="gaussian" if uses_gaussian_output(model) else "features")
+        base = E2CRFConfig()
     if not isinstance(base, E2CRFConfig):
         raise TypeError(f"calibrate: base must be an E2CRFConfig, got {type(base).__name__}")
+    base = base.for_model(model)
     if not candidates:
         raise ValueError("calibrate: candidates is empty")
     configs = []
     for c in candidates:
         try:
-            configs.append(dataclasses.replace(base, solver=solver, **dict(c)))
+            configs.append(dataclasses.replace(base, **dict(c)))
         except (TypeError, ValueError) as exc:
             raise ValueError(f"calibrate: candidate {dict(c)!r}: {exc}") from None
     return base, configs
@@ -174,20 +161,20 @@ def calibrate(model: Any, steps: int, solver: str = "em", base: E2CRFConfig | No
         model: a :class:`~pyfdc.model.DiffusionModel`.
         steps: the sampler's step count (the config is for this count; few steps change more per step).
         solver: ``"em"``, ``"ddim"`` or ``"dpm2m"`` (the uncached reference uses the same solver).
-        base: configuration the candidates override (default ``E2CRFConfig.budgeted()``: plain-δ ranking,
-            with the ``gaussian`` cached output where :func:`~pyfdc.e2crf.uses_gaussian_output`).
+        base: configuration the candidates override (default ``E2CRFConfig()``: plain-δ ranking, the
+            ``gaussian`` cached output where the model has token moments and spectral tokens).
         candidates: dicts of ``E2CRFConfig`` fields, cheapest first (default: budgets 0.2, 0.35, 0.5, 0.7).
         max_shift, max_deviation, max_band_error, min_speedup: the targets (module docstring; ``None``:
             not a gate).
         num_shadow: shadow series (more: a steadier decision, a longer calibration).
         all_candidates: measure every candidate (a table) instead of stopping at the first that passes.
     Returns:
-        :class:`Calibration`; ``fallback=True`` (config samples uncached) when no candidate passes.
+        :class:`Calibration`; ``fallback=True`` (config ``None``: sample uncached) when no candidate passes.
     """
     import torch
 
     from pyfdc.quality import band_spectral_error, paired_deviation, statistic_shift
-    from pyfdc.sampling import Sampler
+    from pyfdc.sampler import Sampler
 
     for name, v in (("steps", steps), ("num_shadow", num_shadow), ("batch_size", batch_size)):
         if isinstance(v, bool) or not isinstance(v, int) or v < 1:
@@ -198,7 +185,7 @@ def calibrate(model: Any, steps: int, solver: str = "em", base: E2CRFConfig | No
                "max_deviation": _check_target("max_deviation", max_deviation, 0.0),
                "max_band_error": _check_target("max_band_error", max_band_error, 0.0),
                "min_speedup": _check_target("min_speedup", min_speedup, 0.0)}
-    base, configs = candidate_configs(model, solver, candidates, base)
+    base, configs = candidate_configs(model, candidates, base)
     bar = None
     if progress:
         from tqdm.auto import tqdm
@@ -215,8 +202,9 @@ def calibrate(model: Any, steps: int, solver: str = "em", base: E2CRFConfig | No
         chosen: E2CRFConfig | None = None
         for cand, cfg in zip(candidates, configs):
             t0 = time.perf_counter()
-            x, stats = E2CRFSampler(model, cfg).sample(num_shadow, steps=steps, batch_size=batch_size, seed=seed,
-                                                       progress=False)
+            sampler = Sampler(model, solver, cache=cfg)
+            x = sampler.sample(num_shadow, steps=steps, batch_size=batch_size, seed=seed, progress=False)
+            stats = sampler.stats
             seconds = time.perf_counter() - t0
             dev = paired_deviation(x.numpy(), ref)
             bands = band_spectral_error(x.numpy(), ref)
@@ -239,10 +227,7 @@ def calibrate(model: Any, steps: int, solver: str = "em", base: E2CRFConfig | No
                     break
     if bar is not None:
         bar.close()
-    fallback = chosen is None
-    config = dataclasses.replace(base, solver=solver, mode="uncached", budget=None, compile=False,
-                                 reuse="frozen", cached_output="features") \
-        if fallback else chosen
+    fallback, config = chosen is None, chosen
     from pyfdc.model import weights_fingerprint
 
     return Calibration(config=config, fallback=fallback, steps=steps, solver=solver, targets=targets,
@@ -311,11 +296,28 @@ def model_calibration(model: Any, steps: int, solver: str = "em", progress: bool
     return cal
 
 
-def default_config(model: Any, steps: int, solver: str = "em", progress: bool = True) -> E2CRFConfig:
-    """What ``pyfdc sample --sampler e2crf`` runs on ``model`` at ``steps`` without ``--e2crf-*`` options: the
-    model's own calibration (:func:`model_calibration`), uncached where no budget passes. No constant preset:
-    budgets measured on one model changed the distribution of others (``benchmarks/RESULTS.md``)."""
+def default_config(model: Any, steps: int, solver: str = "em", progress: bool = True) -> E2CRFConfig | None:
+    """What ``E2CRFConfig()`` (and ``pyfdc sample --sampler e2crf`` without ``--e2crf-*`` options) runs on
+    ``model`` at ``steps``: the model's own calibration (:func:`model_calibration`); ``None`` (uncached) where
+    no budget passes. No constant preset: budgets measured on one model changed the distribution of others
+    (``benchmarks/RESULTS.md``)."""
     return model_calibration(model, steps, solver, progress=progress).config
+
+
+def calibrated_config(model: Any, steps: int, solver: str = "em", base: E2CRFConfig | None = None,
+                      progress: bool = False) -> E2CRFConfig | None:
+    """The budget for a config that leaves it open (``budget=None``): the default config gets the model's kept
+    calibration (:func:`default_config`); any other is calibrated with it as the base, remembered in the
+    model's memory only. ``None``: sample uncached."""
+    base = base or E2CRFConfig()
+    if base == E2CRFConfig():
+        return default_config(model, steps, solver, progress=progress)
+    from pyfdc.model import weights_fingerprint
+
+    key = (solver, steps, tuple(sorted(base.to_dict().items())), weights_fingerprint(model))
+    if key not in model.calibrations:
+        model.calibrations[key] = calibrate(model, steps, solver, base=base, progress=progress)
+    return model.calibrations[key].config
 
 
 def _shipped(folder: Path) -> bool:
@@ -328,6 +330,4 @@ def describe(cal: Calibration) -> str:
     """One line: what the calibration chose."""
     if cal.fallback:
         return f"no budget keeps this model's distribution at {cal.steps} {cal.solver} steps: sampling uncached"
-    c = cal.config
-    ranking = "plain-δ" if c.mode == "no_energy" else "energy-weighted"
-    return f"budget {c.budget:g}, {ranking} ranking, {c.cached_output} cached output"
+    return cal.config.describe()

@@ -27,7 +27,7 @@ class KVCache:
     * ``err``: ``(B,)`` output of :func:`pyfdc.ops.error_feedback`.
 
     The ops write into these tensors in place (``idx_out=``, ``err_out=``); the cached forwards
-    (:mod:`pyfdc.e2crf_step`, :mod:`pyfdc.e2crf_budget`) own the step logic.
+    (:mod:`pyfdc.e2crf.step`) own the step logic.
     """
 
     def __init__(self, num_layers: int, batch_size: int, num_heads: int, num_tokens: int, head_dim: int,

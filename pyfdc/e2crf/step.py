@@ -1,4 +1,4 @@
-"""The static-shape E2-CRF cached forward: every sample recomputes exactly ``k`` tokens per step.
+"""The E2-CRF cached step (static shape): every sample recomputes exactly ``k`` tokens per step.
 
 Each sample's recompute set is one fixed ``(B, k)`` row written by :func:`pyfdc.ops.select_budget`:
 ``[band 0..K | P probes | the k − K − 1 − P tokens with the highest drift score δ/τ]``. Because the
@@ -16,7 +16,7 @@ recompile while ``B`` stays the same:
   without touching the others, so batch invariance holds.
 
 Which of the three runs is decided on the host from the step index and one lagged flag (see
-:class:`BudgetEpsFn`), never from a value the step is still computing.
+:class:`pyfdc.e2crf.policy.E2CRFPolicy`), never from a value the step is still computing.
 """
 from __future__ import annotations
 
@@ -26,12 +26,12 @@ import torch
 from torch import Tensor, nn
 
 from pyfdc import ops
-from pyfdc.cache import KVCache
-from pyfdc.cached_layers import index_mask, run_layers
+from pyfdc.e2crf.kv_cache import KVCache
+from pyfdc.e2crf.layers import index_mask, run_layers
 from pyfdc.token_moments import gaussian_eps
 
 
-class BudgetForward:
+class CachedStep:
     """Persistent state + the three fixed-shape step functions for one batch size ``B``.
 
     State (allocated once; :meth:`reset` clears it for the next batch): a :class:`KVCache`
@@ -44,20 +44,18 @@ class BudgetForward:
     def __init__(self, net: nn.Module, batch: int, num_tokens: int, token_dim: int, *, k: int, K: int,
                  num_probes: int, tau0: float, eps: float, energy_weighted: bool = True, eta: float = 1e-6,
                  dtype: torch.dtype = torch.float32, device: torch.device | str | None = None,
-                 compile: bool = False, reuse: str = "frozen", cached_output: str = "features",
+                 compile: bool = False, cached_output: str = "features",
                  sde: object | None = None, moments: tuple[Tensor, Tensor] | None = None) -> None:
-        if reuse not in REUSE:
-            raise ValueError(f"BudgetForward: reuse must be one of {REUSE}, got {reuse!r}")
         if cached_output not in CACHED_OUTPUTS:
-            raise ValueError(f"BudgetForward: cached_output must be one of {CACHED_OUTPUTS}, got {cached_output!r}")
-        if cached_output in ("x0", "gaussian") and sde is None:
-            raise ValueError(f"BudgetForward: cached_output={cached_output!r} needs the model's sde (for alpha(t), sigma(t))")
+            raise ValueError(f"CachedStep: cached_output must be one of {CACHED_OUTPUTS}, got {cached_output!r}")
+        if cached_output == "gaussian" and sde is None:
+            raise ValueError("CachedStep: cached_output='gaussian' needs the model's sde (for alpha(t), sigma(t))")
         if cached_output == "gaussian" and (moments is None or tuple(moments[0].shape) != (num_tokens, token_dim)
                                             or tuple(moments[1].shape) != (num_tokens, token_dim)):
-            raise ValueError(f"BudgetForward: cached_output='gaussian' needs the token moments (mean, var), each "
+            raise ValueError(f"CachedStep: cached_output='gaussian' needs the token moments (mean, var), each "
                              f"({num_tokens}, {token_dim})")
         if not (K + 1 + num_probes <= k <= num_tokens):
-            raise ValueError(f"BudgetForward: the budget k = {k} must hold the band 0..K and the probes "
+            raise ValueError(f"CachedStep: the budget k = {k} must hold the band 0..K and the probes "
                              f"(K + 1 + P = {K + 1 + num_probes}) and be at most N' = {num_tokens}")
         self.net, self.blocks = net, list(net.blocks)
         p = next(net.parameters())
@@ -76,16 +74,11 @@ class BudgetForward:
         self._rule = torch.zeros(batch, num_tokens + 1, dtype=torch.bool, **kw)
         self._sel = torch.zeros(batch, num_tokens + 1, dtype=torch.bool, **kw)
         self.arange_t = torch.arange(num_tokens, **kw)
-        # x0 output: each token's denoised estimate at its last recompute; gaussian output: the same
-        # buffer holds ε̂ − E[ε | z] under the token moments (the non-Gaussian rest) at the last recompute
+        # gaussian output: each token's ε̂ − E[ε | z, t] under the token moments (the non-Gaussian rest)
+        # at its last recompute
         self.cached_output, self.sde = cached_output, sde
-        self.x0 = torch.zeros(batch, num_tokens, token_dim, dtype=dtype, **kw)
+        self.rest = torch.zeros(batch, num_tokens, token_dim, dtype=dtype, **kw)
         self.moments = None if moments is None else tuple(m.to(device=self.device, dtype=dtype) for m in moments)
-        # predictive reuse: each token's residual and time at its last two recomputes
-        self.reuse = reuse
-        self.crf_prev = torch.zeros(batch, num_tokens, self.d, dtype=dtype, **kw)
-        self.t_last = torch.full((batch, num_tokens), math.nan, dtype=dtype, **kw)
-        self.t_prev = torch.full((batch, num_tokens), math.nan, dtype=dtype, **kw)
         steps = (self._refresh, self._sparse, self._masked)
         if compile:
             import torch._dynamo.config as dynamo_config
@@ -100,18 +93,14 @@ class BudgetForward:
     def cache_bytes(self) -> int:
         ts = (*self.cache.state_dict().values(), self.idx, self.overflow, self.feat, self._rule, self._sel)
         if self.cached_output != "features":
-            ts += (self.x0,)
-        if self.reuse == "linear":
-            ts += (self.crf_prev, self.t_last, self.t_prev)
+            ts += (self.rest,)
         return int(sum(t.numel() * t.element_size() for t in ts))
 
     def reset(self) -> None:
         """Forget the previous batch (no reallocation, so compiled steps stay valid)."""
         self.cache.reset()
-        for t in (self.idx, self.overflow, self.err, self.feat, self.crf_prev, self.x0):
+        for t in (self.idx, self.overflow, self.err, self.feat, self.rest):
             t.zero_()
-        self.t_last.fill_(math.nan)
-        self.t_prev.fill_(math.nan)
 
     # ------------------------------------------------------------------ the three steps
     def refresh(self, z: Tensor, t: Tensor) -> Tensor:
@@ -134,33 +123,17 @@ class BudgetForward:
         c = self.cache
         h0 = self.net.embed(z, t)
         h = run_layers(self.blocks, h0, c.k, c.v, None)
-        if self.reuse == "linear":
-            self.crf_prev.copy_(c.crf)
-            self.t_prev.copy_(self.t_last)
-            self.t_last.copy_(t[:, None].expand(self.B, self.T))
         torch.sub(h, h0, out=c.crf)
         c.z_ref.copy_(z)
         self.feat.copy_(h)
         eps = self.net.head(h)
-        if self.cached_output == "x0":
-            a, s = self._coef(t)
-            torch.div(z - s * eps, a, out=self.x0)
-        elif self.cached_output == "gaussian":
-            torch.sub(eps, self._gaussian_eps(z, t), out=self.x0)
+        if self.cached_output == "gaussian":
+            torch.sub(eps, self._gaussian_eps(z, t), out=self.rest)
         return eps
 
     def _coef(self, t: Tensor) -> tuple[Tensor, Tensor]:
         a, s = self.sde.marginal(t)
-        return a[:, None, None].to(self.x0.dtype), s[:, None, None].to(self.x0.dtype)
-
-    def _x0_output(self, z: Tensor, t: Tensor, eps: Tensor, fresh: Tensor) -> Tensor:
-        """Fresh rows ``fresh (B, N')`` keep the network's ε̂ and store their x̂0 = (z − σ ε̂)/α; cached
-        rows answer ε̂ = (z − α x̂0_cached)/σ from the current z and t (x0 mode)."""
-        a, s = self._coef(t)
-        f = fresh[..., None]
-        cached_eps = (z - a * self.x0) / s * self.net.mask
-        torch.where(f, (z - s * eps) / a, self.x0, out=self.x0)
-        return torch.where(f, eps, cached_eps)
+        return a[:, None, None].to(self.rest.dtype), s[:, None, None].to(self.rest.dtype)
 
     def _gaussian_eps(self, z: Tensor, t: Tensor) -> Tensor:
         a, s = self._coef(t)
@@ -171,27 +144,11 @@ class BudgetForward:
         ε̂ − E[ε | z, t]; cached rows answer E[ε | z_now, t_now] + their stored rest (gaussian mode)."""
         f = fresh[..., None]
         w = self._gaussian_eps(z, t)
-        torch.where(f, eps - w, self.x0, out=self.x0)
-        return torch.where(f, eps, (w + self.x0) * self.net.mask)
+        torch.where(f, eps - w, self.rest, out=self.rest)
+        return torch.where(f, eps, (w + self.rest) * self.net.mask)
 
     def _output(self, z: Tensor, t: Tensor, eps: Tensor, fresh: Tensor) -> Tensor:
-        if self.cached_output == "x0":
-            return self._x0_output(z, t, eps, fresh)
-        if self.cached_output == "gaussian":
-            return self._gaussian_output(z, t, eps, fresh)
-        return eps
-
-    def _cached_residual(self, t: Tensor) -> Tensor:
-        """What a cached token adds to its embedding: ``C`` (frozen reuse) or ``C`` extrapolated to
-        ``t (B,)`` along the line through its last two recomputes (linear reuse; ``C`` where there is
-        only one)."""
-        c = self.cache.crf
-        if self.reuse == "frozen":
-            return c
-        span = self.t_last - self.t_prev                        # < 0: t decreases; NaN: one recompute
-        ok = span.abs() > 1e-12
-        w = torch.where(ok, (t[:, None] - self.t_last) / torch.where(ok, span, 1.0), 0.0)
-        return c + w[..., None] * (c - self.crf_prev)
+        return self._gaussian_output(z, t, eps, fresh) if self.cached_output == "gaussian" else eps
 
     def _select(self, z: Tensor, probes: Tensor) -> Tensor:
         return ops.select_budget(z, self.cache.z_ref, probes, self.K, self.tau0, self.eps, self.energy_weighted,
@@ -219,14 +176,10 @@ class BudgetForward:
         for lo, hi in ((0, K + 1), (K + 1 + P, self.k)):              # rule rows: band, then drift
             if hi > lo:
                 ri = idx[:, lo:hi]
-                if self.reuse == "linear":
-                    self.crf_prev.scatter_(1, rows[:, lo:hi], c.crf.gather(1, rows[:, lo:hi]))
-                    self.t_prev.scatter_(1, ri, self.t_last.gather(1, ri))
-                    self.t_last.scatter_(1, ri, t[:, None].expand(B, hi - lo))
                 c.crf.scatter_(1, rows[:, lo:hi], fresh[:, lo:hi])
                 zr = ri[..., None].expand(B, hi - lo, self.C)
                 c.z_ref.scatter_(1, zr, z.gather(1, zr))
-        feat = torch.add(h0, self._cached_residual(t), out=self.feat)  # cached tokens: h0 + C
+        feat = torch.add(h0, c.crf, out=self.feat)  # cached tokens: h0 + C
         feat.scatter_(1, rows, hs)                                    # recomputed ones: fresh
         eps = self.net.head(feat)
         if self.cached_output != "features":
@@ -251,13 +204,9 @@ class BudgetForward:
             err = torch.where(force, torch.zeros_like(err), err)
         else:
             err = torch.zeros_like(self.err)
-        if self.reuse == "linear":
-            torch.where(rule[..., None], c.crf, self.crf_prev, out=self.crf_prev)
-            torch.where(rule, self.t_last, self.t_prev, out=self.t_prev)
-            torch.where(rule, t[:, None], self.t_last, out=self.t_last)
         torch.where(rule[..., None], fresh, c.crf, out=c.crf)
         torch.where(rule[..., None], z, c.z_ref, out=c.z_ref)
-        torch.add(h0, self._cached_residual(t), out=self.feat)
+        torch.add(h0, c.crf, out=self.feat)
         torch.where(sel[..., None], h, self.feat, out=self.feat)
         eps = self.net.head(self.feat)
         if self.cached_output != "features":
@@ -265,8 +214,7 @@ class BudgetForward:
         return eps, err
 
 
-REUSE = ("frozen", "linear")
-CACHED_OUTPUTS = ("features", "x0", "gaussian")
+CACHED_OUTPUTS = ("features", "gaussian")
 
 
 def budget_size(budget: float, num_tokens: int, K: int, num_probes: int) -> int:

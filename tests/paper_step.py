@@ -18,8 +18,8 @@ import torch.nn.functional as F
 from torch import Tensor, nn
 
 from pyfdc import ops
-from pyfdc.cache import KVCache
-from pyfdc.cached_layers import index_mask, run_layers
+from pyfdc.e2crf.kv_cache import KVCache
+from pyfdc.e2crf.layers import index_mask, run_layers
 
 
 def _nbytes(*tensors: Tensor) -> int:

@@ -1,5 +1,5 @@
-"""The E2-CRF event intensity (Eq. 12, Δ = 1) and the Eq. 14 step size, per sample, shared by both
-cached samplers (:class:`pyfdc.e2crf.CachedEpsFn`, :class:`pyfdc.e2crf_budget_policy.BudgetEpsFn`)."""
+"""The E2-CRF event intensity (Eq. 12, Δ = 1) and the Eq. 14 step size, per sample
+(used by :class:`pyfdc.e2crf.policy.E2CRFPolicy`)."""
 from __future__ import annotations
 
 import torch

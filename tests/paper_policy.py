@@ -1,33 +1,22 @@
-"""E2-CRF sampler: token-sparse cached score evaluations inside the Euler–Maruyama loop.
+"""Test-only reference: the paper's literal E2-CRF (Algorithm 1 with variable recompute sets).
 
-Paper: Sec. 3.3, Algorithm 1, App. A.6/A.11; ``architecture.md`` §4. The network math of one
-cached step lives in :mod:`pyfdc.e2crf_step`; this module owns the policy (who is recomputed,
-when to refresh, probes and error feedback), the statistics and the sampling loop.
+The package runs one engine, the static-shape budget step (:mod:`pyfdc.e2crf`). This is the first
+generation that issue 22 retired from the package, kept verbatim as a reference so the paper's algorithm
+stays reproducible (its samples are pinned bitwise in ``test_sample_digests.py``) and the compiled
+energy-weighted threshold selection (:func:`pyfdc.ops.select_tokens`) keeps a caller.
 
-Policy per sample ``b`` at EM step ``i`` (everything per sample, so batch invariance holds):
+Policy per sample ``b`` at EM step ``i``:
 
 * **event intensity** (Eq. 12, Δ = 1, no look-ahead) over the final-layer features ``F`` of the two
-  previous steps: ``r_feat = ‖F(i−1) − F(i−2)‖² / (‖F(i−2)‖² + η)``; ``r_b(i) = max(r_feat,
-  e_b(i−1))`` where ``e_b`` is the relative probe error of the previous step (below). ``r = 0``
-  while fewer than two previous steps exist.
+  previous steps, maxed with the previous step's relative probe error; 0 for the first two steps.
 * **force all** tokens on step 0, every ``R`` steps, and when ``r_b > τ_warn`` (Alg. 1 l.16).
-* **recompute set** from :func:`pyfdc.ops.select_tokens`: ``{κ ≤ K} ∪ {δ_κ > τ_κ}`` with
-  ``δ_κ = ‖z_κ − z_ref,κ‖`` against the token's input at its last recompute and
+* **recompute set** from :func:`pyfdc.ops.select_tokens`: ``{κ ≤ K} ∪ {δ_κ > τ_κ}``,
   ``τ_κ = τ0 / (ε + ‖z_κ‖²)`` (Eq. 13, App. A.6.2).
-* **probes** (Eq. 13's ``P``): ``num_probes`` tokens drawn uniformly among the tokens the rules
-  left cached (per-sample seeded stream). They are computed fresh through every layer (their K/V
-  are refreshed and their fresh output is used this step), but their cached cumulative residual
-  is *not* replaced: it is nudged, Eq. 14, ``ĉ ← ĉ + α_b (c − ĉ)`` with
-  ``α_b = min(α_max, r_b / 2)`` when ``r_b ≥ τ_safe`` and ``α_b = 0`` below (the safe zone: the
-  probe only measures), and their reference input is left alone so drift selection still sees
-  them as stale. The probe error ``e_b = ‖c_P − ĉ_P‖² / (‖c_P‖² + η)`` (relative, squared like
-  Eq. 12) enters the next step's ``r_b`` and so the τ_warn refresh.
+* **probes**: ``num_probes`` tokens drawn uniformly among those left cached, computed fresh; their
+  cached residual is nudged (Eq. 14) with ``α_b = min(α_max, r_b / 2)`` above ``τ_safe``.
 
-Modes: ``full``; ``uncached`` (plain network forward); ``fixed`` (``{κ ≤ K}`` each step + full
-refresh every ``R``; no drift rule, probes or warn refresh); ``no_feedback`` (no probes, no
-correction, ``r`` from features only); ``no_energy`` (``τ_κ = τ0``); ``naive_kv`` (selection as
-``no_feedback``, but every token runs Q, attention, out-proj and FFN fresh; only the K/V
-projections of cached tokens are skipped — a plain KV cache).
+Modes: ``full``; ``uncached``; ``fixed`` (band + refresh every R); ``no_feedback``; ``no_energy``
+(``τ_κ = τ0``); ``naive_kv`` (a plain KV cache: only the K/V projections of cached tokens are skipped).
 """
 from __future__ import annotations
 
@@ -41,12 +30,12 @@ from torch import Tensor
 
 from pyfdc import ops
 
+from paper_step import CachedForward
+from pyfdc.e2crf.intensity import EventIntensity
+from pyfdc.e2crf.layers import index_mask
+
 if TYPE_CHECKING:
     from pyfdc.model import DiffusionModel
-from pyfdc.cached_layers import index_mask
-from pyfdc.e2crf_budget_policy import BudgetEpsFn
-from pyfdc.e2crf_step import CachedForward
-from pyfdc.event_intensity import EventIntensity
 
 MODES = ("full", "uncached", "fixed", "no_feedback", "no_energy", "naive_kv")
 
@@ -54,16 +43,16 @@ MODES = ("full", "uncached", "fixed", "no_feedback", "no_energy", "naive_kv")
 def _check_number(name: str, value: Any, *, low: float, high: float = math.inf,
                   low_open: bool = False, allow_inf: bool = False) -> None:
     if isinstance(value, bool) or not isinstance(value, (int, float)):
-        raise ValueError(f"E2CRFConfig.{name} must be a number, got {value!r}")
+        raise ValueError(f"PaperConfig.{name} must be a number, got {value!r}")
     if math.isnan(value) or (math.isinf(value) and not allow_inf):
-        raise ValueError(f"E2CRFConfig.{name} must be finite, got {value!r}")
+        raise ValueError(f"PaperConfig.{name} must be finite, got {value!r}")
     if value < low or (low_open and value == low) or value > high:
         lo = "(" if low_open else "["
-        raise ValueError(f"E2CRFConfig.{name} must lie in {lo}{low}, {high}], got {value!r}")
+        raise ValueError(f"PaperConfig.{name} must lie in {lo}{low}, {high}], got {value!r}")
 
 
 @dataclass(frozen=True)
-class E2CRFConfig:
+class PaperConfig:
     """E2-CRF hyper-parameters (paper Sec. 4 defaults).
 
     K: always-recompute band ``{0..K}`` (Eq. 13, so token 0 is always in); ``None`` = ⌊N'/10⌋ for
@@ -77,25 +66,6 @@ class E2CRFConfig:
     dense_fraction: when a step's selected rows (probes included) cover at least this fraction of
     the batch's B·N' tokens, the cached step runs every row densely and masks the writes (same
     result, no gather/scatter overhead); 1.0 = only for full refreshes. Speed knob, not a policy.
-    budget: ``None`` (the paper's variable recompute sets) or a fraction of N' in (0, 1]: the
-    static-shape budget step (:mod:`pyfdc.e2crf_budget`) — every sample recomputes exactly
-    ``k = max(K + 1 + P, ⌈budget·N'⌉)`` tokens per cached step: the band, the probes, then the
-    highest drift scores δ/τ; tokens over their threshold that do not fit are counted
-    (``E2CRFStats.budget_overflow``). Modes ``full``, ``no_feedback``, ``no_energy`` and ``fixed``
-    (no probes, no warn refresh, drift ranking fills the budget).
-    solver: the loop the cached evaluations feed: ``em`` (Euler–Maruyama, the paper's), ``ddim`` or
-    ``dpm2m`` (deterministic; the state then changes only by the signal, no injected noise).
-    reuse: with ``budget``, what a cached token's residual is: ``frozen`` (the paper's, its value at
-    the last recompute) or ``linear`` (extrapolated along t through its last two recomputes, the
-    forecasting idea of TaylorSeer/FreqCa; more memory: one more ``(B, N', d)`` residual).
-    cached_output: with ``budget``, what a cached token answers: ``features`` (the paper's: the head
-    on ``h0 + C``), ``x0`` (its denoised estimate x̂0 from its last recompute, turned into
-    ``ε̂ = (z − α(t) x̂0)/σ(t)`` at the current z and t) or ``gaussian`` (a control variate: the
-    closed-form ``E[ε | z, t]`` of a diagonal Gaussian with the training tokens' moments, evaluated
-    at the current z and t, plus the network's departure from it at the last recompute; needs
-    ``model.token_moments``, :mod:`pyfdc.token_moments`).
-    compile: with ``budget``, run the three step functions through ``torch.compile(fullgraph=True)``
-    (built once per network and batch size; same samples as eager to float rounding).
     """
 
     K: int | None = None
@@ -110,64 +80,27 @@ class E2CRFConfig:
     mode: str = "full"
     probe_seed_offset: int = 1_000_003
     dense_fraction: float = 0.85
-    budget: float | None = None
-    compile: bool = False
-    solver: str = "em"
-    reuse: str = "frozen"
-    cached_output: str = "features"
 
     def __post_init__(self) -> None:
         if self.K is not None and (isinstance(self.K, bool) or not isinstance(self.K, int) or self.K < 0):
-            raise ValueError(f"E2CRFConfig.K must be None or an int >= 0, got {self.K!r}")
+            raise ValueError(f"PaperConfig.K must be None or an int >= 0, got {self.K!r}")
         _check_number("tau0", self.tau0, low=0.0, allow_inf=True)
         _check_number("eps", self.eps, low=0.0, low_open=True)
         if isinstance(self.R, bool) or not isinstance(self.R, int) or self.R < 1:
-            raise ValueError(f"E2CRFConfig.R must be an int >= 1, got {self.R!r}")
+            raise ValueError(f"PaperConfig.R must be an int >= 1, got {self.R!r}")
         _check_number("tau_safe", self.tau_safe, low=0.0, allow_inf=True)
         _check_number("tau_warn", self.tau_warn, low=0.0, low_open=True, allow_inf=True)
         if self.tau_safe > self.tau_warn:
-            raise ValueError(f"E2CRFConfig.tau_safe ({self.tau_safe}) must be <= tau_warn ({self.tau_warn})")
+            raise ValueError(f"PaperConfig.tau_safe ({self.tau_safe}) must be <= tau_warn ({self.tau_warn})")
         _check_number("alpha_max", self.alpha_max, low=0.0, high=1.0)
         if isinstance(self.num_probes, bool) or not isinstance(self.num_probes, int) or self.num_probes < 0:
-            raise ValueError(f"E2CRFConfig.num_probes must be an int >= 0, got {self.num_probes!r}")
+            raise ValueError(f"PaperConfig.num_probes must be an int >= 0, got {self.num_probes!r}")
         _check_number("eta", self.eta, low=0.0, low_open=True)
         if self.mode not in MODES:
-            raise ValueError(f"E2CRFConfig.mode must be one of {MODES}, got {self.mode!r}")
+            raise ValueError(f"PaperConfig.mode must be one of {MODES}, got {self.mode!r}")
         _check_number("dense_fraction", self.dense_fraction, low=0.0, high=1.0)
-        if self.budget is not None:
-            _check_number("budget", self.budget, low=0.0, high=1.0, low_open=True)
-            if self.mode not in ("full", "no_feedback", "no_energy", "fixed"):
-                raise ValueError(f"E2CRFConfig.budget works with modes full, no_feedback, no_energy and fixed, "
-                                 f"not {self.mode!r}")
-        if self.solver not in ("em", "ddim", "dpm2m"):
-            raise ValueError(f"E2CRFConfig.solver must be one of ('em', 'ddim', 'dpm2m'), got {self.solver!r}")
-        if self.compile not in (True, False, 0, 1):
-            raise ValueError(f"E2CRFConfig.compile must be a bool, got {self.compile!r}")
-        if self.reuse not in ("frozen", "linear"):
-            raise ValueError(f"E2CRFConfig.reuse must be 'frozen' or 'linear', got {self.reuse!r}")
-        if self.reuse != "frozen" and self.budget is None:
-            raise ValueError("E2CRFConfig.reuse='linear' needs a budget (only the budget step forecasts)")
-        if self.cached_output not in ("features", "x0", "gaussian"):
-            raise ValueError(f"E2CRFConfig.cached_output must be 'features', 'x0' or 'gaussian', "
-                             f"got {self.cached_output!r}")
-        if self.cached_output != "features" and self.budget is None:
-            raise ValueError(f"E2CRFConfig.cached_output={self.cached_output!r} needs a budget")
-        if self.compile and self.budget is None:
-            raise ValueError("E2CRFConfig.compile needs a budget (only the static-shape step compiles)")
         if isinstance(self.probe_seed_offset, bool) or not isinstance(self.probe_seed_offset, int):
-            raise ValueError(f"E2CRFConfig.probe_seed_offset must be an int, got {self.probe_seed_offset!r}")
-
-    @classmethod
-    def paper(cls) -> "E2CRFConfig":
-        """The paper's literal rule (Sec. 4 defaults): variable recompute sets, τ0 = 0.01, energy weighting."""
-        return cls()
-
-    @classmethod
-    def budgeted(cls, budget: float = 0.5, **overrides: Any) -> "E2CRFConfig":
-        """The static-shape step with drift ranked by plain δ (mode ``no_energy``): the paper's energy
-        weighting ranks low-energy (high-frequency) tokens last, so under a fixed budget they are
-        served stale late in sampling and come out under-denoised (``benchmarks/RESULTS.md``)."""
-        return cls(**{"budget": budget, "mode": "no_energy", "tau0": 1.0, **overrides})
+            raise ValueError(f"PaperConfig.probe_seed_offset must be an int, got {self.probe_seed_offset!r}")
 
     def check_tokens(self, num_tokens: int, kind: str = "freq") -> None:
         """Raise a one-line ValueError when the options cannot hold for ``num_tokens`` = N' tokens:
@@ -176,31 +109,17 @@ class E2CRFConfig:
         K = self.band(num_tokens, kind)
         probes = self.num_probes if self.mode in ("full", "no_energy") else 0
         if self.K is not None and self.K >= num_tokens - 1:
-            raise ValueError(f"E2CRFConfig.K = {self.K} puts all N' = {num_tokens} tokens in the always-recomputed "
+            raise ValueError(f"PaperConfig.K = {self.K} puts all N' = {num_tokens} tokens in the always-recomputed "
                              f"band 0..K, so nothing would be cached; K must be < {num_tokens - 1}")
         if probes > num_tokens - K - 1:
-            raise ValueError(f"E2CRFConfig.num_probes = {probes} exceeds the {num_tokens - K - 1} tokens outside the "
+            raise ValueError(f"PaperConfig.num_probes = {probes} exceeds the {num_tokens - K - 1} tokens outside the "
                              f"band 0..{K} (N' = {num_tokens})")
-        if self.budget is not None and self.K is not None:
-            from pyfdc.e2crf_budget import budget_size
-
-            k = int(math.ceil(self.budget * num_tokens - 1e-9))
-            if budget_size(self.budget, num_tokens, K, probes) > k:
-                raise ValueError(f"E2CRFConfig: the band 0..{K} and {probes} probes ({K + 1 + probes} tokens) exceed the "
-                                 f"budget {self.budget} x N' = {k} tokens; lower K or num_probes, or raise the budget")
 
     def band(self, num_tokens: int, kind: str = "freq") -> int:
         """Resolved K for ``num_tokens`` = N' tokens of a ``kind`` transform (``freq``, ``chart``, ``time``)."""
         if self.K is not None:
             return self.K
         return 0 if kind == "time" else num_tokens // 10
-
-
-def uses_gaussian_output(model: Any) -> bool:
-    """Whether the presets give ``model`` the ``gaussian`` cached output: it has token moments and
-    spectral tokens (on time-domain tokens the diagonal Gaussian ignores the strong coupling of
-    neighbouring steps, and it did not lower the cache error there: ``benchmarks/RESULTS.md``)."""
-    return getattr(model, "token_moments", None) is not None and model.transform.kind != "time"
 
 
 @dataclass
@@ -297,7 +216,7 @@ class CachedEpsFn:
 
     WARM_STEPS = 10  # memory growth is measured from here to the end of the batch
 
-    def __init__(self, net: torch.nn.Module, config: E2CRFConfig, sample_ids: Tensor, seed: int,
+    def __init__(self, net: torch.nn.Module, config: PaperConfig, sample_ids: Tensor, seed: int,
                  num_tokens: int, token_dim: int, acc: _Accumulator | None,
                  dtype: torch.dtype = torch.float32, device: torch.device | str = "cpu") -> None:
         from pyfdc.sampling import NoiseStream
@@ -445,7 +364,7 @@ def _rss_bytes() -> int:
         return 0
 
 
-class E2CRFSampler:
+class PaperSampler:
     """Euler–Maruyama sampling with E2-CRF cached score evaluations.
 
     Same noise, schedule and output conventions as :class:`pyfdc.sampling.Sampler` (per-sample
@@ -453,9 +372,9 @@ class E2CRFSampler:
     only the network evaluation differs.
     """
 
-    def __init__(self, model: "DiffusionModel", config: E2CRFConfig = E2CRFConfig()) -> None:
-        if not isinstance(config, E2CRFConfig):
-            raise TypeError(f"config must be an E2CRFConfig, got {type(config).__name__}")
+    def __init__(self, model: "DiffusionModel", config: PaperConfig = PaperConfig()) -> None:
+        if not isinstance(config, PaperConfig):
+            raise TypeError(f"config must be an PaperConfig, got {type(config).__name__}")
         self.model, self.config = model, config
 
     def _parts(self) -> tuple[torch.nn.Module, Any, Any, Tensor]:
@@ -463,7 +382,7 @@ class E2CRFSampler:
         net, transform, sde = m.net, m.transform, m.sde
         p = next(net.parameters())
         if p.dtype not in (torch.float32, torch.float64):
-            raise ValueError(f"E2CRFSampler supports float32 and float64 models, got {p.dtype} (convert with "
+            raise ValueError(f"PaperSampler supports float32 and float64 models, got {p.dtype} (convert with "
                              f"model.net.float(); bfloat16/float16 caches are not supported)")
         mask = transform.mask(device=p.device, dtype=p.dtype)
         return net, transform, sde, mask
@@ -477,7 +396,7 @@ class E2CRFSampler:
         With a multi-process ``world`` (:mod:`pyfdc.distributed`) each rank passes its own block of ids and
         the returned stats are those of the whole job (sums over ranks; wall time and memory: the maximum).
         """
-        from pyfdc.sampling import NoiseStream, check_run_ids, ddim, dpm_solver_2m, euler_maruyama
+        from pyfdc.sampling import NoiseStream, check_run_ids, euler_maruyama
 
         for name, v, lo in (("num_samples", num_samples, 1), ("steps", steps, 1), ("batch_size", batch_size, 1)):
             if isinstance(v, bool) or not isinstance(v, int) or v < lo:
@@ -490,16 +409,6 @@ class E2CRFSampler:
             config = replace(config, K=config.band(transform.num_tokens, transform.kind))
         T, C = transform.num_tokens, transform.token_dim
         dev = mask.device
-        moments = None
-        if config.cached_output == "gaussian":
-            tm = getattr(self.model, "token_moments", None)
-            if tm is None:
-                raise ValueError("cached_output='gaussian' needs the training tokens' moments, and this model has "
-                                 "none (older checkpoints lack them): retrain, or set model.token_moments = "
-                                 "pyfdc.token_moments.TokenMoments.fit(model.data_to_tokens(fit_split))")
-            if tm.shape != (T, C):
-                raise ValueError(f"the model's token moments are {tm.shape}, its tokens are ({T}, {C})")
-            moments = tm.tensors(mask.dtype, dev)
         was_training = net.training
         net.eval()
         stats = E2CRFStats(mode=config.mode, num_tokens=T, steps=steps)
@@ -512,22 +421,11 @@ class E2CRFSampler:
                 n = min(batch_size, num_samples - b0)
                 ids = torch.arange(sample_offset + b0, sample_offset + b0 + n)
                 stream = NoiseStream(seed, ids, (T, C), mask)
-                if config.budget is not None:
-                    eps_fn = BudgetEpsFn(net, config, ids, seed, T, C, acc, dtype=mask.dtype, device=dev, sde=sde,
-                                         moments=moments)
-                else:
-                    eps_fn = CachedEpsFn(net, config, ids, seed, T, C, acc, dtype=mask.dtype, device=dev)
+                eps_fn = CachedEpsFn(net, config, ids, seed, T, C, acc, dtype=mask.dtype, device=dev)
                 stats.cache_bytes = max(stats.cache_bytes, eps_fn.cache_bytes)
                 z = stream()
                 solve_fn = self.model.sampling_eps_fn(eps_fn)  # support bounds (pyfdc.support), as Sampler
-                if config.solver == "em":
-                    z = euler_maruyama(solve_fn, sde, z, mask, steps, stream, progress=progress)
-                elif config.solver == "ddim":
-                    z = ddim(solve_fn, sde, z, mask, steps, progress=progress)
-                else:
-                    z = dpm_solver_2m(solve_fn, sde, z, mask, steps, progress=progress)
-                if isinstance(eps_fn, BudgetEpsFn):
-                    acc.overflow += eps_fn.fwd.overflow.sum()
+                z = euler_maruyama(solve_fn, sde, z, mask, steps, stream, progress=progress)
                 growth = max(growth, getattr(eps_fn, "rss_growth", 0))
                 acc.samples += n
                 out.append(z)

@@ -1,4 +1,4 @@
-"""Building blocks shared by the cached forwards (:mod:`pyfdc.e2crf_step`, :mod:`pyfdc.e2crf_budget`):
+"""Building blocks shared by the cached forwards (:mod:`pyfdc.e2crf.step`):
 the per-layer loop over a persistent K/V cache, and the index-row -> token-mask scatter."""
 from __future__ import annotations
 

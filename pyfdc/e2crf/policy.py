@@ -1,0 +1,205 @@
+"""The E2-CRF policy around the cached step (:mod:`pyfdc.e2crf.step`): refreshes, probes, error feedback
+and the event intensity, with every per-step decision either fixed by the step index or read one step
+late from the device; and the binding of a config to a model that a :class:`~pyfdc.sampling.Sampler` asks for.
+
+Per sample ``b`` at step ``i`` (Algorithm 1 of the paper, with a fixed recompute budget):
+
+* step 0 and every ``R`` steps: :meth:`CachedStep.refresh` (every token, every sample);
+* otherwise the cached step: ``k`` tokens — band ``0..K``, ``P`` probes drawn uniformly among the
+  tokens outside the band (per-sample seeded stream), then the highest drift scores;
+* ``α_b = min(α_max, r_b / 2)`` when ``r_b ≥ τ_safe`` else 0 (Eq. 14), ``r_b`` from the features of
+  the two previous steps and the previous probe error (Eq. 12);
+* **warn refresh, one step late**: ``r_b > τ_warn`` computed at the end of step ``i − 1`` refreshes
+  sample ``b`` at step ``i + 1`` (the paper: at step ``i``), through :meth:`CachedStep.masked`,
+  unless a periodic refresh came first. The host reads "did any sample warn at the end of step
+  ``i − 1``" while step ``i`` runs, so it never waits for the step it has just queued.
+"""
+from __future__ import annotations
+
+import dataclasses
+import math
+import weakref
+from typing import TYPE_CHECKING, Any
+
+import torch
+from torch import Tensor, nn
+
+from pyfdc.e2crf.intensity import EventIntensity
+from pyfdc.e2crf.layers import index_mask
+from pyfdc.e2crf.step import CachedStep, budget_size
+
+if TYPE_CHECKING:
+    from pyfdc.e2crf.config import E2CRFConfig
+    from pyfdc.sampling_stats import StepRecorder
+
+# One CachedStep per (network, batch shape, budget): compiled steps are built once and reused by
+# every batch and every sampler of that network (reset() between batches), not re-traced.
+_FORWARDS: "weakref.WeakKeyDictionary[nn.Module, dict[tuple, CachedStep]]" = weakref.WeakKeyDictionary()
+
+
+def shared_forward(net: nn.Module, key: tuple, **kwargs: Any) -> CachedStep:
+    """The :class:`CachedStep` of ``net`` for ``key`` (built on first use), reset."""
+    per_net = _FORWARDS.setdefault(net, {})
+    fwd = per_net.get(key)
+    if fwd is None:
+        fwd = per_net[key] = CachedStep(net, **kwargs)
+    fwd.reset()
+    return fwd
+
+
+class E2CRFPolicy:
+    """Stateful ``EpsFn`` for one batch: ``eps_fn(z (B, N', C), t (B,), i) -> eps_hat (B, N', C)``.
+
+    ``config`` must be resolved for the model (:meth:`E2CRFConfig.for_model`: a budget, a concrete
+    cached output and K)."""
+
+    def __init__(self, net: nn.Module, config: "E2CRFConfig", sample_ids: Tensor, seed: int, num_tokens: int,
+                 token_dim: int, acc: "StepRecorder | None", dtype: torch.dtype = torch.float32,
+                 device: torch.device | str = "cpu", sde: Any = None,
+                 moments: tuple[Tensor, Tensor] | None = None, compile: bool = False) -> None:
+        from pyfdc.sampling import NoiseStream
+
+        if config.budget is None or config.cached_output == "auto" or config.K is None:
+            raise ValueError("E2CRFPolicy needs a config resolved for the model (budget, cached output and K set)")
+        self.net, self.cfg, self.acc = net, config, acc
+        self.B, self.T = int(sample_ids.numel()), num_tokens
+        self.K = min(config.K, num_tokens - 1)
+        self.P = min(config.probes, num_tokens - 1 - self.K)
+        self.k = budget_size(config.budget, num_tokens, self.K, self.P)
+        self.use_warn = config.warn_refresh
+        energy = config.ranking == "energy"
+        dev = torch.device(device)
+        key = (self.B, num_tokens, token_dim, self.k, self.K, self.P, config.tau0, config.eps, energy,
+               config.eta, dtype, str(dev), bool(compile), config.cached_output, id(sde),
+               None if moments is None else hash(b"".join(m.detach().cpu().numpy().tobytes() for m in moments)))
+        self.fwd = shared_forward(net, key, batch=self.B, num_tokens=num_tokens, token_dim=token_dim, k=self.k,
+                                  K=self.K, num_probes=self.P, tau0=config.tau0, eps=config.eps,
+                                  energy_weighted=energy, eta=config.eta, dtype=dtype, device=dev,
+                                  compile=bool(compile), cached_output=config.cached_output, sde=sde,
+                                  moments=moments)
+        B, T = self.B, num_tokens
+        self.intensity = EventIntensity(B, T, self.fwd.d, config.eta, dtype=dtype, device=dev)
+        self.warn_flags = torch.zeros(2, B, dtype=torch.bool, device=dev)     # ring: end of steps i-1, i
+        pin = dev.type == "cuda"
+        self.warn_any = torch.zeros(2, dtype=torch.bool, pin_memory=pin)      # host copies of .any()
+        self.no_probes = torch.zeros(B, 0, dtype=torch.int64, device=dev)
+        self.band = torch.arange(T, device=dev) <= self.K
+        self._mark = torch.zeros(B, T + 1, dtype=torch.bool, device=dev)
+        self.steps_seen = 0
+        self.last_full = 0
+        self.probe_stream = None
+        if self.P:
+            ones = torch.ones(T, 1, dtype=dtype, device=dev)
+            self.probe_stream = NoiseStream(seed + config.probe_seed_offset, sample_ids, (T, 1), ones)
+
+    @property
+    def cache_bytes(self) -> int:
+        return self.fwd.cache_bytes + self.intensity.nbytes
+
+    def _probes(self) -> Tensor:
+        """``(B, P)`` distinct tokens outside the band, uniform per sample."""
+        if not self.P:
+            return self.no_probes
+        score = self.probe_stream().reshape(self.B, self.T).masked_fill(self.band, math.inf)
+        return torch.topk(score, self.P, dim=1, largest=False, sorted=True).indices
+
+    def __call__(self, z: Tensor, t: Tensor, i: int) -> Tensor:
+        cfg, fwd = self.cfg, self.fwd
+        periodic = self.steps_seen == 0 or i % cfg.R == 0
+        force = None
+        r_used = self.intensity.current().clone() if self.acc is not None else None
+        if periodic:
+            eps_hat = fwd.refresh(z, t)
+            err = None
+            self.last_full = i
+        else:
+            probes = self._probes()
+            alpha = self.intensity.step_size(cfg.tau_safe, cfg.alpha_max)
+            slot = (i - 2) % 2   # flags raised at the end of step i-2 (= r used at step i-1)
+            warn_step = (self.use_warn and self.steps_seen >= 3 and i - 2 >= self.last_full
+                         and bool(self.warn_any[slot]))
+            if warn_step:
+                force = self.warn_flags[slot].clone()
+                eps_hat, err = fwd.masked(z, t, probes, alpha, force)
+            else:
+                eps_hat, err = fwd.sparse(z, t, probes, alpha)
+            if not self.P:
+                err = None
+        pin = getattr(self.net, "pin_projector", None)
+        if pin is not None:
+            eps_hat = pin(eps_hat, z, t)
+        r = self.intensity.update(fwd.feat, err)
+        flags = self.warn_flags[i % 2]
+        torch.gt(r, cfg.tau_warn, out=flags)
+        self.warn_any[i % 2].copy_(flags.any(), non_blocking=True)
+        if self.acc is not None:
+            self._record(i, periodic, force, err, r_used)
+        self.steps_seen += 1
+        return eps_hat
+
+    def _record(self, i: int, periodic: bool, force: Tensor | None, err: Tensor | None, r_used: Tensor) -> None:
+        acc, B, T = self.acc, self.B, self.T
+        if periodic:
+            recomputed = torch.ones(B, T, dtype=torch.bool, device=r_used.device)
+        else:
+            recomputed = index_mask(self.fwd.idx, T, self._mark)
+            if force is not None:
+                recomputed = recomputed | force[:, None]
+                acc.warn[i] |= force.any()
+        acc.count[i] += recomputed.sum()
+        acc.cached += (~recomputed).sum(dim=0)
+        acc.r[i] += r_used.sum()
+        acc.refresh[i] |= periodic or force is not None
+        if err is not None:
+            acc.err[i] += err.sum()
+            acc.probe[i] |= True
+
+
+class E2CRFBinding:
+    """An :class:`E2CRFConfig` bound to one model for one sampling run (what :class:`~pyfdc.sampler.Sampler`
+    gets from :meth:`E2CRFConfig.bind`): ``batch(ids, seed, recorder)`` gives each batch its policy."""
+
+    name = "e2crf"
+
+    def __init__(self, model: Any, config: "E2CRFConfig", compile: bool = False) -> None:
+        tr = model.transform
+        config.check_tokens(tr.num_tokens, tr.kind)
+        self.config = dataclasses.replace(config, K=config.band(tr.num_tokens, tr.kind))
+        self.model, self.compile = model, bool(compile)
+        net = model.net
+        p = next(net.parameters())
+        self.dtype, self.device = p.dtype, p.device
+        self.moments = None
+        if self.config.cached_output == "gaussian":
+            tm = getattr(model, "token_moments", None)
+            if tm is None:
+                raise ValueError("cached_output='gaussian' needs the training tokens' moments, and this model has "
+                                 "none (older checkpoints lack them): retrain, or set model.token_moments = "
+                                 "pyfdc.token_moments.TokenMoments.fit(model.data_to_tokens(fit_split))")
+            if tm.shape != (tr.num_tokens, tr.token_dim):
+                raise ValueError(f"the model's token moments are {tm.shape}, its tokens are "
+                                 f"({tr.num_tokens}, {tr.token_dim})")
+            self.moments = tm.tensors(self.dtype, self.device)
+
+    def batch(self, sample_ids: Tensor, seed: int, recorder: "StepRecorder | None") -> E2CRFPolicy:
+        """A fresh policy (state reset) for the samples ``sample_ids (B,)``."""
+        tr = self.model.transform
+        return E2CRFPolicy(self.model.net, self.config, sample_ids, seed, tr.num_tokens, tr.token_dim, recorder,
+                           dtype=self.dtype, device=self.device, sde=self.model.sde, moments=self.moments,
+                           compile=self.compile)
+
+    def finish_batch(self, policy: E2CRFPolicy, recorder: "StepRecorder") -> None:
+        recorder.overflow += policy.fwd.overflow.sum()
+
+
+def bind(config: "E2CRFConfig", model: Any, *, steps: int, method: str = "em", compile: bool = False,
+         progress: bool = False) -> E2CRFBinding | None:
+    """``config`` for ``model``: a budget of ``None`` is resolved by the model's calibration for ``method`` at
+    ``steps`` (:func:`pyfdc.e2crf.calibrate.calibrated_config`); ``None`` back means sample uncached."""
+    if config.budget is None:
+        from pyfdc.e2crf.calibrate import calibrated_config
+
+        config = calibrated_config(model, steps, method, base=config, progress=progress)
+        if config is None:
+            return None
+    return E2CRFBinding(model, config.for_model(model), compile)
