@@ -1,11 +1,11 @@
 """Batch-1 wall time of front samplers: seconds per series when series are drawn one at a time.
 
-Samplers are batch invariant (noise per sample id; `tests/test_e2crf*.py`), so a series drawn alone
+Samplers are batch invariant (noise per sample id; `tests/test_e2crf_budget.py`), so a series drawn alone
 is the series the batch-64 front scored: the C2ST of each spec carries over from the front, only
 the time changes. One process, 1 thread by default, a warm-up draw per spec, then the median of
 ``--repeats`` single-series draws (ids 0, 1, …). Results: ``benchmarks/results/batch1_<tag>.{json,md}``.
 
-    python benchmarks/bench_batch1.py --specs em:1000 em:100 dpm2m:25 'e2crf(budget=0.5,mode=no_energy,tau0=1):250'
+    python benchmarks/bench_batch1.py --specs em:1000 em:100 dpm2m:25 'e2crf(budget=0.5):250'
 """
 from __future__ import annotations
 

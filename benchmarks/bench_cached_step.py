@@ -4,9 +4,9 @@ For each network config (small, paper), batch size and budget fraction f, one pr
 side after warm-up (medians of ``--repeats`` runs of ``--steps`` steps each):
 
 * ``uncached``: the plain forward ``net(z, t)``, eager and ``torch.compile``-d;
-* ``budget``: :meth:`pyfdc.e2crf_budget.BudgetForward.sparse` with k = ⌈f·N'⌉ tokens per sample
+* ``budget``: :meth:`pyfdc.e2crf.step.CachedStep.sparse` with k = ⌈f·N'⌉ tokens per sample
   (per-sample drift sets, band K and 2 probes), eager and compiled;
-* ``gen-1``: the first-generation variable-set step (:class:`pyfdc.e2crf_step.CachedForward`) with
+* ``gen-1``: the first-generation variable-set step (the paper's variable-set step, kept as the test reference ``tests/paper_step.py``) with
   per-sample sets of the same mean size (sizes spread ±50% over the batch, as drift sets are).
 
 The FLOP ideal of a step that recomputes k of N' tokens is N'/k (every token-layer op — QKV,
@@ -22,13 +22,16 @@ import argparse
 import json
 import math
 import statistics
+import sys
 import time
 from pathlib import Path
 
 import torch
 
-from pyfdc.e2crf_budget import BudgetForward
-from pyfdc.e2crf_step import CachedForward
+from pyfdc.e2crf.step import CachedStep as BudgetForward
+
+sys.path.insert(0, str(Path(__file__).resolve().parents[1] / "tests"))
+from paper_step import CachedForward  # noqa: E402  (test-only reference of the paper's variable sets)
 from pyfdc.score_net import ModelConfig, ScoreTransformer
 
 T, C, K, P = 94, 2, 4, 2

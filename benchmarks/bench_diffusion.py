@@ -41,7 +41,7 @@ from pyfdc.checkpoint import load_checkpoint
 from pyfdc.cli import gaussian_baseline, sw_report
 from pyfdc.data import load_dataset
 from pyfdc.model import DiffusionModel
-from pyfdc.sampling import Sampler
+from pyfdc.sampler import Sampler
 from pyfdc.score_net import ModelConfig, ScoreTransformer
 from pyfdc.spectral import make_transform
 from pyfdc.training import TrainConfig, train

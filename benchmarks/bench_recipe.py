@@ -25,7 +25,7 @@ from pyfdc._io import atomic_write_text
 from pyfdc.checkpoint import load_checkpoint
 from pyfdc.data import load_dataset
 from pyfdc.quality import data_report
-from pyfdc.sampling import Sampler
+from pyfdc.sampler import Sampler
 from pyfdc.training import split_indices
 
 

@@ -15,7 +15,7 @@ import torch
 from pyfdc.checkpoint import load_checkpoint
 from pyfdc.data import load_dataset
 from pyfdc.pretrained import pretrained_path
-from pyfdc.sampling import Sampler
+from pyfdc.sampler import Sampler
 
 
 def high_pass(x: np.ndarray, cut: int) -> np.ndarray:

@@ -24,7 +24,7 @@ CALIBRATION_STEPS = 1000
 
 
 def _path(folder: Path) -> Path:  # the model's kept calibration: what its E2-CRF default samples with
-    from pyfdc.e2crf_calibrate import calibration_file
+    from pyfdc.e2crf.calibrate import calibration_file
 
     return calibration_file(folder / "freq", CALIBRATION_STEPS)
 
@@ -35,7 +35,7 @@ def _specs_path(folder: Path) -> Path:  # each candidate's front spec, in the ca
 
 def calibrate_stage(name: str, folder: Path, args: argparse.Namespace) -> dict[str, Any]:
     """Calibrate ``folder/freq`` with every candidate measured, then put every candidate on its front."""
-    from pyfdc.e2crf_calibrate import Calibration, calibrate, candidate_configs
+    from pyfdc.e2crf.calibrate import Calibration, calibrate, candidate_configs
     from pyfdc.front import run_front
     from pyfdc.model import weights_fingerprint
     from suite_stages import FRONT_SEED, FRONT_SPECS, REF_SEED, _json, _model, config_spec, default_e2crf_spec
@@ -49,7 +49,7 @@ def calibrate_stage(name: str, folder: Path, args: argparse.Namespace) -> dict[s
         path.parent.mkdir(exist_ok=True)
         cal.save(path)  # same choice as a first-use calibration (the cheapest pass), with every row measured
     _specs_path(folder).parent.mkdir(exist_ok=True)
-    _, configs = candidate_configs(model, "em", [r["candidate"] for r in cal.rows])
+    _, configs = candidate_configs(model, [r["candidate"] for r in cal.rows])
     cand_specs = [config_spec(c, CALIBRATION_STEPS) for c in configs]
     _json(_specs_path(folder), cand_specs)
     specs = [*FRONT_SPECS, default_e2crf_spec(model, CALIBRATION_STEPS)]
@@ -82,7 +82,7 @@ def _front_shift(folder: Path, spec: str) -> float | None:
 
 def calibration_rows(folder: Path) -> dict[str, Any]:
     """Per candidate: the shadow test's numbers and verdict beside the front's C2ST and speedup."""
-    from pyfdc.e2crf_calibrate import Calibration
+    from pyfdc.e2crf.calibrate import Calibration
     from suite_stages import _read
 
     path, front, specs = _path(folder), _read(folder / "front" / "front.json"), _read(_specs_path(folder))

@@ -30,9 +30,12 @@ def _model(folder: Path) -> Any:
 
 
 def config_spec(config: Any, steps: int) -> str:
-    """The front spec string of an :class:`~pyfdc.e2crf.E2CRFConfig` (its non-default fields)."""
+    """The front spec string of an :class:`~pyfdc.e2crf.E2CRFConfig` (its non-default fields); ``None``
+    (a calibration that samples uncached) is uncached EM."""
     from pyfdc.e2crf import E2CRFConfig
 
+    if config is None:
+        return f"em:{steps}"
     base = E2CRFConfig()
     opts = [f"{f.name}={getattr(config, f.name):g}" if isinstance(getattr(config, f.name), float)
             else f"{f.name}={getattr(config, f.name)}"
@@ -43,7 +46,7 @@ def config_spec(config: Any, steps: int) -> str:
 def default_e2crf_spec(model: Any, steps: int = 1000) -> str:
     """What ``pyfdc sample --sampler e2crf --steps STEPS`` runs on ``model`` (its calibration, made on first
     use and kept in the checkpoint folder), as a front spec."""
-    from pyfdc.e2crf_calibrate import model_calibration
+    from pyfdc.e2crf.calibrate import model_calibration
 
     return config_spec(model_calibration(model, steps, progress=False, say=print).config, steps)
 
@@ -66,7 +69,7 @@ def reference_samples(folder: Path) -> np.ndarray | None:
 
 def sample_stage(name: str, folder: Path, args: argparse.Namespace) -> None:
     """The time-domain model's EM-1000 set with the reference's seed and size."""
-    from pyfdc.sampling import Sampler
+    from pyfdc.sampler import Sampler
 
     out = folder / "time_em1000.npy"
     if out.is_file() and len(np.load(out)) == args.num_samples:

@@ -1,7 +1,7 @@
 """Wall time of samplers side by side: one process, warm-up, interleaved rounds, median per sampler.
 
     python benchmarks/time_samplers.py --checkpoint ecg_small_time --rounds 2 em:250 em:150 \
-        "e2crf(budget=0.5,K=0,tau0=1,mode=no_energy):250"
+        "e2crf(budget=0.5,K=0):250"
 
 Each round times one batch of ``--batch-size`` series per spec (the front's own draw); the order is
 rotated every round so no sampler always runs first. Prints seconds per batch and the ratio to the

@@ -6,7 +6,7 @@ import torch
 
 import pyfdc
 from pyfdc import ops
-from pyfdc.cache import KVCache
+from pyfdc.e2crf.kv_cache import KVCache
 from opsutil import DEVICES, index_rows
 
 

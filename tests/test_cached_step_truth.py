@@ -2,7 +2,7 @@
 
 Refresh at ``(z0, t0)``, then a cached step at ``(z1, t1) != (z0, t0)`` with a known recompute set,
 checked against an explicit per-layer reference written here, independently of
-``pyfdc.e2crf_step`` / ``pyfdc.e2crf_budget``: the fresh K/V of the selected tokens replace the
+``pyfdc.e2crf.step`` (and the paper's variable-set step, the test reference ``paper_step.py``): the fresh K/V of the selected tokens replace the
 cached ones (``K = where(selected, fresh, cached)``), only selected queries attend (softmax written
 out, not SDPA), the FFN runs on the selected rows, cached tokens read ``h0(z1, t1) + C``; rule rows
 write their cumulative residual and input, probe rows are nudged by Eq. 14 with ``fresh != cached``.
@@ -18,8 +18,8 @@ import pytest
 import torch
 import torch.nn.functional as F
 
-from pyfdc.e2crf_budget import BudgetForward
-from pyfdc.e2crf_step import CachedForward
+from paper_step import CachedForward
+from pyfdc.e2crf.step import CachedStep
 from pyfdc.score_net import ModelConfig, ScoreTransformer
 
 T, C = 17, 2
@@ -143,7 +143,7 @@ def test_cached_forward_step_matches_reference(net, B, path):
 @pytest.mark.parametrize("step", ["sparse", "masked"])
 def test_budget_step_matches_reference(net, B, step):
     K, P, k = 1, 2, 7
-    fwd = BudgetForward(net, B, T, C, k=k, K=K, num_probes=P, tau0=0.5, eps=1e-6, dtype=torch.float64)
+    fwd = CachedStep(net, B, T, C, k=k, K=K, num_probes=P, tau0=0.5, eps=1e-6, dtype=torch.float64)
     z0, t0, z1, t1 = _points(B, seed=1)
     _check_refresh(net, fwd.refresh(z0, t0), fwd.cache, z0, t0)
     fwd.cache.crf.add_(0.05 * torch.randn_like(fwd.cache.crf))
@@ -176,7 +176,7 @@ def test_budget_step_matches_reference(net, B, step):
 def test_cached_rows_do_no_work(net):
     """Forward hooks count the rows through every block's QKV and FFN: exactly B·k per layer."""
     B, K, P, k = 4, 1, 2, 6
-    fwd = BudgetForward(net, B, T, C, k=k, K=K, num_probes=P, tau0=0.5, eps=1e-6, dtype=torch.float64)
+    fwd = CachedStep(net, B, T, C, k=k, K=K, num_probes=P, tau0=0.5, eps=1e-6, dtype=torch.float64)
     z0, t0, z1, t1 = _points(B, seed=2)
     fwd.refresh(z0, t0)
     rows: list[tuple[str, int]] = []
@@ -212,38 +212,6 @@ def test_probe_padding_position_does_not_matter(net):
         torch.testing.assert_close(a, b, **TOL)
 
 
-@pytest.mark.parametrize("step", ["sparse", "masked"])
-def test_linear_reuse_extrapolates_cached_residuals(net, step):
-    """reuse='linear': a token recomputed at t0 and t1 but cached at t2 enters with
-    C(t1) + (t2 − t1)/(t1 − t0) · (C(t1) − C(t0)); one recomputed only at t0 enters with C(t0)."""
-    B, K, k = 2, 1, 5
-    fwd = BudgetForward(net, B, T, C, k=k, K=K, num_probes=0, tau0=0.5, eps=1e-6, dtype=torch.float64,
-                        reuse="linear")
-    g = torch.Generator().manual_seed(9)
-    z0 = torch.randn(B, T, C, generator=g, dtype=torch.float64)
-    ts = [torch.full((B,), v, dtype=torch.float64) for v in (0.8, 0.7, 0.65)]
-    none = torch.zeros(B, 0, dtype=torch.int64)
-    alpha = torch.zeros(B, dtype=torch.float64)
-    fwd.refresh(z0, ts[0])
-    c0 = fwd.cache.crf.clone()
-    z1 = z0.clone()
-    z1[:, 10:13] += 1.0                       # tokens 10-12 drift the most: they are recomputed at t1
-    run = (lambda z, t: fwd.sparse(z, t, none, alpha)) if step == "sparse" else \
-        (lambda z, t: fwd.masked(z, t, none, alpha, torch.zeros(B, dtype=torch.bool)))
-    run(z1, ts[1])
-    assert sorted(fwd.idx[0, K + 1:].tolist()) == [10, 11, 12]
-    c1 = fwd.cache.crf.clone()
-    z2 = z1.clone()
-    z2[:, 3:6] += 1.0                         # now tokens 3-5 are recomputed; 10-12 and the rest are cached
-    run(z2, ts[2])
-    assert sorted(fwd.idx[0, K + 1:].tolist()) == [3, 4, 5]
-    h0 = net.embed(z2, ts[2])
-    w = (0.65 - 0.7) / (0.7 - 0.8)
-    torch.testing.assert_close(fwd.feat[:, 10:13], h0[:, 10:13] + c1[:, 10:13] + w * (c1[:, 10:13] - c0[:, 10:13]), **TOL)
-    torch.testing.assert_close(fwd.feat[:, 7:10], h0[:, 7:10] + c0[:, 7:10], **TOL)
-    assert (c1[:, 10:13] - c0[:, 10:13]).abs().max() > 1e-3   # the extrapolation term is not negligible
-
-
 def _refresh_then_cached_step(fwd, g, B):
     """Refresh at ``(z0, t0 = 0.6)``, then one budget step (no probes) at ``(z2, t2 = 0.4)`` with z moved
     by 0.2·N(0, 1); returns ``z0, t0, eps0, z2, t2, eps2`` and the recomputed-token mask."""
@@ -253,25 +221,6 @@ def _refresh_then_cached_step(fwd, g, B):
     z2 = z0 + 0.2 * torch.randn(B, T, C, generator=g, dtype=torch.float64)
     eps2, _ = fwd.sparse(z2, t2, torch.zeros(B, 0, dtype=torch.int64), torch.zeros(B, dtype=torch.float64))
     return z0, t0, eps0, z2, t2, eps2, _mask(fwd.idx.tolist(), B)
-
-
-def test_x0_output_answers_cached_tokens_from_their_denoised_estimate(net):
-    """cached_output='x0': a cached token's ε̂ at (z2, t2) is (z2 − α2 x̂0)/σ2 with x̂0 = (z0 − σ0 ε̂0)/α0
-    from its last recompute; recomputed tokens keep the network's ε̂."""
-    from pyfdc.sde import VPSDE
-
-    sde = VPSDE()
-    B, K, k = 2, 1, 5
-    fwd = BudgetForward(net, B, T, C, k=k, K=K, num_probes=0, tau0=0.5, eps=1e-6, dtype=torch.float64,
-                        cached_output="x0", sde=sde)
-    g = torch.Generator().manual_seed(3)
-    z0, t0, eps0, z2, t2, eps2, sel = _refresh_then_cached_step(fwd, g, B)
-    (a0, s0), (a2, s2) = (tuple(v[:, None, None] for v in sde.marginal(t)) for t in (t0, t2))
-    want_cached = (z2 - a2 * (z0 - s0 * eps0) / a0) / s2
-    torch.testing.assert_close(eps2[~sel], want_cached[~sel], **TOL)
-    fresh_eps = net.out_proj(net.ln_f(fwd.feat))
-    torch.testing.assert_close(eps2[sel], fresh_eps[sel], **TOL)
-    torch.testing.assert_close(fwd.x0[sel], ((z2 - s2 * fresh_eps) / a2)[sel], **TOL)
 
 
 def test_gaussian_output_tracks_the_gaussian_part_and_keeps_the_rest(net):
@@ -285,7 +234,7 @@ def test_gaussian_output_tracks_the_gaussian_part_and_keeps_the_rest(net):
     g = torch.Generator().manual_seed(4)
     mu = torch.randn(T, C, generator=g, dtype=torch.float64)
     lam = torch.rand(T, C, generator=g, dtype=torch.float64) * 2 + 0.05
-    fwd = BudgetForward(net, B, T, C, k=k, K=K, num_probes=0, tau0=0.5, eps=1e-6, dtype=torch.float64,
+    fwd = CachedStep(net, B, T, C, k=k, K=K, num_probes=0, tau0=0.5, eps=1e-6, dtype=torch.float64,
                         cached_output="gaussian", sde=sde, moments=(mu, lam))
     z0, t0, eps0, z2, t2, eps2, sel = _refresh_then_cached_step(fwd, g, B)
 
@@ -298,12 +247,12 @@ def test_gaussian_output_tracks_the_gaussian_part_and_keeps_the_rest(net):
     assert (W(z2, t2) - W(z0, t0))[~sel].abs().max() > 0.05        # the tracked part is not negligible
     fresh_eps = net.out_proj(net.ln_f(fwd.feat))
     torch.testing.assert_close(eps2[sel], fresh_eps[sel], **TOL)
-    torch.testing.assert_close(fwd.x0[sel], (fresh_eps - W(z2, t2))[sel], **TOL)
+    torch.testing.assert_close(fwd.rest[sel], (fresh_eps - W(z2, t2))[sel], **TOL)
 
 
 def test_gaussian_output_needs_moments(net):
     from pyfdc.sde import VPSDE
 
     with pytest.raises(ValueError, match="needs the token moments"):
-        BudgetForward(net, 2, T, C, k=5, K=1, num_probes=0, tau0=0.5, eps=1e-6, dtype=torch.float64,
+        CachedStep(net, 2, T, C, k=5, K=1, num_probes=0, tau0=0.5, eps=1e-6, dtype=torch.float64,
                       cached_output="gaussian", sde=VPSDE())

@@ -1,6 +1,6 @@
-"""The static-shape budget step in the sampler: batch invariance, the warn refresh, float64, overflow,
-no host syncs inside a step, and the compiled step (no graph breaks, no recompiles over 1,000 steps,
-same samples as eager)."""
+"""The E2-CRF engine (the static-shape cached step) in the one Sampler: batch invariance, the warn refresh,
+float64, overflow, no host syncs inside a step, the compiled step (no graph breaks, no recompiles over
+1,000 steps, same samples as eager), the deterministic solvers, and the config's one parser."""
 from __future__ import annotations
 
 import math
@@ -10,9 +10,10 @@ import torch
 from torch.profiler import ProfilerActivity, profile
 
 from pyfdc import ops
-from pyfdc.e2crf import E2CRFConfig, E2CRFSampler
-from pyfdc.e2crf_budget import BudgetForward
+from pyfdc.e2crf import E2CRFConfig
+from pyfdc.e2crf.step import CachedStep
 from pyfdc.model import DiffusionModel
+from pyfdc.sampler import Sampler
 
 from tinymodels import T, one_thread, tiny_model as _tiny_model  # noqa: F401 (autouse fixture)
 
@@ -22,12 +23,13 @@ def model() -> DiffusionModel:
     return _tiny_model()
 
 
-BUDGET = dict(K=1, tau0=0.5, R=5, num_probes=2, budget=0.4)
+BUDGET = dict(K=1, tau0=0.5, R=5, num_probes=2, budget=0.4, ranking="energy", cached_output="features")
 
 
-def _run(model, cfg, n=4, batch=4, seed=0, offset=0, steps=16):
-    return E2CRFSampler(model, cfg).sample_tokens(n, steps=steps, batch_size=batch, seed=seed, progress=False,
-                                                  sample_offset=offset)
+def _run(model, cfg, n=4, batch=4, seed=0, offset=0, steps=16, solver="em", compile=False):
+    s = Sampler(model, solver, cache=cfg, compile=compile)
+    z = s.sample_tokens(n, steps=steps, batch_size=batch, seed=seed, progress=False, sample_offset=offset)
+    return z, s.stats
 
 
 @pytest.fixture(scope="module")
@@ -41,13 +43,12 @@ def gmodel() -> DiffusionModel:
     return m
 
 
-@pytest.mark.parametrize("tau_warn,reuse,output", [(0.5, "frozen", "features"), (1e-3, "frozen", "features"),
-                                                   (1e-3, "linear", "features"), (1e-3, "frozen", "gaussian")],
-                         ids=["rare_warn", "frequent_warn", "frequent_warn_linear", "frequent_warn_gaussian"])
-def test_budget_batch_invariance(model, gmodel, tau_warn, reuse, output):
+@pytest.mark.parametrize("tau_warn,output", [(0.5, "features"), (1e-3, "features"), (1e-3, "gaussian")],
+                         ids=["rare_warn", "frequent_warn", "frequent_warn_gaussian"])
+def test_budget_batch_invariance(model, gmodel, tau_warn, output):
     """A sample's trajectory does not depend on its batch, also when other samples warn-refresh."""
     model = gmodel if output == "gaussian" else model
-    cfg = E2CRFConfig(**BUDGET, tau_warn=tau_warn, tau_safe=min(0.1, tau_warn), reuse=reuse, cached_output=output)
+    cfg = E2CRFConfig(**{**BUDGET, "cached_output": output}, tau_warn=tau_warn, tau_safe=min(0.1, tau_warn))
     xb, sb = _run(model, cfg, seed=3)
     k = math.ceil(0.4 * T)
     assert min(sb.recomputed_fraction) >= k / T - 1e-12 and sb.mean_recomputed_fraction < 1.0
@@ -74,7 +75,8 @@ def test_full_budget_equals_uncached(gmodel, output):
     """budget = 1 with no probes: every token is recomputed every step, so samples equal uncached EM."""
     cfg = E2CRFConfig(K=1, tau0=0.5, R=5, num_probes=0, budget=1.0, tau_warn=math.inf, cached_output=output)
     x, _ = _run(gmodel, cfg)
-    ref, _ = _run(gmodel, E2CRFConfig(mode="uncached"))
+    ref, stats = _run(gmodel, None)
+    assert stats.cache == "none" and stats.mean_recomputed_fraction == 1.0
     torch.testing.assert_close(x, ref, rtol=1e-4, atol=1e-5)
 
 
@@ -83,39 +85,64 @@ def test_gaussian_output_changes_samples_and_needs_moments(model, gmodel):
     output (so the option is live), and a model without token moments gets a one-line error."""
     cfg = E2CRFConfig(**{**BUDGET, "budget": 0.3}, tau_warn=math.inf)
     xf, _ = _run(gmodel, cfg)
-    xg, _ = _run(gmodel, E2CRFConfig(**{**BUDGET, "budget": 0.3}, tau_warn=math.inf, cached_output="gaussian"))
+    xg, _ = _run(gmodel, E2CRFConfig(**{**BUDGET, "budget": 0.3, "cached_output": "gaussian"}, tau_warn=math.inf))
     assert torch.isfinite(xg).all() and (xg - xf).abs().max() > 1e-3
     with pytest.raises(ValueError, match="needs the training tokens' moments, and this model has none"):
-        _run(model, E2CRFConfig(**BUDGET, cached_output="gaussian"))
+        _run(model, E2CRFConfig(**{**BUDGET, "cached_output": "gaussian"}))
+    # 'auto' is gaussian exactly where the model has token moments and spectral tokens
+    assert E2CRFConfig().for_model(gmodel).cached_output == "gaussian"
+    assert E2CRFConfig().for_model(model).cached_output == "features"
 
 
 def test_budget_float64():
     m64 = _tiny_model(dtype=torch.float64)
-    for cfg in (E2CRFConfig(**BUDGET), E2CRFConfig(K=1, tau0=0.5, R=5)):
-        x, _ = E2CRFSampler(m64, cfg).sample_tokens(2, steps=8, batch_size=2, progress=False)
+    for cfg in (E2CRFConfig(**BUDGET), E2CRFConfig(**{**BUDGET, "feedback": False})):
+        x, _ = _run(m64, cfg, n=2, batch=2, steps=8)
         assert x.dtype == torch.float64 and torch.isfinite(x).all()
     with pytest.raises(ValueError, match="supports float32 and float64 models, got torch.bfloat16"):
-        E2CRFSampler(_tiny_model(dtype=torch.bfloat16), E2CRFConfig(**BUDGET)).sample_tokens(1, steps=2, progress=False)
+        _run(_tiny_model(dtype=torch.bfloat16), E2CRFConfig(**BUDGET), n=1, steps=2)
 
 
 @pytest.mark.parametrize("bad,match", [
     (dict(budget=0.0), r"budget must lie in \(0.0, 1.0\]"),
     (dict(budget=1.5), r"budget must lie in"),
-    (dict(budget=0.3, mode="naive_kv"), "budget works with modes"),
-    (dict(compile=True), "compile needs a budget"),
-    (dict(budget=0.3, reuse="quadratic"), "reuse must be 'frozen' or 'linear'"),
-    (dict(reuse="linear"), "reuse='linear' needs a budget"),
-    (dict(cached_output="gaussian"), "cached_output='gaussian' needs a budget"),
-    (dict(budget=0.3, cached_output="mean"), "cached_output must be 'features', 'x0' or 'gaussian'"),
+    (dict(ranking="plain"), "ranking must be one of"),
+    (dict(cached_output="x0"), "cached_output must be one of"),
+    (dict(feedback=1), "feedback must be a bool"),
+    (dict(K=-1), "K must be an int"), (dict(R=0), "R must be an int"), (dict(tau0=0.0), "tau0"),
+    (dict(tau_safe=0.6, tau_warn=0.5), "tau_safe"), (dict(alpha_max=1.5), "alpha_max"),
+    (dict(mode="full"), "unexpected keyword"),
 ])
-def test_budget_config_errors(bad, match):
-    with pytest.raises(ValueError, match=match):
+def test_config_errors(bad, match):
+    with pytest.raises((ValueError, TypeError), match=match):
         E2CRFConfig(**bad)
+
+
+def test_one_parser_for_flags_specs_and_files():
+    """Strings (front specs, CLI flags) and dicts (calibration files) go through the same typed parser;
+    the first generation's fields map onto the new ones or are refused in one line."""
+    cfg = E2CRFConfig.from_options({"budget": "0.35", "ranking": "energy", "feedback": "off", "K": "3"})
+    assert cfg == E2CRFConfig(budget=0.35, ranking="energy", feedback=False, K=3)
+    assert E2CRFConfig.from_dict(cfg.to_dict()) == cfg
+    assert E2CRFConfig.from_options({}) == E2CRFConfig()   # the CLI starts from the preset
+    with pytest.raises(ValueError, match="unknown E2-CRF option 'mode'"):
+        E2CRFConfig.from_options({"mode": "full"})
+    with pytest.raises(ValueError, match="not a number"):
+        E2CRFConfig.from_options({"budget": "half"})
+    legacy = {"budget": 0.35, "mode": "no_energy", "tau0": 1.0, "solver": "em", "compile": False,
+              "reuse": "frozen", "cached_output": "gaussian", "dense_fraction": 0.85}
+    assert E2CRFConfig.from_dict(legacy) == E2CRFConfig(budget=0.35, cached_output="gaussian")
+    assert E2CRFConfig.from_dict({**legacy, "mode": "fixed"}) == \
+        E2CRFConfig(budget=0.35, ranking="energy", cached_output="gaussian", feedback=False, warn_refresh=False)
+    assert E2CRFConfig.from_dict({"mode": "uncached", "budget": None}) is None
+    for bad in ({**legacy, "budget": None}, {**legacy, "reuse": "linear"}, {**legacy, "mode": "naive_kv"}):
+        with pytest.raises(ValueError, match="no longer offers"):
+            E2CRFConfig.from_dict(bad)
 
 
 def _forward(model, B=4, compile=False):
     net = model.net
-    return BudgetForward(net, B, T, 2, k=7, K=1, num_probes=2, tau0=0.5, eps=1e-6, compile=compile)
+    return CachedStep(net, B, T, 2, k=7, K=1, num_probes=2, tau0=0.5, eps=1e-6, compile=compile)
 
 
 def _args(B=4, seed=0):
@@ -147,8 +174,8 @@ def test_no_host_sync_in_a_step(model):
 
 
 def test_old_step_does_sync(model):
-    """The check above can fail: the variable-set step reads counts back to the host."""
-    from pyfdc.e2crf_step import CachedForward
+    """The check above can fail: the paper's variable-set step (test reference) reads counts back to the host."""
+    from paper_step import CachedForward
 
     fwd = CachedForward(model.net, 2, T, 2)
     z, t = torch.randn(2, T, 2), torch.full((2,), 0.5)
@@ -168,11 +195,11 @@ def test_compiled_step_no_breaks_no_recompiles(model):
 
     torch._dynamo.reset()
     counters.clear()
-    cfg = E2CRFConfig(K=1, tau0=0.5, R=50, num_probes=2, budget=0.4, tau_warn=0.05, tau_safe=0.01)
+    cfg = E2CRFConfig(**{**BUDGET, "R": 50}, tau_warn=0.05, tau_safe=0.01)
     eager, se = _run(model, cfg, n=2, batch=2, steps=1000)
     with torch._dynamo.config.patch(error_on_recompile=True):
-        comp, sc = _run(model, E2CRFConfig(**{**cfg.__dict__, "compile": True}), n=2, batch=2, steps=1000)
-        again, _ = _run(model, E2CRFConfig(**{**cfg.__dict__, "compile": True}), n=2, batch=2, seed=1, steps=50)
+        comp, sc = _run(model, cfg, n=2, batch=2, steps=1000, compile=True)
+        again, _ = _run(model, cfg, n=2, batch=2, seed=1, steps=50, compile=True)
     assert se.warn_steps and sc.warn_steps, "all three step functions must run"
     assert not counters["graph_break"], dict(counters["graph_break"])
     assert counters["stats"]["unique_graphs"] == 3, dict(counters["stats"])
@@ -189,31 +216,23 @@ def test_cache_feeds_deterministic_solvers(model, solver):
     from pyfdc.sampler import Sampler
 
     ref = Sampler(model, solver).sample_tokens(3, steps=10, batch_size=3, progress=False)
-    full, _ = _run(model, E2CRFConfig(K=1, num_probes=0, budget=1.0, tau_warn=math.inf, solver=solver), n=3,
-                   batch=3, steps=10)
+    full, _ = _run(model, E2CRFConfig(K=1, num_probes=0, budget=1.0, tau_warn=math.inf), n=3, batch=3, steps=10,
+                   solver=solver)
     torch.testing.assert_close(full, ref, rtol=1e-4, atol=1e-5)
-    part, st = _run(model, E2CRFConfig(**BUDGET, solver=solver), n=3, batch=3, steps=10)
+    part, st = _run(model, E2CRFConfig(**BUDGET), n=3, batch=3, steps=10, solver=solver)
     assert st.mean_recomputed_fraction < 1 and torch.isfinite(part).all() and not torch.allclose(part, ref)
-    with pytest.raises(ValueError, match="solver must be one of"):
-        E2CRFConfig(solver="rk4")
+    assert st.method == solver and st.cache == "e2crf"
 
 
-def test_presets():
-    assert E2CRFConfig.paper() == E2CRFConfig()
-    b = E2CRFConfig.budgeted(0.35, K=4)
-    assert (b.budget, b.mode, b.K) == (0.35, "no_energy", 4)
-
-
-@pytest.mark.parametrize("budget", [0.5, None], ids=["budget", "variable"])
 @pytest.mark.parametrize("domain,K,expect", [("freq", None, T // 10), ("time", None, 0), ("time", 3, 3),
                                              ("freq", 0, 0)])
-def test_band_follows_token_kind(model, monkeypatch, budget, domain, K, expect):
+def test_band_follows_token_kind(model, monkeypatch, domain, K, expect):
     """K = None is ⌊N'/10⌋ lowest frequencies for spectral tokens and no band for time-domain ones
     (a prefix of time steps is not a band); an explicit K is kept. Read off what the policy uses."""
-    from pyfdc import e2crf, e2crf_budget_policy
+    from pyfdc.e2crf import policy
 
     seen = []
-    cls = e2crf_budget_policy.BudgetEpsFn if budget else e2crf.CachedEpsFn
+    cls = policy.E2CRFPolicy
     init = cls.__init__
 
     def spy(self, *a, **kw):
@@ -222,7 +241,6 @@ def test_band_follows_token_kind(model, monkeypatch, budget, domain, K, expect):
 
     monkeypatch.setattr(cls, "__init__", spy)
     m = model if domain == "freq" else _tiny_model(kind="time")
-    cfg = E2CRFConfig(K=K, tau0=0.5, R=5, num_probes=1, budget=budget)
-    E2CRFSampler(m, cfg).sample_tokens(2, steps=4, batch_size=2, seed=0, progress=False)
+    _run(m, E2CRFConfig(K=K, tau0=0.5, R=5, num_probes=1, budget=0.5), n=2, batch=2, steps=4)
     assert seen == [expect]
     assert E2CRFConfig(K=K).band(94, domain) == (expect if K is not None else {"freq": 9, "time": 0}[domain])

@@ -11,8 +11,8 @@ import torch
 
 from pyfdc import cli
 from pyfdc.checkpoint import save_checkpoint
-from pyfdc.e2crf import E2CRFConfig, E2CRFSampler
-from pyfdc.e2crf_calibrate import Calibration, calibrate, config_from_dict, config_to_dict, default_config
+from pyfdc.e2crf import E2CRFConfig
+from pyfdc.e2crf.calibrate import Calibration, calibrate, default_config
 from pyfdc.sampler import Sampler
 from tinymodels import one_thread, tiny_model  # noqa: F401
 
@@ -22,7 +22,8 @@ LOOSE = {"max_shift": 10.0, "max_deviation": 10.0, "max_band_error": 10.0, "min_
 
 def test_loose_targets_take_the_cheapest_candidate() -> None:
     cal = calibrate(tiny_model(), STEPS, num_shadow=SHADOW, progress=False, **LOOSE)
-    assert not cal.fallback and cal.config.budget == 0.2 and cal.config.mode == "no_energy"
+    assert not cal.fallback and cal.config.budget == 0.2 and cal.config.ranking == "drift"
+    assert cal.config.cached_output == "features"  # 'auto' resolved: the tiny model has no token moments
     assert len(cal.rows) == 1 and cal.rows[0]["passed"]  # stops at the first pass: no wasted runs
     row = cal.rows[0]
     assert 0 < row["deviation_median"] < 10 and set(row["band_power_error"]) == set(row["band_deviation"])
@@ -69,7 +70,7 @@ def test_statistic_shift_is_a_standardised_paired_shift() -> None:
     got = statistic_shift(louder, ref)
     assert list(got) == ["k0-2", "k2-6", "k6-13", "k13-21", "curvature"]
     # untouched bands: round-off only; the louder top band moves by more than the default gate
-    from pyfdc.e2crf_calibrate import DEFAULT_TARGETS
+    from pyfdc.e2crf.calibrate import DEFAULT_TARGETS
 
     gate = DEFAULT_TARGETS["max_shift"]
     assert got["k0-2"] < 1e-9 and got["k2-6"] < 1e-9 and got["k13-21"] > gate and got["curvature"] > gate
@@ -95,11 +96,11 @@ def test_curvature_sees_jitter_that_spectra_hide() -> None:
 
 def test_no_passing_candidate_falls_back_to_uncached_sampling() -> None:
     model = tiny_model()
-    cal = calibrate(model, STEPS, num_shadow=SHADOW, progress=False,
-                    base=E2CRFConfig.budgeted(reuse="linear"), **{**LOOSE, "max_deviation": 0.0})
+    cal = calibrate(model, STEPS, num_shadow=SHADOW, progress=False, **{**LOOSE, "max_deviation": 0.0})
     assert cal.fallback and all(not r["passed"] for r in cal.rows) and len(cal.rows) == 4
-    assert cal.config.mode == "uncached" and cal.config.budget is None
-    x, stats = E2CRFSampler(model, cal.config).sample(3, steps=STEPS, seed=1, progress=False)
+    assert cal.config is None
+    sampler = Sampler(model, "em", cache=cal.config)
+    x, stats = sampler.sample(3, steps=STEPS, seed=1, progress=False), sampler.stats
     ref = Sampler(model, "em").sample(3, steps=STEPS, seed=1, progress=False)
     torch.testing.assert_close(x, ref)  # the fallback is uncached EM (float32 default tolerance)
     assert stats.mean_recomputed_fraction == 1.0
@@ -111,7 +112,7 @@ def test_calibration_round_trips_and_rejects_bad_input(tmp_path: Path) -> None:
     back = Calibration.load(tmp_path / "c.json")
     assert back.config == cal.config and back.steps == STEPS and back.rows == json.loads(json.dumps(cal.rows))
     cfg = E2CRFConfig(tau_warn=math.inf)
-    assert config_from_dict(json.loads(json.dumps(config_to_dict(cfg)))) == cfg
+    assert E2CRFConfig.from_dict(json.loads(json.dumps(cfg.to_dict()))) == cfg
     (tmp_path / "bad.json").write_text("{not json")
     with pytest.raises(ValueError, match="not valid JSON"):
         Calibration.load(tmp_path / "bad.json")
@@ -165,7 +166,7 @@ def test_default_is_the_models_own_calibration(tmp_path: Path, capsys: pytest.Ca
                                               monkeypatch: pytest.MonkeyPatch) -> None:
     """--sampler e2crf without options calibrates the model on first use, keeps the result in the
     checkpoint folder for these weights only, and reuses it; no constant preset."""
-    import pyfdc.e2crf_calibrate as ec
+    import pyfdc.e2crf.calibrate as ec
     from pyfdc.model import weights_fingerprint
 
     made: list[int] = []
@@ -180,8 +181,8 @@ def test_default_is_the_models_own_calibration(tmp_path: Path, capsys: pytest.Ca
     cal = Calibration.load(kept)
     assert made == [1] and cal.steps == STEPS and cal.model_id == weights_fingerprint(tiny_model())
     info = json.loads((tmp_path / "a" / cli.SAMPLE_INFO_FILE).read_text())
-    assert info["e2crf_config"] == {k: (None if isinstance(v, float) and math.isinf(v) else v)
-                                    for k, v in vars(cal.config).items()}
+    assert info["e2crf_config"] == (None if cal.config is None else {
+        k: (None if isinstance(v, float) and math.isinf(v) else v) for k, v in cal.config.to_dict().items()})
     assert "calibrating E2-CRF" in capsys.readouterr().err
     assert cli.main(base + ["--out", str(tmp_path / "b")]) == 0  # kept: not made again
     assert made == [1] and "calibrating" not in capsys.readouterr().err
@@ -197,7 +198,7 @@ def test_default_is_the_models_own_calibration(tmp_path: Path, capsys: pytest.Ca
 
 
 def test_default_falls_back_to_uncached_in_one_line(tmp_path: Path, capsys: pytest.CaptureFixture[str]) -> None:
-    import pyfdc.e2crf_calibrate as ec
+    import pyfdc.e2crf.calibrate as ec
 
     model = tiny_model()
     ckpt = tmp_path / "ck"
@@ -219,7 +220,7 @@ def test_default_falls_back_to_uncached_in_one_line(tmp_path: Path, capsys: pyte
 
 
 def test_default_config_is_remembered_per_weights(monkeypatch: pytest.MonkeyPatch) -> None:
-    import pyfdc.e2crf_calibrate as ec
+    import pyfdc.e2crf.calibrate as ec
 
     made: list[int] = []
     real = ec.calibrate
@@ -231,6 +232,8 @@ def test_default_config_is_remembered_per_weights(monkeypatch: pytest.MonkeyPatc
         model.net.out_proj.weight.mul_(0.5)  # other weights: the remembered calibration no longer applies
     default_config(model, STEPS, progress=False)
     assert made == [1, 1]
-    assert E2CRFConfig() == E2CRFConfig.paper()  # the paper's settings stay one call away
+    # E2CRFConfig() in the one Sampler is the same remembered calibration (no second calibration)
+    x = Sampler(model, "em", cache=E2CRFConfig()).sample(2, steps=STEPS, progress=False)
+    assert made == [1, 1] and torch.isfinite(x).all()
     with pytest.raises(ValueError, match="steps must be a positive int"):
         default_config(model, 0)

@@ -12,18 +12,22 @@ pytest.importorskip("sklearn")
 
 from pyfdc.cli import TINY_MODEL, main  # noqa: E402
 from pyfdc.front import SamplerSpec, _verdicts, front_table, parse_spec, run_front  # noqa: E402
+from pyfdc.e2crf import E2CRFConfig  # noqa: E402
 from pyfdc.model import DiffusionModel  # noqa: E402
 from pyfdc.score_net import ModelConfig, ScoreTransformer  # noqa: E402
 from pyfdc.spectral import make_transform  # noqa: E402
 
 
 def test_parse_spec_round_trips_and_rejects() -> None:
-    s = parse_spec("e2crf(tau0=1,mode=fixed):250")
-    assert s == SamplerSpec("e2crf", 250, (("tau0", 1), ("mode", "fixed"))) and s.name == "e2crf(tau0=1,mode=fixed):250"
-    assert s.e2crf_config().tau0 == 1 and s.e2crf_config().mode == "fixed" and not s.uncached
+    s = parse_spec("e2crf(budget=0.35,feedback=off,solver=dpm2m):250")
+    assert s == SamplerSpec("e2crf", 250, (("budget", 0.35), ("feedback", "off"), ("solver", "dpm2m")))
+    assert s.name == "e2crf(budget=0.35,feedback=off,solver=dpm2m):250" and not s.uncached and s.method == "dpm2m"
+    assert s.e2crf_config() == E2CRFConfig(budget=0.35, feedback=False)  # the CLI's and files' parser
+    assert parse_spec("e2crf:10").e2crf_config() == E2CRFConfig() and parse_spec("e2crf:10").method == "em"
     assert parse_spec("dpm2m:25").uncached and parse_spec(" em : 10 ".replace(" ", "")).steps == 10
     for bad, msg in [("em", "KIND"), ("em:0", "steps"), ("rk4:10", "kind"), ("em(tau0=1):10", "uncached samplers take only"),
-                     ("e2crf(tau0):10", "key=value"), ("e2crf(bogus=1):10", "bogus"), ("e2crf(R=0):10", "R")]:
+                     ("e2crf(tau0):10", "key=value"), ("e2crf(bogus=1):10", "bogus"), ("e2crf(R=0):10", "R"),
+                     ("e2crf(mode=fixed):10", "unknown E2-CRF option 'mode'"), ("e2crf(solver=rk4):10", "solver")]:
         with pytest.raises(ValueError, match=msg):
             parse_spec(bad)
 
@@ -57,7 +61,7 @@ def _tiny_model(seed: int) -> DiffusionModel:
 
 
 def test_run_front_writes_reports_and_reuses_only_the_same_models_runs(tmp_path: Path) -> None:
-    specs = ["em:5", "dpm2m:3", "e2crf(tau0=1):6"]
+    specs = ["em:5", "dpm2m:3", "e2crf(budget=0.5):6"]
     model = _tiny_model(0)
     res = run_front(model, tmp_path, specs, num_samples=20, batch_size=10, progress=False)
     assert [r["sampler"] for r in res["rows"]] == ["em:1000 (floor)", *specs]

@@ -75,10 +75,10 @@ def test_train_without_a_dataset_is_a_type_error(tmp_path: Path) -> None:
 ])
 @pytest.mark.parametrize("which", ["uncached", "e2crf"])
 def test_api_checks_seed_and_offset(kw: dict, needle: str, which: str) -> None:
-    from pyfdc import E2CRFConfig, E2CRFSampler, Sampler
+    from pyfdc import E2CRFConfig, Sampler
 
     model = tiny_model()
-    sampler = Sampler(model, "em") if which == "uncached" else E2CRFSampler(model, E2CRFConfig.budgeted(0.5))
+    sampler = Sampler(model, "em", cache=None if which == "uncached" else E2CRFConfig(0.5))
     with pytest.raises(ValueError) as err:
         sampler.sample(2, steps=2, **kw)
     assert needle in str(err.value)
@@ -88,21 +88,21 @@ def test_api_checks_seed_and_offset(kw: dict, needle: str, which: str) -> None:
     ({"K": 16}, "puts all N' = 17 tokens"),
     ({"K": 1000}, "puts all N' = 17 tokens"),
     ({"num_probes": 1000}, "exceeds the 15 tokens outside the band"),
-    ({"budget": 0.2, "K": 4, "mode": "no_energy", "tau0": 1.0}, "exceed the budget"),
+    ({"budget": 0.2, "K": 4}, "exceed the budget"),
 ])
 def test_e2crf_options_that_cannot_hold(config: dict, needle: str) -> None:
-    from pyfdc import E2CRFConfig, E2CRFSampler
+    from pyfdc import E2CRFConfig, Sampler
 
     with pytest.raises(ValueError, match=needle.replace("'", ".")):
-        E2CRFSampler(tiny_model(), E2CRFConfig(**config)).sample(2, steps=3)
+        Sampler(tiny_model(), cache=E2CRFConfig(**{"budget": 0.5, **config})).sample(2, steps=3)
 
 
 def test_e2crf_limits_that_hold_still_sample() -> None:
     # the largest K that still caches a token and a band + probes that fit the budget exactly
-    from pyfdc import E2CRFConfig, E2CRFSampler
+    from pyfdc import E2CRFConfig, Sampler
 
-    for cfg in (E2CRFConfig(K=15, num_probes=1), E2CRFConfig.budgeted(0.25, K=1, num_probes=2)):
-        x, stats = E2CRFSampler(tiny_model(), cfg).sample(2, steps=3, progress=False)
+    for cfg in (E2CRFConfig(1.0, K=15, num_probes=1), E2CRFConfig(0.25, K=1, num_probes=2)):
+        x = Sampler(tiny_model(), cache=cfg).sample(2, steps=3, progress=False)
         assert x.shape == (2, 32, 1) and np.isfinite(x.numpy()).all()
 
 

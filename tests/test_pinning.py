@@ -10,7 +10,7 @@ import torch
 
 from pyfdc.checkpoint import CheckpointError, _config_text, load_checkpoint, save_checkpoint
 from pyfdc.data import load_dataset
-from pyfdc.e2crf import E2CRFConfig, E2CRFSampler
+from pyfdc.e2crf import E2CRFConfig
 from pyfdc.model import DiffusionModel
 from pyfdc.pinning import PinnedCoordinates, PinProjector
 from pyfdc.sampler import Sampler
@@ -80,7 +80,7 @@ def test_every_sampler_returns_pinned_values_exactly(sampler: str) -> None:
     pins = PinnedCoordinates.fit(_padded(30))
     model = _model(pins)
     if sampler == "e2crf":
-        x, _ = E2CRFSampler(model, E2CRFConfig(tau0=1.0)).sample(5, steps=12, batch_size=5, progress=False)
+        x = Sampler(model, cache=E2CRFConfig(0.5)).sample(5, steps=12, batch_size=5, progress=False)
     else:
         x = Sampler(model, sampler).sample(5, steps=12, batch_size=5, progress=False)
     assert bool((x[:, -6:, :] == 0.25).all()) and bool((x[:, 0, 1] == -1.0).all())

@@ -8,7 +8,8 @@ import pytest
 import torch
 
 from pyfdc.model import DiffusionModel
-from pyfdc.sampling import NoiseStream, Sampler, ddim, dpm_solver_2m, euler_maruyama
+from pyfdc.sampler import Sampler
+from pyfdc.sampling import NoiseStream, ddim, dpm_solver_2m, euler_maruyama
 from pyfdc.score_net import ModelConfig, ScoreTransformer
 from pyfdc.sde import VPSDE
 from pyfdc.spectral import TokenTransform, make_transform

@@ -54,14 +54,15 @@ def test_missing_extra_is_one_line(monkeypatch: pytest.MonkeyPatch) -> None:
 def test_default_spec_is_the_cli_default() -> None:
     from pyfdc.checkpoint import load_checkpoint
     from pyfdc.e2crf import E2CRFConfig
-    from pyfdc.e2crf_calibrate import default_config
+    from pyfdc.e2crf.calibrate import default_config
     from pyfdc.front import parse_spec
     from pyfdc.pretrained import pretrained_path
 
     model = load_checkpoint(pretrained_path("ecg_small_freq"))
     for steps in (1000, 100):
         spec = parse_spec(suite_stages.default_e2crf_spec(model, steps))
-        assert spec.steps == steps and spec.e2crf_config() == default_config(model, steps)
+        want = default_config(model, steps)
+        assert spec.steps == steps and (spec.uncached if want is None else spec.e2crf_config() == want)
     assert suite_stages.config_spec(E2CRFConfig(), 50) == "e2crf:50"
 
 
@@ -107,7 +108,7 @@ def test_calibration_table_says_whether_the_shadow_test_predicted(tmp_path: Path
     import suite_calibration as sc
 
     from pyfdc.e2crf import E2CRFConfig
-    from pyfdc.e2crf_calibrate import Calibration
+    from pyfdc.e2crf.calibrate import Calibration
 
     folder = tmp_path / "d"
     (folder / "front").mkdir(parents=True)
@@ -115,7 +116,7 @@ def test_calibration_table_says_whether_the_shadow_test_predicted(tmp_path: Path
     (folder / "freq" / "calibrations").mkdir(parents=True)
     rows = [{"candidate": {"budget": b}, "deviation_median": 0.01, "worst_band_error": 0.01, "shift": d,
              "speedup": 2.0, "passed": ok} for b, d, ok in ((0.2, 0.25, False), (0.35, 0.05, True))]
-    Calibration(E2CRFConfig.budgeted(0.35), False, 1000, "em", {}, rows, 32, model_id="x").save(sc._path(folder))
+    Calibration(E2CRFConfig(0.35), False, 1000, "em", {}, rows, 32, model_id="x").save(sc._path(folder))
     s02, s035 = "e2crf(budget=0.2):1000", "e2crf(budget=0.35):1000"
     sc._specs_path(folder).write_text(json.dumps([s02, s035]))
     floor = _front_row("em:1000 (floor)", 0.50, 1.0)

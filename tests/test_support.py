@@ -9,7 +9,7 @@ import torch
 
 from pyfdc.checkpoint import CheckpointError, load_checkpoint, save_checkpoint
 from pyfdc.data import Standardizer
-from pyfdc.e2crf import E2CRFConfig, E2CRFSampler
+from pyfdc.e2crf import E2CRFConfig
 from pyfdc.front import model_fingerprint
 from pyfdc.model import DiffusionModel
 from pyfdc.pinning import PinnedCoordinates
@@ -128,15 +128,15 @@ def test_samplers_stay_inside_the_bounds_only_with_the_clip() -> None:
     model.clip = True
 
 
-@pytest.mark.parametrize("cfg", [E2CRFConfig(tau0=1.0), E2CRFConfig.budgeted(0.5)])
+@pytest.mark.parametrize("cfg", [E2CRFConfig(0.5, ranking="energy"), E2CRFConfig(0.5)])
 def test_e2crf_samples_are_clipped_too(cfg: E2CRFConfig) -> None:
     model = _model(out_gain=8.0)
     lo, hi = (torch.as_tensor(v) for v in (model.bounds.low, model.bounds.high))
     model.clip = True
-    x, _ = E2CRFSampler(model, cfg).sample(4, steps=12, batch_size=4, progress=False)
+    x = Sampler(model, cache=cfg).sample(4, steps=12, batch_size=4, progress=False)
     assert bool(((x >= lo) & (x <= hi)).all())
     model.clip = False
-    y, _ = E2CRFSampler(model, cfg).sample(4, steps=12, batch_size=4, progress=False)
+    y = Sampler(model, cache=cfg).sample(4, steps=12, batch_size=4, progress=False)
     assert bool(((y < lo) | (y > hi)).any())
 
 

@@ -28,7 +28,7 @@ def _samples(folder: Path, n: int) -> np.ndarray:
     if out.is_file() and len(np.load(out)) >= n:
         return np.load(out)[:n]
     from pyfdc.checkpoint import load_checkpoint
-    from pyfdc.sampling import Sampler
+    from pyfdc.sampler import Sampler
 
     x = Sampler(load_checkpoint(folder / "freq"), "em").sample(n, steps=1000, batch_size=64, seed=0, progress=False)
     np.save(out, x.numpy())

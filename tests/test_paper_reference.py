@@ -1,4 +1,6 @@
-"""E2-CRF sampler: exactness when nothing is cached, batch invariance, policy/stats, validation.
+"""The paper's literal E2-CRF (the test-only reference ``paper_policy.py``, variable recompute sets over
+the compiled energy-weighted threshold selection): exactness when nothing is cached, batch invariance,
+policy/stats, validation.
 
 Tiny untrained model (2 layers, d 32, N = 32 -> N' = 17 tokens, M = 1) and 12–20 EM steps keep this
 file at a few seconds. Untrained networks are chaotic over a trajectory, so the exactness tests
@@ -13,7 +15,7 @@ import pytest
 import torch
 
 from pyfdc import ops
-from pyfdc.e2crf import MODES, E2CRFConfig, E2CRFSampler, E2CRFStats
+from paper_policy import MODES, E2CRFStats, PaperConfig, PaperSampler
 from pyfdc.model import DiffusionModel
 from tinymodels import one_thread, tiny_model  # noqa: F401 (autouse fixture)
 
@@ -35,9 +37,9 @@ def model() -> DiffusionModel:
 CACHING = dict(K=1, tau0=0.5, R=5, num_probes=2)
 
 
-def _run(model, cfg: E2CRFConfig, n: int = 4, batch: int = 4, seed: int = 0, offset: int = 0,
+def _run(model, cfg: PaperConfig, n: int = 4, batch: int = 4, seed: int = 0, offset: int = 0,
          steps: int = STEPS):
-    return E2CRFSampler(model, cfg).sample_tokens(n, steps=steps, batch_size=batch, seed=seed,
+    return PaperSampler(model, cfg).sample_tokens(n, steps=steps, batch_size=batch, seed=seed,
                                                   progress=False, sample_offset=offset)
 
 
@@ -45,7 +47,7 @@ def test_uncached_mode_matches_plain_sampler(model):
     from pyfdc.sampler import Sampler
 
     x_ref = Sampler(model).sample(4, steps=STEPS, batch_size=4, seed=3, progress=False)
-    x, stats = E2CRFSampler(model, E2CRFConfig(mode="uncached")).sample(4, steps=STEPS, batch_size=4,
+    x, stats = PaperSampler(model, PaperConfig(mode="uncached")).sample(4, steps=STEPS, batch_size=4,
                                                                          seed=3, progress=False)
     assert x.shape == (4, N, M)
     torch.testing.assert_close(x, x_ref, rtol=0, atol=0)  # same ops, same noise: bitwise
@@ -55,8 +57,8 @@ def test_uncached_mode_matches_plain_sampler(model):
 @pytest.mark.parametrize("mode", ["full", "no_feedback", "no_energy", "naive_kv", "fixed"])
 def test_forcing_all_tokens_equals_uncached(model, mode):
     """R = 1 forces a full refresh every step: same math as the plain forward, gathered."""
-    x_ref, _ = _run(model, E2CRFConfig(mode="uncached"))
-    x, stats = _run(model, E2CRFConfig(mode=mode, R=1, **{k: v for k, v in CACHING.items() if k != "R"}))
+    x_ref, _ = _run(model, PaperConfig(mode="uncached"))
+    x, stats = _run(model, PaperConfig(mode=mode, R=1, **{k: v for k, v in CACHING.items() if k != "R"}))
     # identical matmuls on an identity gather; only sdpa reads K/V from the contiguous cache instead
     # of strided views, which may reorder fp32 sums (~1e-7 relative); 1e-5 leaves room for 16 steps.
     torch.testing.assert_close(x, x_ref, rtol=1e-5, atol=1e-5)
@@ -67,11 +69,11 @@ def test_forcing_all_tokens_equals_uncached(model, mode):
 def test_band_covering_all_tokens_is_refused_and_band_plus_probes_covering_them_is_uncached(model):
     # K >= N' - 1 would silently switch the cache off: an error naming the limit
     with pytest.raises(ValueError, match=f"puts all N' = {T} tokens"):
-        _run(model, E2CRFConfig(K=T, tau0=math.inf, R=1000, num_probes=2))
+        _run(model, PaperConfig(K=T, tau0=math.inf, R=1000, num_probes=2))
     # the widest band that still leaves a token outside it, plus a probe on that token: every token is
     # recomputed every step, so the samples are uncached EM's
-    x_ref, _ = _run(model, E2CRFConfig(mode="uncached"))
-    x, stats = _run(model, E2CRFConfig(K=T - 2, tau0=math.inf, R=1000, num_probes=1))
+    x_ref, _ = _run(model, PaperConfig(mode="uncached"))
+    x, stats = _run(model, PaperConfig(K=T - 2, tau0=math.inf, R=1000, num_probes=1))
     torch.testing.assert_close(x, x_ref, rtol=1e-5, atol=1e-5)  # same justification as above
     assert stats.recomputed_fraction == [1.0] * STEPS
 
@@ -82,7 +84,7 @@ def test_batch_invariance(model, dense_fraction):
 
     Whatever path (packed, slab, masked-dense) the batch and the single runs take.
     """
-    cfg = E2CRFConfig(**CACHING, dense_fraction=dense_fraction)
+    cfg = PaperConfig(**CACHING, dense_fraction=dense_fraction)
     xb, sb = _run(model, cfg, n=4, batch=4, seed=7)
     assert 0.0 < sb.mean_recomputed_fraction < 1.0, "the config must actually cache"
     fracs = []
@@ -99,7 +101,7 @@ def test_batch_invariance(model, dense_fraction):
 def test_refresh_only_when_no_rule_selects(model):
     """tau0 = inf, K = 0, no probes, no warn: only token 0 between refreshes, all on refresh steps."""
     R = 4
-    cfg = E2CRFConfig(K=0, tau0=math.inf, R=R, num_probes=0, tau_warn=math.inf, tau_safe=math.inf)
+    cfg = PaperConfig(K=0, tau0=math.inf, R=R, num_probes=0, tau_warn=math.inf, tau_safe=math.inf)
     _, stats = _run(model, cfg)
     expected = [1.0 if i % R == 0 else 1.0 / T for i in range(STEPS)]
     assert stats.recomputed_fraction == pytest.approx(expected, abs=1e-12)
@@ -121,7 +123,7 @@ def test_stats_agree_with_selection_op(model, monkeypatch):
         return idx, count
 
     monkeypatch.setattr(ops, "select_tokens", spy)
-    _, stats = _run(model, E2CRFConfig(mode="no_feedback", K=1, tau0=0.5, R=5))
+    _, stats = _run(model, PaperConfig(mode="no_feedback", K=1, tau0=0.5, R=5))
     assert len(calls) == STEPS
     want = [float(c.double().mean()) / T for c in calls]
     assert stats.recomputed_fraction == pytest.approx(want, abs=1e-12)
@@ -129,18 +131,18 @@ def test_stats_agree_with_selection_op(model, monkeypatch):
 
 
 def test_probes_and_feedback_are_recorded(model):
-    _, stats = _run(model, E2CRFConfig(**CACHING))
+    _, stats = _run(model, PaperConfig(**CACHING))
     assert stats.probe_steps, "probes must run on cached steps"
     err = torch.tensor(stats.feedback_error)
     assert (err[stats.probe_steps] > 0).all()
     no_probe = [i for i in range(STEPS) if i not in stats.probe_steps]
     assert (err[no_probe] == 0).all()
-    _, s_nf = _run(model, E2CRFConfig(mode="no_feedback", **{k: v for k, v in CACHING.items()}))
+    _, s_nf = _run(model, PaperConfig(mode="no_feedback", **{k: v for k, v in CACHING.items()}))
     assert s_nf.probe_steps == [] and max(s_nf.feedback_error) == 0.0
 
 
 def test_deterministic_under_seed(model):
-    cfg = E2CRFConfig(**CACHING)
+    cfg = PaperConfig(**CACHING)
     a, sa = _run(model, cfg, seed=11)
     b, sb = _run(model, cfg, seed=11)
     c, _ = _run(model, cfg, seed=12)
@@ -152,7 +154,7 @@ def test_deterministic_under_seed(model):
 
 @pytest.mark.parametrize("mode", MODES)
 def test_all_modes_run_and_stats_are_json_safe(model, mode):
-    x, stats = E2CRFSampler(model, E2CRFConfig(mode=mode, **CACHING)).sample(
+    x, stats = PaperSampler(model, PaperConfig(mode=mode, **CACHING)).sample(
         3, steps=8, batch_size=2, seed=0, progress=False)
     assert x.shape == (3, N, M) and torch.isfinite(x).all()
     d = json.loads(json.dumps(stats.to_dict()))
@@ -167,7 +169,7 @@ def test_all_modes_run_and_stats_are_json_safe(model, mode):
 
 
 def test_pinned_coordinates_stay_zero(model):
-    z, _ = _run(model, E2CRFConfig(**CACHING))
+    z, _ = _run(model, PaperConfig(**CACHING))
     mask = model.transform.mask()
     assert (z[:, mask == 0] == 0).all()
 
@@ -177,7 +179,7 @@ def test_reference_and_compiled_ops_give_same_samples(model, monkeypatch):
         pytest.skip("compiled pyfdc ops not built")
     from pyfdc.ops import reference
 
-    cfg = E2CRFConfig(**CACHING)
+    cfg = PaperConfig(**CACHING)
     a, sa = _run(model, cfg)
     for name in ("select_tokens", "kv_scatter", "error_feedback"):
         monkeypatch.setattr(ops, name, getattr(reference, name))
@@ -196,17 +198,17 @@ def test_reference_and_compiled_ops_give_same_samples(model, monkeypatch):
 ])
 def test_config_validation(kwargs, match):
     with pytest.raises(ValueError, match=match):
-        E2CRFConfig(**kwargs)
+        PaperConfig(**kwargs)
 
 
 def test_sample_argument_validation(model):
-    s = E2CRFSampler(model)
+    s = PaperSampler(model)
     with pytest.raises(ValueError, match="num_samples"):
         s.sample(0, steps=2, progress=False)
     with pytest.raises(ValueError, match="steps"):
         s.sample(1, steps=0, progress=False)
     with pytest.raises(TypeError, match="config"):
-        E2CRFSampler(model, {"mode": "full"})
+        PaperSampler(model, {"mode": "full"})
 
 
 def test_stats_defaults():
@@ -221,7 +223,7 @@ def test_sparse_step_on_a_fresh_cache_reproduces_the_full_forward(model, naive_k
     Exercises the gathered path (per-sample subsets of different sizes, -1 padding, probes, K/V scatter)
     — every cached quantity equals its fresh value, so only rounding of h0 + (h − h0) can differ.
     """
-    from pyfdc.e2crf_step import CachedForward
+    from paper_step import CachedForward
 
     B, C = 3, model.transform.token_dim
     g = torch.Generator().manual_seed(0)
