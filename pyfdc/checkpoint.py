@@ -215,28 +215,11 @@ def update_checkpoint_token_moments(directory: str | Path, moments: Any) -> None
     atomic_write_text(Path(directory) / CONFIG_FILE, _config_text(config))
 
 
-def load_checkpoint(directory: str | Path, map_location: str | torch.device = "cpu") -> Any:
-    """Load a :class:`~pyfdc.model.DiffusionModel` saved by :func:`save_checkpoint`.
-
-    Raises:
-        CheckpointError: missing/corrupt/truncated files, unsupported format version, weights
-            not matching the config (hash, missing or unexpected keys, shapes).
-    """
+def _read_weights(folder: Path, config: dict[str, Any]) -> tuple[dict[str, torch.Tensor], Path]:
+    """``(tensors, path)``: the weights file ``config`` commits to, checked against its SHA-256 and parsed."""
     from safetensors import SafetensorError
     from safetensors.torch import load as st_load
 
-    from pyfdc.data import Standardizer
-    from pyfdc.model import DiffusionModel
-    from pyfdc.score_net import ModelConfig, ScoreTransformer
-    from pyfdc.sde import VPSDE
-    from pyfdc.spectral import make_transform
-    from pyfdc.pinning import PinnedCoordinates
-    from pyfdc.support import SupportBounds
-    from pyfdc.token_moments import TokenMoments
-    from pyfdc.token_scaler import TokenScaler
-
-    folder = Path(directory)
-    config = read_config(folder)
     cfg_path, w_path = folder / CONFIG_FILE, weights_path(folder)
     if not w_path.is_file():
         raise CheckpointError(f"{w_path}: missing (config.json is present)")
@@ -249,56 +232,108 @@ def load_checkpoint(directory: str | Path, map_location: str | torch.device = "c
         tensors = st_load(blob)
     except (SafetensorError, ValueError, RuntimeError) as exc:
         raise CheckpointError(f"{w_path}: corrupt safetensors file ({exc})") from exc
+    return tensors, w_path
 
+
+@dataclasses.dataclass(frozen=True)
+class _ModelFields:
+    """The parts of a :class:`~pyfdc.model.DiffusionModel` a config describes (everything but the weights)."""
+
+    transform: Any          # pyfdc.spectral.TokenTransform for (n, m)
+    mcfg: Any               # pyfdc.score_net.ModelConfig
+    sde: Any                # pyfdc.sde.VPSDE
+    standardizer: Any       # pyfdc.data.Standardizer (M channels) or None
+    token_scaler: Any       # pyfdc.token_scaler.TokenScaler (num_tokens, token_dim) or None
+    pins: Any               # pyfdc.pinning.PinnedCoordinates (n, m) or None
+    bounds: Any             # pyfdc.support.SupportBounds (M channels) or None
+    token_moments: Any      # pyfdc.token_moments.TokenMoments or None
+
+
+def _check_field_types(config: dict[str, Any]) -> None:
+    """The transform, model config and SDE sections have their keys, and integers/numbers where needed."""
+    from pyfdc.score_net import ModelConfig
+
+    tr = config["transform"]
+    _require(tr, ("kind", "n", "m"), "transform")
+    _require(config["model_config"], [f.name for f in dataclasses.fields(ModelConfig)], "model_config")
+    _require(config["sde"], ("beta_min", "beta_max", "t_eps"), "sde")
+    for key in ("n", "m"):
+        if isinstance(tr[key], bool) or not isinstance(tr[key], int):
+            raise ValueError(f"transform.{key} must be an integer, got {tr[key]!r}")
+    for key, value in config["sde"].items():
+        if isinstance(value, bool) or not isinstance(value, (int, float)):
+            raise ValueError(f"sde.{key} must be a number, got {value!r}")
+
+
+def _parse_model_fields(config: dict[str, Any]) -> _ModelFields:
+    """The config's model fields, each checked against the transform; raises KeyError/TypeError/ValueError.
+
+    The data statistics added over time (token scaler, pins, bounds, token moments) are ``None`` when a
+    checkpoint written before them lacks them.
+    """
+    from pyfdc.data import Standardizer
+    from pyfdc.pinning import PinnedCoordinates
+    from pyfdc.score_net import ModelConfig
+    from pyfdc.sde import VPSDE
+    from pyfdc.spectral import make_transform
+    from pyfdc.support import SupportBounds
+    from pyfdc.token_moments import TokenMoments
+    from pyfdc.token_scaler import TokenScaler
+
+    _check_field_types(config)
+    tr = config["transform"]
+    transform = make_transform(tr["kind"], tr["n"], tr["m"])
+    mcfg = ModelConfig.from_dict(config["model_config"])
+    sde = VPSDE.from_dict(config["sde"])
+    std_cfg = config["standardizer"]
+    standardizer = None if std_cfg is None else Standardizer.from_dict(std_cfg)
+    if standardizer is not None and standardizer.channels != tr["m"]:
+        raise ValueError(f"standardizer has {standardizer.channels} channels, transform.m = {tr['m']}")
+    ts_cfg = config.get("token_scaler")  # absent in checkpoints written before per-token scaling
+    token_scaler = None if ts_cfg is None else TokenScaler.from_dict(ts_cfg)
+    pins_cfg = config.get("pins")  # absent in checkpoints written before pinning
+    pins = None if pins_cfg is None else PinnedCoordinates.from_dict(pins_cfg)
+    if pins is not None and "original" not in pins_cfg and standardizer is not None:
+        # written before pins kept original units: recover them from the standardised values
+        pins = PinnedCoordinates(pins.pin, pins.values, standardizer.inverse(pins.values[None])[0])
+    if pins is not None and pins.shape != (transform.n, transform.m):
+        raise ValueError(f"pins are for (N, M) = {pins.shape}, transform is ({transform.n}, {transform.m})")
+    bounds_cfg = config.get("bounds")  # absent in checkpoints written before support bounds
+    bounds = None if bounds_cfg is None else SupportBounds.from_dict(bounds_cfg)
+    if bounds is not None and bounds.channels != transform.m:
+        raise ValueError(f"bounds are for {bounds.channels} channels, transform.m = {transform.m}")
+    tm_cfg = config.get("token_moments")  # absent in checkpoints written before token moments
+    token_moments = None if tm_cfg is None else TokenMoments.from_dict(tm_cfg)
+    if token_scaler is not None and token_scaler.shape != (transform.num_tokens, transform.token_dim):
+        raise ValueError(f"token_scaler is {token_scaler.shape}, transform gives "
+                         f"({transform.num_tokens}, {transform.token_dim})")
+    return _ModelFields(transform=transform, mcfg=mcfg, sde=sde, standardizer=standardizer,
+                        token_scaler=token_scaler, pins=pins, bounds=bounds, token_moments=token_moments)
+
+
+def _model_fields(config: dict[str, Any], cfg_path: Path) -> _ModelFields:
+    """:func:`_parse_model_fields` with its errors as :class:`CheckpointError`, and the model config's token
+    shape checked against the transform's."""
     try:
-        dev = check_device(map_location)
-    except ValueError as exc:
-        raise CheckpointError(f"load_checkpoint(map_location=...): {exc}") from None
-    try:
-        tr = config["transform"]
-        _require(tr, ("kind", "n", "m"), "transform")
-        _require(config["model_config"], [f.name for f in dataclasses.fields(ModelConfig)], "model_config")
-        _require(config["sde"], ("beta_min", "beta_max", "t_eps"), "sde")
-        for key in ("n", "m"):
-            if isinstance(tr[key], bool) or not isinstance(tr[key], int):
-                raise ValueError(f"transform.{key} must be an integer, got {tr[key]!r}")
-        for key, value in config["sde"].items():
-            if isinstance(value, bool) or not isinstance(value, (int, float)):
-                raise ValueError(f"sde.{key} must be a number, got {value!r}")
-        transform = make_transform(tr["kind"], tr["n"], tr["m"])
-        mcfg = ModelConfig.from_dict(config["model_config"])
-        sde = VPSDE.from_dict(config["sde"])
-        std_cfg = config["standardizer"]
-        standardizer = None if std_cfg is None else Standardizer.from_dict(std_cfg)
-        if standardizer is not None and standardizer.channels != tr["m"]:
-            raise ValueError(f"standardizer has {standardizer.channels} channels, transform.m = {tr['m']}")
-        ts_cfg = config.get("token_scaler")  # absent in checkpoints written before per-token scaling
-        token_scaler = None if ts_cfg is None else TokenScaler.from_dict(ts_cfg)
-        pins_cfg = config.get("pins")  # absent in checkpoints written before pinning
-        pins = None if pins_cfg is None else PinnedCoordinates.from_dict(pins_cfg)
-        if pins is not None and "original" not in pins_cfg and standardizer is not None:
-            # written before pins kept original units: recover them from the standardised values
-            pins = PinnedCoordinates(pins.pin, pins.values, standardizer.inverse(pins.values[None])[0])
-        if pins is not None and pins.shape != (transform.n, transform.m):
-            raise ValueError(f"pins are for (N, M) = {pins.shape}, transform is ({transform.n}, {transform.m})")
-        bounds_cfg = config.get("bounds")  # absent in checkpoints written before support bounds
-        bounds = None if bounds_cfg is None else SupportBounds.from_dict(bounds_cfg)
-        if bounds is not None and bounds.channels != transform.m:
-            raise ValueError(f"bounds are for {bounds.channels} channels, transform.m = {transform.m}")
-        tm_cfg = config.get("token_moments")  # absent in checkpoints written before token moments
-        token_moments = None if tm_cfg is None else TokenMoments.from_dict(tm_cfg)
-        if token_scaler is not None and token_scaler.shape != (transform.num_tokens, transform.token_dim):
-            raise ValueError(f"token_scaler is {token_scaler.shape}, transform gives "
-                             f"({transform.num_tokens}, {transform.token_dim})")
+        fields = _parse_model_fields(config)
     except (KeyError, TypeError, ValueError) as exc:
         raise CheckpointError(f"{cfg_path}: invalid field ({type(exc).__name__}: {exc})") from exc
+    mcfg, transform = fields.mcfg, fields.transform
     if (mcfg.num_tokens, mcfg.token_dim) != (transform.num_tokens, transform.token_dim):
         raise CheckpointError(
             f"{cfg_path}: model config expects {mcfg.num_tokens} tokens of width {mcfg.token_dim}, "
-            f"transform {tr} gives {transform.num_tokens} x {transform.token_dim}")
+            f"transform {config['transform']} gives {transform.num_tokens} x {transform.token_dim}")
+    return fields
+
+
+def _load_net(fields: _ModelFields, tensors: dict[str, torch.Tensor], tr: dict[str, Any], cfg_path: Path,
+              w_path: Path) -> torch.nn.Module:
+    """A :class:`~pyfdc.score_net.ScoreTransformer` of ``fields.mcfg`` holding ``tensors`` (on the CPU), after
+    checking their keys, shapes and coordinate mask; the caller's global RNG is left untouched."""
+    from pyfdc.score_net import ScoreTransformer
 
     with torch.random.fork_rng(devices=[]):  # building the net must not disturb the caller's RNG
-        net = ScoreTransformer(mcfg)
+        net = ScoreTransformer(fields.mcfg)
     expected = net.state_dict()
     missing = sorted(set(expected) - set(tensors))
     unexpected = sorted(set(tensors) - set(expected))
@@ -310,19 +345,42 @@ def load_checkpoint(directory: str | Path, map_location: str | torch.device = "c
            for k, v in expected.items() if tuple(tensors[k].shape) != tuple(v.shape)]
     if bad:
         raise CheckpointError(f"{w_path}: shape mismatch with the model config: " + "; ".join(bad[:8]))
-    free = transform.mask(dtype=torch.float32)
+    free = fields.transform.mask(dtype=torch.float32)
     if "mask" in tensors and bool(((tensors["mask"].float() != 0) & (free == 0)).any()):
         raise CheckpointError(
             f"{cfg_path}: transform (kind {tr['kind']!r}, n {tr['n']}, m {tr['m']}) does not match the weights: "
             "the saved coordinate mask has free entries this transform fixes (wrong series length n?)")
     net.load_state_dict(tensors)
+    return net
+
+
+def load_checkpoint(directory: str | Path, map_location: str | torch.device = "cpu") -> Any:
+    """Load a :class:`~pyfdc.model.DiffusionModel` saved by :func:`save_checkpoint`.
+
+    Raises:
+        CheckpointError: missing/corrupt/truncated files, unsupported format version, weights
+            not matching the config (hash, missing or unexpected keys, shapes).
+    """
+    from pyfdc.model import DiffusionModel
+
+    folder = Path(directory)
+    config = read_config(folder)
+    cfg_path = folder / CONFIG_FILE
+    tensors, w_path = _read_weights(folder, config)
+    try:
+        dev = check_device(map_location)
+    except ValueError as exc:
+        raise CheckpointError(f"load_checkpoint(map_location=...): {exc}") from None
+    fields = _model_fields(config, cfg_path)
+    net = _load_net(fields, tensors, config["transform"], cfg_path, w_path)
     net.to(dev).eval()
     meta = dict(config.get("meta") or {})
     meta.setdefault("dataset", config.get("dataset"))
     meta["checkpoint"] = str(folder)
     meta["extra"] = config.get("extra", {})
     try:
-        return DiffusionModel(net, transform, sde, standardizer, meta=meta, token_scaler=token_scaler, pins=pins,
-                              bounds=bounds, token_moments=token_moments)
+        return DiffusionModel(net, fields.transform, fields.sde, fields.standardizer, meta=meta,
+                              token_scaler=fields.token_scaler, pins=fields.pins, bounds=fields.bounds,
+                              token_moments=fields.token_moments)
     except (TypeError, ValueError) as exc:
         raise CheckpointError(f"{cfg_path}: inconsistent model fields ({exc})") from exc
