@@ -166,7 +166,7 @@ class E2CRFConfig:
     def budgeted(cls, budget: float = 0.5, **overrides: Any) -> "E2CRFConfig":
         """The static-shape step with drift ranked by plain δ (mode ``no_energy``): the paper's energy
         weighting ranks low-energy (high-frequency) tokens last, so under a fixed budget they are
-        served stale late in sampling and come out under-denoised (``benchmarks/RESULTS.md``)."""
+        served stale late in sampling and come out under-denoised (``benchmarks/RESULTS_HISTORY.md``)."""
         return cls(**{"budget": budget, "mode": "no_energy", "tau0": 1.0, **overrides})
 
     def check_tokens(self, num_tokens: int, kind: str = "freq") -> None:
@@ -199,7 +199,7 @@ class E2CRFConfig:
 def uses_gaussian_output(model: Any) -> bool:
     """Whether the presets give ``model`` the ``gaussian`` cached output: it has token moments and
     spectral tokens (on time-domain tokens the diagonal Gaussian ignores the strong coupling of
-    neighbouring steps, and it did not lower the cache error there: ``benchmarks/RESULTS.md``)."""
+    neighbouring steps, and it did not lower the cache error there: ``benchmarks/RESULTS_HISTORY.md``)."""
     return getattr(model, "token_moments", None) is not None and model.transform.kind != "time"
 
 
