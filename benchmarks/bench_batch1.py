@@ -17,8 +17,8 @@ from pathlib import Path
 
 import torch
 
-from pyfdc.checkpoint import load_checkpoint
-from pyfdc.front import _draw, parse_spec
+from pyfdc.core.checkpoint import load_checkpoint
+from pyfdc.evaluation.front import _draw, parse_spec
 from pyfdc.pretrained import pretrained_path
 
 

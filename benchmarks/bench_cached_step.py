@@ -32,7 +32,7 @@ from pyfdc.e2crf.step import CachedStep as BudgetForward
 
 sys.path.insert(0, str(Path(__file__).resolve().parents[1] / "tests"))
 from paper_step import CachedForward  # noqa: E402  (test-only reference of the paper's variable sets)
-from pyfdc.score_net import ModelConfig, ScoreTransformer
+from pyfdc.core.score_net import ModelConfig, ScoreTransformer
 
 T, C, K, P = 94, 2, 4, 2
 

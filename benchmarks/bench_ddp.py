@@ -1,7 +1,7 @@
 """DDP training throughput on this machine: 1 vs N processes, and what the gradient all-reduce costs.
 
 The driver starts one ``torchrun --standalone --nproc_per_node=P`` job per (config, P) with this file as
-the worker. A worker times the training step of :func:`pyfdc.training.train` (DSM loss, backward, clip,
+the worker. A worker times the training step of :func:`pyfdc.training.trainer.train` (DSM loss, backward, clip,
 AdamW, EMA) on ECG-shaped tokens (N' = 94 tokens of width 2) with a global batch of 64 split over the
 ranks, in interleaved rounds of two kinds: a normal DDP step and a step under ``no_sync()`` (no
 all-reduce). Medians over rounds, after warm-up. The difference of the two is the all-reduce's cost
@@ -29,10 +29,10 @@ def worker(config: str, rounds: int, steps: int, out: Path) -> None:
     import torch
 
     from pyfdc import distributed
-    from pyfdc.score_net import ModelConfig, ScoreTransformer
-    from pyfdc.sde import VPSDE, dsm_loss
-    from pyfdc.spectral import make_transform
-    from pyfdc.training import _ema_update
+    from pyfdc.core.score_net import ModelConfig, ScoreTransformer
+    from pyfdc.core.sde import VPSDE, dsm_loss
+    from pyfdc.core.spectral import make_transform
+    from pyfdc.training.trainer import _ema_update
 
     world, _ = distributed.join("cpu")
     tr = make_transform("freq", 187, 1)

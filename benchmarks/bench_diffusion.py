@@ -37,14 +37,14 @@ import torch
 
 from pyfdc import __version__
 from pyfdc._io import atomic_write_text
-from pyfdc.checkpoint import load_checkpoint
+from pyfdc.core.checkpoint import load_checkpoint
 from pyfdc.cli import gaussian_baseline, sw_report
 from pyfdc.data import load_dataset
-from pyfdc.model import DiffusionModel
-from pyfdc.sampler import Sampler
-from pyfdc.score_net import ModelConfig, ScoreTransformer
-from pyfdc.spectral import make_transform
-from pyfdc.training import TrainConfig, train
+from pyfdc.core.model import DiffusionModel
+from pyfdc.sampling.sampler import Sampler
+from pyfdc.core.score_net import ModelConfig, ScoreTransformer
+from pyfdc.core.spectral import make_transform
+from pyfdc.training.trainer import TrainConfig, train
 
 
 def parse_args(argv: list[str] | None = None) -> argparse.Namespace:

@@ -1,6 +1,6 @@
 """The speed-quality front (issue 7): every sampler timed and scored against uncached EM-1000.
 
-Thin wrapper over :func:`pyfdc.front.run_front` (also ``pyfdc benchmark --front``)::
+Thin wrapper over :func:`pyfdc.evaluation.front.run_front` (also ``pyfdc benchmark --front``)::
 
     python benchmarks/bench_front.py --out benchmarks/results/front_small --threads 2
     python benchmarks/bench_front.py --checkpoint runs/paper --num-samples 128 --specs em:250 dpm2m:25

@@ -2,14 +2,14 @@
 
 Recipes are chosen here, never on the held-out split: each checkpoint's own (fit, val) split of the
 training series is rebuilt from its train config, and generated series are compared by C2ST
-(:func:`pyfdc.quality.data_report`) with (a) the validation beats (small: 37 on the embedded ECG)
+(:func:`pyfdc.evaluation.quality.data_report`) with (a) the validation beats (small: 37 on the embedded ECG)
 and (b) the fit beats the model trained on (larger, so sharper, but not unseen). The data floor
 there is fit vs val; the Gaussian is fitted to the fit split. Samples are cached in ``--out``.
 
     python benchmarks/bench_recipe.py --out bench_out/recipe --num-samples 256 \
         --checkpoint freq_token=runs/A_freq_token --checkpoint freq_channel=runs/C_freq_channel
 
-``NAME=DIR,noclip`` samples that checkpoint with its support clip off (``pyfdc.support``).
+``NAME=DIR,noclip`` samples that checkpoint with its support clip off (``pyfdc.core.support``).
 """
 from __future__ import annotations
 
@@ -22,11 +22,11 @@ import numpy as np
 import torch
 
 from pyfdc._io import atomic_write_text
-from pyfdc.checkpoint import load_checkpoint
+from pyfdc.core.checkpoint import load_checkpoint
 from pyfdc.data import load_dataset
-from pyfdc.quality import data_report
-from pyfdc.sampler import Sampler
-from pyfdc.training import split_indices
+from pyfdc.evaluation.quality import data_report
+from pyfdc.sampling.sampler import Sampler
+from pyfdc.training.trainer import split_indices
 
 
 def main(argv: list[str] | None = None) -> int:

@@ -12,10 +12,10 @@ import argparse
 import numpy as np
 import torch
 
-from pyfdc.checkpoint import load_checkpoint
+from pyfdc.core.checkpoint import load_checkpoint
 from pyfdc.data import load_dataset
 from pyfdc.pretrained import pretrained_path
-from pyfdc.sampler import Sampler
+from pyfdc.sampling.sampler import Sampler
 
 
 def high_pass(x: np.ndarray, cut: int) -> np.ndarray:

@@ -15,11 +15,12 @@ from pathlib import Path
 
 import torch
 
-from pyfdc import front as F
+from pyfdc.evaluation import front as F
 from pyfdc._io import atomic_write_text
-from pyfdc.checkpoint import load_checkpoint
-from pyfdc.cli_args import checkpoint_dir
-from pyfdc.quality import band_spectral_error, c2st_report
+from pyfdc.core.checkpoint import load_checkpoint
+from pyfdc.cli.args import checkpoint_dir
+from pyfdc.e2crf.shadow import band_spectral_error
+from pyfdc.evaluation.quality import c2st_report
 
 
 def main() -> None:

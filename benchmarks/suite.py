@@ -10,14 +10,14 @@ Per dataset (``benchmarks/suite_data.py``), in ``OUT/<dataset>/``:
    budget** with the shipped recipe (EMA 0.999, pinning auto, support clip, warmup 10% of the fitted
    schedule). Interrupted runs resume; ``<domain>/suite_done.json`` marks a finished one. Start the two
    domains as two processes (``--domains freq`` / ``--domains time``) to train them side by side.
-2. ``front`` — the frequency model's speed–quality front (``pyfdc.front.run_front``): uncached EM and
+2. ``front`` — the frequency model's speed–quality front (``pyfdc.evaluation.front.run_front``): uncached EM and
    DPM-Solver++(2M) at several step counts and the E2-CRF default against uncached EM-1000 (seed 0),
    floor = EM-1000 with seed 2. Samples are saved and reused.
 3. ``sample`` — the time-domain model's EM-1000 set (seed 0), same size.
-4. ``score`` — each model's EM-1000 set against the held-out split: C2ST (``pyfdc.quality.data_report``,
+4. ``score`` — each model's EM-1000 set against the held-out split: C2ST (``pyfdc.evaluation.quality.data_report``,
    subsamples of the held-out size, mean over ``--c2st-repeats``) next to the data floor (train vs
    held-out) and a Gaussian fitted to the train split; roughness vs held-out; and the field's
-   discriminative / predictive scores (``pyfdc.field_scores``) of the frequency model.
+   discriminative / predictive scores (``pyfdc.evaluation.field_scores``) of the frequency model.
 5. ``calibrate`` — does ``pyfdc calibrate``'s shadow test predict the C2ST? Every candidate measured on the
    shadow batch and put on the front (``benchmarks/suite_calibration.py``).
 6. ``report`` — ``<dataset>/table.md`` and the one-screen ``summary.md`` / ``summary.json``.
@@ -51,9 +51,9 @@ DONE = "suite_done.json"
 
 def train_one(ds: Any, folder: Path, domain: str, minutes: float, seed: int) -> dict[str, Any]:
     """Train (or resume, or skip when done) one model; the budget counts over every resumed session."""
-    from pyfdc.train_config import TrainConfig
-    from pyfdc.train_state import STATE_FILE, _load_state
-    from pyfdc.training import train
+    from pyfdc.training.config import TrainConfig
+    from pyfdc.training.state import STATE_FILE, _load_state
+    from pyfdc.training.trainer import train
 
     done = _read(folder / DONE)
     if done is not None:

@@ -6,7 +6,7 @@ Per dataset, for the frequency model at 1,000 EM steps:
    from the calibration seed: paired deviation from the uncached twin, per-band power error, shadow
    speedup) and records which pass; kept as the model's own calibration (``freq/calibrations/em-1000.json``,
    what ``pyfdc sample --sampler e2crf`` then runs) and reused for these weights.
-2. Every candidate joins the model's front (``pyfdc.front.run_front`` in ``front/``, same reference
+2. Every candidate joins the model's front (``pyfdc.evaluation.front.run_front`` in ``front/``, same reference
    EM-1000 seed 0, floor seed 2 and sample count as the front stage; saved runs are reused), so each
    candidate's pass/fail sits beside its C2ST against EM-1000 and its speedup.
 
@@ -36,8 +36,8 @@ def _specs_path(folder: Path) -> Path:  # each candidate's front spec, in the ca
 def calibrate_stage(name: str, folder: Path, args: argparse.Namespace) -> dict[str, Any]:
     """Calibrate ``folder/freq`` with every candidate measured, then put every candidate on its front."""
     from pyfdc.e2crf.calibrate import Calibration, calibrate, candidate_configs
-    from pyfdc.front import run_front
-    from pyfdc.model import weights_fingerprint
+    from pyfdc.evaluation.front import run_front
+    from pyfdc.core.model import weights_fingerprint
     from suite_stages import FRONT_SEED, FRONT_SPECS, REF_SEED, _json, _model, config_spec, default_e2crf_spec
 
     model = _model(folder / "freq")
@@ -60,7 +60,7 @@ def calibrate_stage(name: str, folder: Path, args: argparse.Namespace) -> dict[s
 
 
 def _keeps(row: dict[str, Any], floor: dict[str, Any]) -> bool:
-    from pyfdc.front import c2st_margin
+    from pyfdc.evaluation.front import c2st_margin
 
     return row["c2st"]["headline"] <= floor["c2st"]["headline"] + c2st_margin(row, floor)
 
@@ -70,8 +70,8 @@ def _front_shift(folder: Path, spec: str) -> float | None:
     EM-1000 with the same seed, so the same noise), every front series instead of 32."""
     import numpy as np
 
-    from pyfdc.front import parse_spec
-    from pyfdc.quality import statistic_shift
+    from pyfdc.evaluation.front import parse_spec
+    from pyfdc.e2crf.shadow import statistic_shift
 
     sub = folder / "front" / "samples" / "seed2"
     cand, unc = sub / f"{parse_spec(spec).slug}.npy", sub / "em_1000.npy"

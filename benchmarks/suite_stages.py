@@ -24,7 +24,7 @@ def _read(path: Path) -> Any:
 
 
 def _model(folder: Path) -> Any:
-    from pyfdc.checkpoint import load_checkpoint
+    from pyfdc.core.checkpoint import load_checkpoint
 
     return load_checkpoint(folder)
 
@@ -53,7 +53,7 @@ def default_e2crf_spec(model: Any, steps: int = 1000) -> str:
 
 def front_stage(name: str, folder: Path, args: argparse.Namespace) -> dict[str, Any]:
     """The frequency model's front against its EM-1000 (saved samples are reused on a rerun)."""
-    from pyfdc.front import run_front
+    from pyfdc.evaluation.front import run_front
 
     model = _model(folder / "freq")
     specs = [*FRONT_SPECS, default_e2crf_spec(model, 1000)]
@@ -69,7 +69,7 @@ def reference_samples(folder: Path) -> np.ndarray | None:
 
 def sample_stage(name: str, folder: Path, args: argparse.Namespace) -> None:
     """The time-domain model's EM-1000 set with the reference's seed and size."""
-    from pyfdc.sampler import Sampler
+    from pyfdc.sampling.sampler import Sampler
 
     out = folder / "time_em1000.npy"
     if out.is_file() and len(np.load(out)) == args.num_samples:
@@ -85,8 +85,8 @@ def sample_stage(name: str, folder: Path, args: argparse.Namespace) -> None:
 
 def score_stage(name: str, ds: Any, folder: Path, args: argparse.Namespace) -> dict[str, Any]:
     """Both models' EM-1000 sets against the held-out split; field scores of the frequency model."""
-    from pyfdc.field_scores import discriminative_score, predictive_score
-    from pyfdc.quality import data_report
+    from pyfdc.evaluation.field_scores import discriminative_score, predictive_score
+    from pyfdc.evaluation.quality import data_report
 
     path = folder / "scores.json"
     scores = _read(path) or {}
@@ -176,7 +176,7 @@ def report_stage(name: str, folder: Path) -> None:
     lines = [f"# {name}", "", _model_table([row]), ""]
     front = _read(folder / "front" / "front.json")
     if front is not None:
-        from pyfdc.front import front_table
+        from pyfdc.evaluation.front import front_table
 
         lines += [f"Front of the frequency model ({front['num_samples']} vs {front['num_samples']} series, "
                   f"batch {front['batch_size']}, {front['threads']} thread(s)):", "", front_table(front), ""]

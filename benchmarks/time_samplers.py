@@ -15,9 +15,9 @@ import time
 
 import torch
 
-from pyfdc import front as F
-from pyfdc.checkpoint import load_checkpoint
-from pyfdc.cli_args import checkpoint_dir
+from pyfdc.evaluation import front as F
+from pyfdc.core.checkpoint import load_checkpoint
+from pyfdc.cli.args import checkpoint_dir
 
 
 def main() -> None:

@@ -12,7 +12,8 @@ from typing import Any
 
 
 def main() -> int:
-    from pyfdc import cli, training
+    from pyfdc import cli
+    from pyfdc.training import trainer as training
 
     kill_rank = os.environ.get("PYFDC_TEST_KILL_RANK")
     kill_epoch = int(os.environ.get("PYFDC_TEST_KILL_EPOCH", "0"))

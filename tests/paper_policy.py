@@ -35,7 +35,7 @@ from pyfdc.e2crf.intensity import EventIntensity
 from pyfdc.e2crf.layers import index_mask
 
 if TYPE_CHECKING:
-    from pyfdc.model import DiffusionModel
+    from pyfdc.core.model import DiffusionModel
 
 MODES = ("full", "uncached", "fixed", "no_feedback", "no_energy", "naive_kv")
 
@@ -219,7 +219,7 @@ class CachedEpsFn:
     def __init__(self, net: torch.nn.Module, config: PaperConfig, sample_ids: Tensor, seed: int,
                  num_tokens: int, token_dim: int, acc: _Accumulator | None,
                  dtype: torch.dtype = torch.float32, device: torch.device | str = "cpu") -> None:
-        from pyfdc.sampling import NoiseStream
+        from pyfdc.sampling.solvers import NoiseStream
 
         self.net, self.cfg, self.acc = net, config, acc
         self.B, self.T = int(sample_ids.numel()), num_tokens
@@ -367,8 +367,8 @@ def _rss_bytes() -> int:
 class PaperSampler:
     """Euler–Maruyama sampling with E2-CRF cached score evaluations.
 
-    Same noise, schedule and output conventions as :class:`pyfdc.sampling.Sampler` (per-sample
-    :class:`~pyfdc.sampling.NoiseStream`, so sample ``j`` gets the same noise whatever its batch);
+    Same noise, schedule and output conventions as :class:`pyfdc.sampling.solvers.Sampler` (per-sample
+    :class:`~pyfdc.sampling.solvers.NoiseStream`, so sample ``j`` gets the same noise whatever its batch);
     only the network evaluation differs.
     """
 
@@ -396,7 +396,7 @@ class PaperSampler:
         With a multi-process ``world`` (:mod:`pyfdc.distributed`) each rank passes its own block of ids and
         the returned stats are those of the whole job (sums over ranks; wall time and memory: the maximum).
         """
-        from pyfdc.sampling import NoiseStream, check_run_ids, euler_maruyama
+        from pyfdc.sampling.solvers import NoiseStream, check_run_ids, euler_maruyama
 
         for name, v, lo in (("num_samples", num_samples, 1), ("steps", steps, 1), ("batch_size", batch_size, 1)):
             if isinstance(v, bool) or not isinstance(v, int) or v < lo:
@@ -424,7 +424,7 @@ class PaperSampler:
                 eps_fn = CachedEpsFn(net, config, ids, seed, T, C, acc, dtype=mask.dtype, device=dev)
                 stats.cache_bytes = max(stats.cache_bytes, eps_fn.cache_bytes)
                 z = stream()
-                solve_fn = self.model.sampling_eps_fn(eps_fn)  # support bounds (pyfdc.support), as Sampler
+                solve_fn = self.model.sampling_eps_fn(eps_fn)  # support bounds (pyfdc.core.support), as Sampler
                 z = euler_maruyama(solve_fn, sde, z, mask, steps, stream, progress=progress)
                 growth = max(growth, getattr(eps_fn, "rss_growth", 0))
                 acc.samples += n

@@ -1,4 +1,4 @@
-"""The E2-CRF cached forward of a :class:`~pyfdc.score_net.ScoreTransformer` (``architecture.md`` §4).
+"""The E2-CRF cached forward of a :class:`~pyfdc.core.score_net.ScoreTransformer` (``architecture.md`` §4).
 
 One call evaluates ε̂ for a batch whose per-sample recompute sets are given as padded index rows.
 Recomputed tokens run every layer (QKV, attention rows over the whole persistent K/V cache, out-proj,

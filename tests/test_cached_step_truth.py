@@ -20,7 +20,7 @@ import torch.nn.functional as F
 
 from paper_step import CachedForward
 from pyfdc.e2crf.step import CachedStep
-from pyfdc.score_net import ModelConfig, ScoreTransformer
+from pyfdc.core.score_net import ModelConfig, ScoreTransformer
 
 T, C = 17, 2
 TOL = dict(rtol=1e-9, atol=1e-10)
@@ -227,7 +227,7 @@ def test_gaussian_output_tracks_the_gaussian_part_and_keeps_the_rest(net):
     """cached_output='gaussian': a cached token's ε̂ at (z2, t2) is W(z2, t2) + (ε̂0 − W(z0, t0)) with
     W = σ (z − α μ)/(α² λ + σ²); recomputed tokens keep the network's ε̂. A cache serving ε̂0 (stale)
     or W at (z0, t0) misses by the change of W, O(0.1) here."""
-    from pyfdc.sde import VPSDE
+    from pyfdc.core.sde import VPSDE
 
     sde = VPSDE()
     B, K, k = 2, 1, 5
@@ -251,7 +251,7 @@ def test_gaussian_output_tracks_the_gaussian_part_and_keeps_the_rest(net):
 
 
 def test_gaussian_output_needs_moments(net):
-    from pyfdc.sde import VPSDE
+    from pyfdc.core.sde import VPSDE
 
     with pytest.raises(ValueError, match="needs the token moments"):
         CachedStep(net, 2, T, C, k=5, K=1, num_probes=0, tau0=0.5, eps=1e-6, dtype=torch.float64,

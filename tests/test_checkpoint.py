@@ -9,13 +9,13 @@ import pytest
 import torch
 from safetensors.torch import load_file, save
 
-from pyfdc.checkpoint import (CONFIG_FILE, CheckpointError, _config_text, load_checkpoint, weights_path,
+from pyfdc.core.checkpoint import (CONFIG_FILE, CheckpointError, _config_text, load_checkpoint, weights_path,
                               read_config, save_checkpoint, update_checkpoint_extra)
 from pyfdc.data import Standardizer
-from pyfdc.model import DiffusionModel
-from pyfdc.score_net import ModelConfig, ScoreTransformer
-from pyfdc.sde import VPSDE
-from pyfdc.spectral import make_transform
+from pyfdc.core.model import DiffusionModel
+from pyfdc.core.score_net import ModelConfig, ScoreTransformer
+from pyfdc.core.sde import VPSDE
+from pyfdc.core.spectral import make_transform
 
 
 def _model(kind: str = "freq", n: int = 16, m: int = 2) -> DiffusionModel:
@@ -159,7 +159,7 @@ def test_weights_from_another_save_are_rejected(tmp_path: Path) -> None:
 def test_replacing_is_atomic(tmp_path: Path, monkeypatch: pytest.MonkeyPatch) -> None:
     """A save killed after its weights but before its config leaves the old model loadable; a
     finished save leaves exactly the new model (one weights file)."""
-    import pyfdc.checkpoint as ck
+    import pyfdc.core.checkpoint as ck
 
     a, b = _model(), _model()
     with torch.no_grad():
@@ -183,7 +183,7 @@ def test_replacing_is_atomic(tmp_path: Path, monkeypatch: pytest.MonkeyPatch) ->
 
 
 def test_train_overwrite_keeps_the_old_checkpoint_until_replaced(tmp_path: Path) -> None:
-    from pyfdc.training import _prepare_out_dir
+    from pyfdc.training.trainer import _prepare_out_dir
 
     save_checkpoint(tmp_path, _model(), {"which": "old"})
     (tmp_path / "train_state.pt").write_bytes(b"old state")
@@ -222,7 +222,7 @@ def test_config_fields_are_checked_not_coerced(tmp_path: Path, edit, match) -> N
 
 @pytest.mark.parametrize("device,match", [("mps", "is not supported"), ("cuda:7", "CUDA"), ("bogus", "not a torch device")])
 def test_unknown_devices_are_one_line_errors(tmp_path: Path, device: str, match: str) -> None:
-    from pyfdc.training import TrainConfig
+    from pyfdc.training.trainer import TrainConfig
 
     save_checkpoint(tmp_path, _model(), {})
     with pytest.raises(CheckpointError, match=match):

@@ -18,7 +18,8 @@ import numpy as np
 import pytest
 import torch
 
-from pyfdc import cli, distributed, training
+from pyfdc import cli, distributed
+from pyfdc.training import trainer as training
 
 WORKER = Path(__file__).with_name("ddp_kill_worker.py")
 TIMEOUT_S = 180  # a 2-process tiny job takes ~5 s here; a hang must fail, not block

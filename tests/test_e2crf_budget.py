@@ -12,8 +12,8 @@ from torch.profiler import ProfilerActivity, profile
 from pyfdc import ops
 from pyfdc.e2crf import E2CRFConfig
 from pyfdc.e2crf.step import CachedStep
-from pyfdc.model import DiffusionModel
-from pyfdc.sampler import Sampler
+from pyfdc.core.model import DiffusionModel
+from pyfdc.sampling.sampler import Sampler
 
 from tinymodels import T, one_thread, tiny_model as _tiny_model  # noqa: F401 (autouse fixture)
 
@@ -35,7 +35,7 @@ def _run(model, cfg, n=4, batch=4, seed=0, offset=0, steps=16, solver="em", comp
 @pytest.fixture(scope="module")
 def gmodel() -> DiffusionModel:
     """The tiny model with token moments (from its own prior draws: any valid moments do for exactness)."""
-    from pyfdc.token_moments import TokenMoments
+    from pyfdc.core.token_moments import TokenMoments
 
     m = _tiny_model()
     z = torch.randn(64, T, 2, generator=torch.Generator().manual_seed(9)) * m.mask() * 1.5 + 0.3 * m.mask()
@@ -213,7 +213,7 @@ def test_compiled_step_no_breaks_no_recompiles(model):
 def test_cache_feeds_deterministic_solvers(model, solver):
     """With every token recomputed the cached loop equals the uncached deterministic solver; with a
     real budget it differs (the cache is in the loop) but stays finite."""
-    from pyfdc.sampler import Sampler
+    from pyfdc.sampling.sampler import Sampler
 
     ref = Sampler(model, solver).sample_tokens(3, steps=10, batch_size=3, progress=False)
     full, _ = _run(model, E2CRFConfig(K=1, num_probes=0, budget=1.0, tau_warn=math.inf), n=3, batch=3, steps=10,

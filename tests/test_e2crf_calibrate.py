@@ -10,10 +10,10 @@ import pytest
 import torch
 
 from pyfdc import cli
-from pyfdc.checkpoint import save_checkpoint
+from pyfdc.core.checkpoint import save_checkpoint
 from pyfdc.e2crf import E2CRFConfig
 from pyfdc.e2crf.calibrate import Calibration, calibrate, default_config
-from pyfdc.sampler import Sampler
+from pyfdc.sampling.sampler import Sampler
 from tinymodels import one_thread, tiny_model  # noqa: F401
 
 STEPS, SHADOW = 20, 6
@@ -59,7 +59,7 @@ def test_the_default_gate_is_the_statistic_shift() -> None:
 
 
 def test_statistic_shift_is_a_standardised_paired_shift() -> None:
-    from pyfdc.quality import statistic_shift
+    from pyfdc.e2crf.shadow import statistic_shift
 
     rng = np.random.default_rng(0)
     ref = rng.normal(size=(200, 40, 2))
@@ -84,7 +84,7 @@ def test_statistic_shift_is_a_standardised_paired_shift() -> None:
 def test_curvature_sees_jitter_that_spectra_hide() -> None:
     """Smooth non-periodic series (Sines-like): jitter of 0.1% of their range hides under the spectrum's
     edge leakage (every band within 0.1 sd) but doubles the curvature energy."""
-    from pyfdc.quality import statistic_shift
+    from pyfdc.e2crf.shadow import statistic_shift
 
     rng = np.random.default_rng(1)
     t = np.arange(24)[None, :, None]
@@ -167,7 +167,7 @@ def test_default_is_the_models_own_calibration(tmp_path: Path, capsys: pytest.Ca
     """--sampler e2crf without options calibrates the model on first use, keeps the result in the
     checkpoint folder for these weights only, and reuses it; no constant preset."""
     import pyfdc.e2crf.calibrate as ec
-    from pyfdc.model import weights_fingerprint
+    from pyfdc.core.model import weights_fingerprint
 
     made: list[int] = []
     real = ec.calibrate
@@ -203,7 +203,7 @@ def test_default_falls_back_to_uncached_in_one_line(tmp_path: Path, capsys: pyte
     model = tiny_model()
     ckpt = tmp_path / "ck"
     save_checkpoint(ckpt, model)
-    from pyfdc.model import weights_fingerprint
+    from pyfdc.core.model import weights_fingerprint
 
     failed = calibrate(model, STEPS, num_shadow=SHADOW, progress=False, **{**LOOSE, "max_deviation": 0.0})
     assert failed.fallback

@@ -7,7 +7,7 @@ import torch
 
 from pyfdc.data import load_dataset
 from pyfdc.data.sines import make_sines
-from pyfdc.field_scores import discriminative_score, gru_hidden, predictive_score
+from pyfdc.evaluation.field_scores import discriminative_score, gru_hidden, predictive_score
 
 
 def test_sines_definition() -> None:
@@ -86,7 +86,7 @@ def test_predictive_scale_matches_the_field() -> None:
     # Sines lie in [0.5, 1] and are scored unscaled, as published: the best a GRU can do from the other
     # (independent) channels is each step's median over series, MAE 0.093 (the published real-data figure);
     # min-max rescaling to [0, 1] would double it
-    from pyfdc.field_scores import _pair
+    from pyfdc.evaluation.field_scores import _pair
 
     r, _ = _pair(make_sines(50, seed=1), make_sines(50, seed=2), min_len=1)
     assert r.min() >= 0.5 - 1e-6

@@ -11,11 +11,11 @@ import torch
 pytest.importorskip("sklearn")
 
 from pyfdc.cli import TINY_MODEL, main  # noqa: E402
-from pyfdc.front import SamplerSpec, _verdicts, front_table, parse_spec, run_front  # noqa: E402
+from pyfdc.evaluation.front import SamplerSpec, _verdicts, front_table, parse_spec, run_front  # noqa: E402
 from pyfdc.e2crf import E2CRFConfig  # noqa: E402
-from pyfdc.model import DiffusionModel  # noqa: E402
-from pyfdc.score_net import ModelConfig, ScoreTransformer  # noqa: E402
-from pyfdc.spectral import make_transform  # noqa: E402
+from pyfdc.core.model import DiffusionModel  # noqa: E402
+from pyfdc.core.score_net import ModelConfig, ScoreTransformer  # noqa: E402
+from pyfdc.core.spectral import make_transform  # noqa: E402
 
 
 def test_parse_spec_round_trips_and_rejects() -> None:

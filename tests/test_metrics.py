@@ -1,4 +1,4 @@
-"""pyfdc.metrics against POT and SciPy, plus invariances and input checks."""
+"""pyfdc.evaluation.metrics against POT and SciPy, plus invariances and input checks."""
 from __future__ import annotations
 
 import numpy as np
@@ -7,7 +7,7 @@ import pytest
 import scipy.stats
 import torch
 
-from pyfdc.metrics import (
+from pyfdc.evaluation.metrics import (
     marginal_wasserstein,
     sliced_wasserstein,
     sliced_wasserstein_projections,

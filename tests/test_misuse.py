@@ -53,7 +53,7 @@ def test_diverging_training_is_one_line_and_leaves_no_orphan_state(capsys: pytes
     code, text = _cli(capsys, "train", "--data", str(waves), "--lr", lr, "--out", str(out), *TINY_TRAIN)
     _one_line_error(code, text, "try a lower lr")
     if (out / "config.json").is_file():  # an epoch before the blow-up committed a model: it stays loadable
-        from pyfdc.checkpoint import load_checkpoint
+        from pyfdc.core.checkpoint import load_checkpoint
 
         load_checkpoint(out)
     else:                                 # nothing usable was written: no resume state without a model
@@ -131,7 +131,7 @@ def test_presplit_checkpoint_finds_its_heldout_split_again(capsys: pytest.Captur
     rng = np.random.default_rng(0)
     np.savez(path, train=rng.normal(size=(12, 8)), test=rng.normal(size=(5, 8)))
     assert _cli(capsys, "train", "--data", str(path), "--out", str(tmp_path / "m"), *TINY_TRAIN)[0] == 0
-    from pyfdc.checkpoint import read_config
+    from pyfdc.core.checkpoint import read_config
     from pyfdc.data import reload_from_meta
 
     meta = read_config(tmp_path / "m")["meta"]["data_file"]
@@ -254,7 +254,7 @@ def test_float64_beyond_float32_range_is_named(tmp_path: Path) -> None:
 
 
 def test_c2st_report_warns_on_paired_sets() -> None:
-    from pyfdc.quality import c2st_report
+    from pyfdc.evaluation.quality import c2st_report
 
     a = np.random.default_rng(0).normal(size=(40, 12, 1))
     with pytest.warns(UserWarning, match="same noise"):

@@ -126,7 +126,7 @@ def test_output_set_refuses_foreign_files_and_keeps_them(tmp_path: Path) -> None
 
 @pytest.mark.parametrize("point", ["weights-written", "config-committed"])
 def test_train_overwrite_killed_in_save_stays_loadable(tiny_ckpt: Path, tmp_path: Path, point: str) -> None:
-    from pyfdc.checkpoint import load_checkpoint
+    from pyfdc.core.checkpoint import load_checkpoint
 
     data = tiny_ckpt.parent / "waves.npy"
     out = tmp_path / "m"

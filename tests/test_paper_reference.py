@@ -16,7 +16,7 @@ import torch
 
 from pyfdc import ops
 from paper_policy import MODES, E2CRFStats, PaperConfig, PaperSampler
-from pyfdc.model import DiffusionModel
+from pyfdc.core.model import DiffusionModel
 from tinymodels import one_thread, tiny_model  # noqa: F401 (autouse fixture)
 
 N, M = 32, 1
@@ -44,7 +44,7 @@ def _run(model, cfg: PaperConfig, n: int = 4, batch: int = 4, seed: int = 0, off
 
 
 def test_uncached_mode_matches_plain_sampler(model):
-    from pyfdc.sampler import Sampler
+    from pyfdc.sampling.sampler import Sampler
 
     x_ref = Sampler(model).sample(4, steps=STEPS, batch_size=4, seed=3, progress=False)
     x, stats = PaperSampler(model, PaperConfig(mode="uncached")).sample(4, steps=STEPS, batch_size=4,

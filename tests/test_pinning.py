@@ -8,17 +8,17 @@ import numpy as np
 import pytest
 import torch
 
-from pyfdc.checkpoint import CheckpointError, _config_text, load_checkpoint, save_checkpoint
+from pyfdc.core.checkpoint import CheckpointError, _config_text, load_checkpoint, save_checkpoint
 from pyfdc.data import load_dataset
 from pyfdc.e2crf import E2CRFConfig
-from pyfdc.model import DiffusionModel
-from pyfdc.pinning import PinnedCoordinates, PinProjector
-from pyfdc.sampler import Sampler
-from pyfdc.score_net import ModelConfig, ScoreTransformer
-from pyfdc.sde import VPSDE
-from pyfdc.spectral import make_transform
-from pyfdc.token_scaler import TokenScaler
-from pyfdc.training import TrainConfig, train
+from pyfdc.core.model import DiffusionModel
+from pyfdc.core.pinning import PinnedCoordinates, PinProjector
+from pyfdc.sampling.sampler import Sampler
+from pyfdc.core.score_net import ModelConfig, ScoreTransformer
+from pyfdc.core.sde import VPSDE
+from pyfdc.core.spectral import make_transform
+from pyfdc.core.token_scaler import TokenScaler
+from pyfdc.training.trainer import TrainConfig, train
 
 TINY = {"d_model": 16, "n_layers": 1, "n_heads": 2, "d_ff": 32, "rff_dim": 8}
 

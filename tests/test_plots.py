@@ -1,4 +1,4 @@
-"""pyfdc.plots: PNGs are written (atomically, valid), contents are computed right, bad inputs raise."""
+"""pyfdc.evaluation.plots: PNGs are written (atomically, valid), contents are computed right, bad inputs raise."""
 from __future__ import annotations
 
 from pathlib import Path
@@ -7,7 +7,7 @@ import numpy as np
 import pytest
 import torch
 
-from pyfdc.plots import plot_e2crf_stats, plot_sample_grid, plot_samples, plot_spectral_density, spectral_density
+from pyfdc.evaluation.plots import plot_e2crf_stats, plot_sample_grid, plot_samples, plot_spectral_density, spectral_density
 
 PNG_MAGIC = b"\x89PNG\r\n\x1a\n"
 

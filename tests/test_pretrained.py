@@ -5,10 +5,10 @@ import numpy as np
 import pytest
 import torch
 
-from pyfdc.checkpoint import load_checkpoint
+from pyfdc.core.checkpoint import load_checkpoint
 from pyfdc.data import load_dataset
 from pyfdc.pretrained import PRETRAINED, pretrained_path
-from pyfdc.sampler import Sampler
+from pyfdc.sampling.sampler import Sampler
 
 
 def test_shipped_checkpoint_matches_embedded_ecg() -> None:
@@ -48,7 +48,7 @@ def test_unknown_pretrained_name() -> None:
 
 
 def test_cli_takes_a_shipped_name_where_no_folder_has_it(tmp_path, monkeypatch) -> None:
-    from pyfdc.cli_args import checkpoint_dir
+    from pyfdc.cli.args import checkpoint_dir
 
     monkeypatch.chdir(tmp_path)
     assert checkpoint_dir("ecg_small_time") == PRETRAINED["ecg_small_time"]
@@ -66,7 +66,7 @@ def test_cli_takes_a_shipped_name_where_no_folder_has_it(tmp_path, monkeypatch) 
 @pytest.mark.parametrize("name", sorted(PRETRAINED))
 def test_shipped_checkpoint_keeps_the_training_range(name: str) -> None:
     # its bounds are the range of the split it was fitted on, and its samples stay inside them
-    from pyfdc.training import split_indices
+    from pyfdc.training.trainer import split_indices
 
     model = load_checkpoint(pretrained_path(name))
     ds = load_dataset("ecg")

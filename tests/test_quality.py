@@ -9,9 +9,10 @@ import pytest
 pytest.importorskip("sklearn")
 
 from pyfdc.data import load_dataset  # noqa: E402
-from pyfdc.quality import (  # noqa: E402
-    band_edges, band_spectral_error, c2st, c2st_report, constant_pad, data_report, gaussian_baseline,
-    paired_deviation, raw_features, sampler_report, shape_stats, summary_features,
+from pyfdc.e2crf.shadow import band_edges, band_spectral_error, paired_deviation  # noqa: E402
+from pyfdc.evaluation.quality import (  # noqa: E402
+    c2st, c2st_report, constant_pad, data_report, gaussian_baseline, raw_features, sampler_report, shape_stats,
+    summary_features,
 )
 
 

@@ -22,7 +22,7 @@ import torch
 
 from paper_policy import PaperConfig, PaperSampler
 from pyfdc.e2crf import E2CRFConfig
-from pyfdc.sampler import Sampler
+from pyfdc.sampling.sampler import Sampler
 
 DIGESTS = Path(__file__).with_name("data") / "sample_digests.json"
 NUM, STEPS, SEED = 4, 30, 3
@@ -44,7 +44,7 @@ CASES: dict[str, tuple[str, str, Any]] = {  # name -> (shipped model, solver, ca
 
 
 def _model(name: str) -> Any:
-    from pyfdc.checkpoint import load_checkpoint
+    from pyfdc.core.checkpoint import load_checkpoint
     from pyfdc.pretrained import pretrained_path
 
     return load_checkpoint(pretrained_path(name))

@@ -7,12 +7,12 @@ from collections.abc import Callable
 import pytest
 import torch
 
-from pyfdc.model import DiffusionModel
-from pyfdc.sampler import Sampler
-from pyfdc.sampling import NoiseStream, ddim, dpm_solver_2m, euler_maruyama
-from pyfdc.score_net import ModelConfig, ScoreTransformer
-from pyfdc.sde import VPSDE
-from pyfdc.spectral import TokenTransform, make_transform
+from pyfdc.core.model import DiffusionModel
+from pyfdc.sampling.sampler import Sampler
+from pyfdc.sampling.solvers import NoiseStream, ddim, dpm_solver_2m, euler_maruyama
+from pyfdc.core.score_net import ModelConfig, ScoreTransformer
+from pyfdc.core.sde import VPSDE
+from pyfdc.core.spectral import TokenTransform, make_transform
 
 SDE = VPSDE()
 N, M = 8, 2

@@ -4,8 +4,8 @@ from __future__ import annotations
 import pytest
 import torch
 
-from pyfdc.front import parse_spec
-from pyfdc.sampler import Sampler
+from pyfdc.evaluation.front import parse_spec
+from pyfdc.sampling.sampler import Sampler
 from tinymodels import tiny_model as _tiny_model
 
 

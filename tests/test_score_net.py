@@ -4,8 +4,8 @@ from __future__ import annotations
 import pytest
 import torch
 
-from pyfdc.score_net import Block, ModelConfig, ScoreTransformer
-from pyfdc.spectral import make_transform
+from pyfdc.core.score_net import Block, ModelConfig, ScoreTransformer
+from pyfdc.core.spectral import make_transform
 
 
 def _net(kind: str = "freq", n: int = 12, m: int = 2, seed: int = 0) -> ScoreTransformer:

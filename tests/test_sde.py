@@ -6,8 +6,8 @@ import math
 import pytest
 import torch
 
-from pyfdc.sde import VPSDE, dsm_loss
-from pyfdc.spectral import make_transform
+from pyfdc.core.sde import VPSDE, dsm_loss
+from pyfdc.core.spectral import make_transform
 
 
 def test_defaults_and_dict_round_trip() -> None:

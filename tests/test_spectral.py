@@ -6,7 +6,7 @@ import math
 import pytest
 import torch
 
-from pyfdc.spectral import (
+from pyfdc.core.spectral import (
     ChartTransform,
     HalfSpectrumTransform,
     IdentityTransform,

@@ -52,10 +52,10 @@ def test_missing_extra_is_one_line(monkeypatch: pytest.MonkeyPatch) -> None:
 
 
 def test_default_spec_is_the_cli_default() -> None:
-    from pyfdc.checkpoint import load_checkpoint
+    from pyfdc.core.checkpoint import load_checkpoint
     from pyfdc.e2crf import E2CRFConfig
     from pyfdc.e2crf.calibrate import default_config
-    from pyfdc.front import parse_spec
+    from pyfdc.evaluation.front import parse_spec
     from pyfdc.pretrained import pretrained_path
 
     model = load_checkpoint(pretrained_path("ecg_small_freq"))

@@ -7,18 +7,18 @@ import numpy as np
 import pytest
 import torch
 
-from pyfdc.checkpoint import CheckpointError, load_checkpoint, save_checkpoint
+from pyfdc.core.checkpoint import CheckpointError, load_checkpoint, save_checkpoint
 from pyfdc.data import Standardizer
 from pyfdc.e2crf import E2CRFConfig
-from pyfdc.front import model_fingerprint
-from pyfdc.model import DiffusionModel
-from pyfdc.pinning import PinnedCoordinates
-from pyfdc.sampler import Sampler
-from pyfdc.score_net import ModelConfig, ScoreTransformer
-from pyfdc.sde import VPSDE
-from pyfdc.spectral import make_transform
-from pyfdc.support import SupportBounds, SupportClip
-from pyfdc.token_scaler import TokenScaler
+from pyfdc.evaluation.front import model_fingerprint
+from pyfdc.core.model import DiffusionModel
+from pyfdc.core.pinning import PinnedCoordinates
+from pyfdc.sampling.sampler import Sampler
+from pyfdc.core.score_net import ModelConfig, ScoreTransformer
+from pyfdc.core.sde import VPSDE
+from pyfdc.core.spectral import make_transform
+from pyfdc.core.support import SupportBounds, SupportClip
+from pyfdc.core.token_scaler import TokenScaler
 from tinymodels import one_thread  # noqa: F401  (autouse fixture)
 
 N, M = 24, 2
@@ -163,7 +163,7 @@ def test_checkpoint_keeps_the_bounds_and_fingerprints_the_clip(tmp_path) -> None
 
 def test_training_records_the_fit_split_range(tmp_path) -> None:
     from pyfdc.data.dataset import TimeSeriesDataset
-    from pyfdc.training import TrainConfig, split_indices, train
+    from pyfdc.training.trainer import TrainConfig, split_indices, train
 
     x = _data(30)
     x[3, 2, 0] = 5.0  # an extreme series; whether it is in the fit split decides the bound

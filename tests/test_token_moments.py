@@ -7,9 +7,9 @@ import numpy as np
 import pytest
 import torch
 
-from pyfdc.checkpoint import (load_checkpoint, save_checkpoint,
+from pyfdc.core.checkpoint import (load_checkpoint, save_checkpoint,
                               update_checkpoint_token_moments)
-from pyfdc.token_moments import TokenMoments
+from pyfdc.core.token_moments import TokenMoments
 
 from tinymodels import T, tiny_model
 
@@ -27,7 +27,7 @@ def test_posterior_eps_is_the_regression_of_eps_on_z_for_gaussian_tokens(t):
     400k draws recovers slope and intercept. Tolerance 0.01: the slope's standard error here is
     ≤ 1/√400k · (sd ratio) ≈ 0.002, so 0.01 is 5 s.e. while a wrong λ or a missing α (the likely
     mistakes) moves the slope by ≥ 0.05."""
-    from pyfdc.sde import VPSDE
+    from pyfdc.core.sde import VPSDE
 
     g = torch.Generator().manual_seed(1)
     mean = torch.tensor([[0.5, -1.0], [2.0, 0.0]], dtype=torch.float64)

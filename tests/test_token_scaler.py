@@ -7,10 +7,10 @@ import numpy as np
 import pytest
 import torch
 
-from pyfdc.checkpoint import CheckpointError, load_checkpoint, save_checkpoint
+from pyfdc.core.checkpoint import CheckpointError, load_checkpoint, save_checkpoint
 from pyfdc.data import load_dataset
-from pyfdc.token_scaler import TokenScaler
-from pyfdc.training import TrainConfig, train
+from pyfdc.core.token_scaler import TokenScaler
+from pyfdc.training.trainer import TrainConfig, train
 
 TINY = {"d_model": 16, "n_layers": 1, "n_heads": 2, "d_ff": 32, "rff_dim": 8}
 
@@ -65,7 +65,7 @@ def test_token_scaled_training_round_trips_through_a_checkpoint(tmp_path: Path) 
     cfg = json.loads((tmp_path / "m" / "config.json").read_text())
     cfg["token_scaler"]["mean"] = cfg["token_scaler"]["mean"][:-1]
     cfg["token_scaler"]["std"] = cfg["token_scaler"]["std"][:-1]
-    from pyfdc.checkpoint import _config_text
+    from pyfdc.core.checkpoint import _config_text
 
     (tmp_path / "m" / "config.json").write_text(_config_text(cfg))  # re-signed, to reach the scaler check
     with pytest.raises(CheckpointError, match="token_scaler"):

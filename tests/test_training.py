@@ -9,10 +9,10 @@ import numpy as np
 import pytest
 import torch
 
-import pyfdc.training as training
-from pyfdc.checkpoint import load_checkpoint, read_config
+import pyfdc.training.trainer as training
+from pyfdc.core.checkpoint import load_checkpoint, read_config
 from pyfdc.data import TimeSeriesDataset
-from pyfdc.training import TrainConfig, lr_factor, split_indices, train
+from pyfdc.training.trainer import TrainConfig, lr_factor, split_indices, train
 
 TINY = {"d_model": 16, "n_layers": 1, "n_heads": 2, "d_ff": 32, "rff_dim": 8}
 
@@ -160,7 +160,7 @@ def test_time_budget_shrinks_schedule_and_stops(tmp_path: Path) -> None:
 def test_bad_inputs(tmp_path: Path) -> None:
     ds = _dataset()
     with pytest.raises(ValueError, match="tokens of width"):
-        from pyfdc.score_net import ModelConfig
+        from pyfdc.core.score_net import ModelConfig
 
         train(ds, tmp_path / "a", ModelConfig(5, 2, d_model=16, n_layers=1, n_heads=2, d_ff=8),
               train_config=_cfg(), progress=False)

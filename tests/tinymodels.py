@@ -4,10 +4,10 @@ from __future__ import annotations
 import pytest
 import torch
 
-from pyfdc.model import DiffusionModel
-from pyfdc.score_net import ModelConfig, ScoreTransformer
-from pyfdc.sde import VPSDE
-from pyfdc.spectral import make_transform
+from pyfdc.core.model import DiffusionModel
+from pyfdc.core.score_net import ModelConfig, ScoreTransformer
+from pyfdc.core.sde import VPSDE
+from pyfdc.core.spectral import make_transform
 
 N, M = 32, 1
 T = N // 2 + 1

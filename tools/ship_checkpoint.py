@@ -15,7 +15,7 @@ import shutil
 import sys
 from pathlib import Path
 
-from pyfdc.checkpoint import WEIGHT_DTYPES, load_checkpoint, save_checkpoint
+from pyfdc.core.checkpoint import WEIGHT_DTYPES, load_checkpoint, save_checkpoint
 
 
 def main(argv: list[str] | None = None) -> int:
@@ -32,9 +32,9 @@ def main(argv: list[str] | None = None) -> int:
         import numpy as np
 
         from pyfdc.data import load_dataset
-        from pyfdc.model import DiffusionModel
-        from pyfdc.support import SupportBounds
-        from pyfdc.training import split_indices
+        from pyfdc.core.model import DiffusionModel
+        from pyfdc.core.support import SupportBounds
+        from pyfdc.training.trainer import split_indices
 
         ds = load_dataset(model.meta["dataset"])
         tc = model.meta["extra"]["training"]["train_config"]

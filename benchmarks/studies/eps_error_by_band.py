@@ -30,7 +30,7 @@ def _curvature(x: np.ndarray) -> float:
 
 def study(model, val: np.ndarray, seed: int = 0) -> list[dict]:
     """Rows per t: per-band ε error and the denoised/clean curvature ratio."""
-    from pyfdc.quality import band_edges
+    from pyfdc.e2crf.shadow import band_edges
 
     g = torch.Generator().manual_seed(seed)
     x = torch.as_tensor(val)
@@ -59,8 +59,8 @@ def main() -> None:
     ap.add_argument("--datasets", nargs="+", default=["ecg", "gunpoint", "osuleaf"])
     args = ap.parse_args()
     torch.set_num_threads(1)
-    from pyfdc.checkpoint import load_checkpoint
-    from pyfdc.train_config import split_indices
+    from pyfdc.core.checkpoint import load_checkpoint
+    from pyfdc.training.config import split_indices
 
     for name in args.datasets:
         model = load_checkpoint(args.suite / name / "freq")

@@ -3,8 +3,8 @@ import json, sys, time
 import numpy as np, torch
 torch.set_num_threads(1)
 from pyfdc.data.sines import make_sines
-from pyfdc.field_scores import discriminative_score
-from pyfdc.quality import c2st_report
+from pyfdc.evaluation.field_scores import discriminative_score
+from pyfdc.evaluation.quality import c2st_report
 real, other = make_sines(2000, seed=1), make_sines(2000, seed=2)
 noisy = other + 0.03 * np.random.default_rng(3).standard_normal(other.shape).astype(np.float32)
 t = time.time()

@@ -22,7 +22,7 @@ from suite_data import load_suite_dataset, znorm_like  # noqa: E402
 
 @torch.no_grad()
 def sample(model, n: int, steps: int, seed: int, denoise_last: bool) -> np.ndarray:
-    from pyfdc.sampling import NoiseStream, _grid, network_eps_fn
+    from pyfdc.sampling.solvers import NoiseStream, _grid, network_eps_fn
 
     net, tr, sde = model.net, model.transform, model.sde
     net.eval()
@@ -53,8 +53,8 @@ def main() -> None:
     ap.add_argument("--steps", type=int, default=1000)
     args = ap.parse_args()
     torch.set_num_threads(1)
-    from pyfdc.checkpoint import load_checkpoint
-    from pyfdc.train_config import split_indices
+    from pyfdc.core.checkpoint import load_checkpoint
+    from pyfdc.training.config import split_indices
 
     print("| dataset | last step | roughness generated / validation |")
     print("|---|---|---|")

@@ -27,8 +27,8 @@ def _samples(folder: Path, n: int) -> np.ndarray:
     out = folder / "em1000_seed0.npy"
     if out.is_file() and len(np.load(out)) >= n:
         return np.load(out)[:n]
-    from pyfdc.checkpoint import load_checkpoint
-    from pyfdc.sampler import Sampler
+    from pyfdc.core.checkpoint import load_checkpoint
+    from pyfdc.sampling.sampler import Sampler
 
     x = Sampler(load_checkpoint(folder / "freq"), "em").sample(n, steps=1000, batch_size=64, seed=0, progress=False)
     np.save(out, x.numpy())
@@ -42,8 +42,8 @@ def main() -> None:
     ap.add_argument("--num-samples", type=int, default=128)
     args = ap.parse_args()
     torch.set_num_threads(1)
-    from pyfdc.quality import c2st_report
-    from pyfdc.train_config import split_indices
+    from pyfdc.evaluation.quality import c2st_report
+    from pyfdc.training.config import split_indices
 
     runs = dict(r.split("=", 1) for r in args.runs)
     print("| dataset | run | roughness gen / val / fit | C2ST vs fit (hgb / linear) | epochs |")

@@ -45,7 +45,7 @@ class Standardizer:
     @property
     def needs_float64(self) -> bool:
         """True when float32 cannot hold the data in original units (see :func:`float32_resolves`): then
-        :meth:`pyfdc.model.DiffusionModel.tokens_to_data` inverts in float64 and samples come back float64."""
+        :meth:`pyfdc.core.model.DiffusionModel.tokens_to_data` inverts in float64 and samples come back float64."""
         return not float32_resolves(self.mean, self.std)
 
     @classmethod

@@ -10,13 +10,14 @@ Read top-down in the order of the paper's Algorithm 1:
 * :mod:`~pyfdc.e2crf.step` — one cached step: selection (Eq. 13, :func:`pyfdc.ops.select_budget`),
   the recomputed rows, the error-feedback nudge (Eq. 14, :func:`pyfdc.ops.error_feedback`), the output;
 * :mod:`~pyfdc.e2crf.policy` — per step: refresh, probes, warn refresh (Alg. 1 l.16); the binding a
-  :class:`~pyfdc.sampler.Sampler` asks for;
+  :class:`~pyfdc.sampling.sampler.Sampler` asks for;
 * :mod:`~pyfdc.e2crf.calibrate` — the budget chosen per model from shadow samples.
 
 Use: ``Sampler(model, "em", cache=E2CRFConfig())``.
 """
 from __future__ import annotations
 
+from pyfdc.e2crf import policy as _engine  # noqa: F401  (registers the binding of configs to models)
 from pyfdc.e2crf.config import E2CRFConfig, uses_gaussian_output
 
 __all__ = ["E2CRFConfig", "uses_gaussian_output"]

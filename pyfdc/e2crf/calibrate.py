@@ -6,15 +6,15 @@ cache error stays within the targets:
 
 - ``max_shift`` (the gate by default, 0.15): the largest standardised paired shift of a per-series
   statistic — log power per frequency band and channel, log curvature energy per channel —
-  ``|mean_i(Lc_i − Lu_i)| / sd_i(Lu_i)`` (:func:`pyfdc.quality.statistic_shift`): how far the cache moves
+  ``|mean_i(Lc_i − Lu_i)| / sd_i(Lu_i)`` (:func:`pyfdc.e2crf.shadow.statistic_shift`): how far the cache moves
   it, in units of its spread across series. A shift of 0.15 sd needs ~700 series per side before a
   two-sample test on that one statistic sees it at 80% power, and the C2ST (which is not aimed at it) saw
   none of the shifts up to 0.25 on the suite's fronts;
 - ``min_speedup`` (1.1): the cached run must also be faster than the uncached one by this factor
   (measured on the shadow batch), else caching is not worth it;
 - ``max_deviation`` and ``max_band_error`` (off by default, ``None``): the median paired relative RMS
-  deviation (:func:`pyfdc.quality.paired_deviation`) and the worst relative band power error
-  (:func:`pyfdc.quality.band_spectral_error`) — both recorded for every candidate, gates only on request.
+  deviation (:func:`pyfdc.e2crf.shadow.paired_deviation`) and the worst relative band power error
+  (:func:`pyfdc.e2crf.shadow.band_spectral_error`) — both recorded for every candidate, gates only on request.
 
 Why this gate: on the development suite (``benchmarks/RESULTS.md``, every candidate put on the front at
 1,000 steps) the former gates (deviation ≤ 0.02, band error ≤ 5%, tuned on the ECG model) rejected
@@ -62,7 +62,7 @@ class Calibration:
     rows: list[dict[str, Any]] = field(default_factory=list)
     num_shadow: int = 0
     seed: int = CALIBRATION_SEED
-    model_id: str | None = None  # pyfdc.model.weights_fingerprint of the model it was made for
+    model_id: str | None = None  # pyfdc.core.model.weights_fingerprint of the model it was made for
 
     def to_dict(self) -> dict[str, Any]:
         return {"format": FORMAT, "config": None if self.config is None else self.config.to_dict(),
@@ -73,7 +73,7 @@ class Calibration:
 
     def check_model(self, model: Any, source: str = "calibration") -> None:
         """A one-line ValueError unless this calibration was made for ``model`` (same weights)."""
-        from pyfdc.model import weights_fingerprint
+        from pyfdc.core.model import weights_fingerprint
 
         if self.model_id is None:
             raise ValueError(f"{source} records no model (written by an older pyfdc): calibrate this model again")
@@ -158,7 +158,7 @@ def calibrate(model: Any, steps: int, solver: str = "em", base: E2CRFConfig | No
     """Choose the cheapest candidate configuration whose cache error is within the targets.
 
     Args:
-        model: a :class:`~pyfdc.model.DiffusionModel`.
+        model: a :class:`~pyfdc.core.model.DiffusionModel`.
         steps: the sampler's step count (the config is for this count; few steps change more per step).
         solver: ``"em"``, ``"ddim"`` or ``"dpm2m"`` (the uncached reference uses the same solver).
         base: configuration the candidates override (default ``E2CRFConfig()``: plain-δ ranking, the
@@ -173,8 +173,8 @@ def calibrate(model: Any, steps: int, solver: str = "em", base: E2CRFConfig | No
     """
     import torch
 
-    from pyfdc.quality import band_spectral_error, paired_deviation, statistic_shift
-    from pyfdc.sampler import Sampler
+    from pyfdc.e2crf.shadow import band_spectral_error, paired_deviation, statistic_shift
+    from pyfdc.sampling.sampler import Sampler
 
     for name, v in (("steps", steps), ("num_shadow", num_shadow), ("batch_size", batch_size)):
         if isinstance(v, bool) or not isinstance(v, int) or v < 1:
@@ -228,7 +228,7 @@ def calibrate(model: Any, steps: int, solver: str = "em", base: E2CRFConfig | No
     if bar is not None:
         bar.close()
     fallback, config = chosen is None, chosen
-    from pyfdc.model import weights_fingerprint
+    from pyfdc.core.model import weights_fingerprint
 
     return Calibration(config=config, fallback=fallback, steps=steps, solver=solver, targets=targets,
                        rows=rows, num_shadow=num_shadow, seed=seed, model_id=weights_fingerprint(model))
@@ -249,11 +249,11 @@ def model_calibration(model: Any, steps: int, solver: str = "em", progress: bool
     """The calibration that E2-CRF samples ``model`` with by default at ``steps`` ``solver`` steps.
 
     Looked up in the model's memory, then in its checkpoint folder (``calibrations/SOLVER-STEPS.json``),
-    and only for these exact weights (:func:`pyfdc.model.weights_fingerprint`); on first use it is made
+    and only for these exact weights (:func:`pyfdc.core.model.weights_fingerprint`); on first use it is made
     here (:func:`calibrate`, default targets) and kept in both places — a checkpoint folder that cannot be
     written keeps it in memory only. ``say(line)`` reports what happened (default: nothing).
     """
-    from pyfdc.model import weights_fingerprint
+    from pyfdc.core.model import weights_fingerprint
 
     if isinstance(steps, bool) or not isinstance(steps, int) or steps < 1:
         raise ValueError(f"steps must be a positive int, got {steps!r}")
@@ -312,7 +312,7 @@ def calibrated_config(model: Any, steps: int, solver: str = "em", base: E2CRFCon
     base = base or E2CRFConfig()
     if base == E2CRFConfig():
         return default_config(model, steps, solver, progress=progress)
-    from pyfdc.model import weights_fingerprint
+    from pyfdc.core.model import weights_fingerprint
 
     key = (solver, steps, tuple(sorted(base.to_dict().items())), weights_fingerprint(model))
     if key not in model.calibrations:

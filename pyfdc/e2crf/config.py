@@ -18,7 +18,7 @@ from __future__ import annotations
 import dataclasses
 import math
 from dataclasses import dataclass
-from typing import Any, Mapping
+from typing import Any, Callable, Mapping
 
 RANKINGS = ("drift", "energy")
 CACHED_OUTPUTS = ("auto", "features", "gaussian")
@@ -26,6 +26,9 @@ CACHED_OUTPUTS = ("auto", "features", "gaussian")
 _LEGACY_MODES = {"full": ("energy", True, True), "no_energy": ("drift", True, True),
                  "no_feedback": ("energy", False, True), "fixed": ("energy", False, False)}
 _LEGACY_DROPPED = ("solver", "compile", "reuse", "dense_fraction")
+# The engine that binds a config to a model (pyfdc.e2crf.policy.bind), registered by the engine itself when the
+# package loads, so these options import nothing above them.
+_ENGINE: Callable[..., Any] | None = None
 
 
 def _check_number(name: str, value: Any, *, low: float, high: float = math.inf,
@@ -141,11 +144,11 @@ class E2CRFConfig:
 
     def bind(self, model: Any, *, steps: int, method: str = "em", compile: bool = False,
              progress: bool = False) -> Any:
-        """The cache for one sampling run of ``model`` (what :class:`~pyfdc.sampler.Sampler` calls);
+        """The cache for one sampling run of ``model`` (what :class:`~pyfdc.sampling.sampler.Sampler` calls);
         ``None`` when the model's calibration says to sample uncached (:func:`pyfdc.e2crf.policy.bind`)."""
-        from pyfdc.e2crf.policy import bind
-
-        return bind(self, model, steps=steps, method=method, compile=compile, progress=progress)
+        if _ENGINE is None:  # pragma: no cover - the package's __init__ always imports the engine
+            raise RuntimeError("the E2-CRF engine is not loaded: import pyfdc.e2crf")
+        return _ENGINE(self, model, steps=steps, method=method, compile=compile, progress=progress)
 
     def describe(self) -> str:
         """One line: budget, ranking, cached output (and any ablation)."""

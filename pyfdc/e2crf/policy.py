@@ -1,6 +1,6 @@
 """The E2-CRF policy around the cached step (:mod:`pyfdc.e2crf.step`): refreshes, probes, error feedback
 and the event intensity, with every per-step decision either fixed by the step index or read one step
-late from the device; and the binding of a config to a model that a :class:`~pyfdc.sampling.Sampler` asks for.
+late from the device; and the binding of a config to a model that a :class:`~pyfdc.sampling.solvers.Sampler` asks for.
 
 Per sample ``b`` at step ``i`` (Algorithm 1 of the paper, with a fixed recompute budget):
 
@@ -24,13 +24,15 @@ from typing import TYPE_CHECKING, Any
 import torch
 from torch import Tensor, nn
 
+from pyfdc.e2crf import config as _config
+from pyfdc.e2crf.calibrate import calibrated_config
 from pyfdc.e2crf.intensity import EventIntensity
 from pyfdc.e2crf.layers import index_mask
 from pyfdc.e2crf.step import CachedStep, budget_size
 
 if TYPE_CHECKING:
     from pyfdc.e2crf.config import E2CRFConfig
-    from pyfdc.sampling_stats import StepRecorder
+    from pyfdc.sampling.stats import StepRecorder
 
 # One CachedStep per (network, batch shape, budget): compiled steps are built once and reused by
 # every batch and every sampler of that network (reset() between batches), not re-traced.
@@ -57,7 +59,7 @@ class E2CRFPolicy:
                  token_dim: int, acc: "StepRecorder | None", dtype: torch.dtype = torch.float32,
                  device: torch.device | str = "cpu", sde: Any = None,
                  moments: tuple[Tensor, Tensor] | None = None, compile: bool = False) -> None:
-        from pyfdc.sampling import NoiseStream
+        from pyfdc.sampling.solvers import NoiseStream
 
         if config.budget is None or config.cached_output == "auto" or config.K is None:
             raise ValueError("E2CRFPolicy needs a config resolved for the model (budget, cached output and K set)")
@@ -156,7 +158,7 @@ class E2CRFPolicy:
 
 
 class E2CRFBinding:
-    """An :class:`E2CRFConfig` bound to one model for one sampling run (what :class:`~pyfdc.sampler.Sampler`
+    """An :class:`E2CRFConfig` bound to one model for one sampling run (what :class:`~pyfdc.sampling.sampler.Sampler`
     gets from :meth:`E2CRFConfig.bind`): ``batch(ids, seed, recorder)`` gives each batch its policy."""
 
     name = "e2crf"
@@ -175,7 +177,7 @@ class E2CRFBinding:
             if tm is None:
                 raise ValueError("cached_output='gaussian' needs the training tokens' moments, and this model has "
                                  "none (older checkpoints lack them): retrain, or set model.token_moments = "
-                                 "pyfdc.token_moments.TokenMoments.fit(model.data_to_tokens(fit_split))")
+                                 "pyfdc.core.token_moments.TokenMoments.fit(model.data_to_tokens(fit_split))")
             if tm.shape != (tr.num_tokens, tr.token_dim):
                 raise ValueError(f"the model's token moments are {tm.shape}, its tokens are "
                                  f"({tr.num_tokens}, {tr.token_dim})")
@@ -197,9 +199,10 @@ def bind(config: "E2CRFConfig", model: Any, *, steps: int, method: str = "em", c
     """``config`` for ``model``: a budget of ``None`` is resolved by the model's calibration for ``method`` at
     ``steps`` (:func:`pyfdc.e2crf.calibrate.calibrated_config`); ``None`` back means sample uncached."""
     if config.budget is None:
-        from pyfdc.e2crf.calibrate import calibrated_config
-
         config = calibrated_config(model, steps, method, base=config, progress=progress)
         if config is None:
             return None
     return E2CRFBinding(model, config.for_model(model), compile)
+
+
+_config._ENGINE = bind

@@ -28,7 +28,7 @@ from torch import Tensor, nn
 from pyfdc import ops
 from pyfdc.e2crf.kv_cache import KVCache
 from pyfdc.e2crf.layers import index_mask, run_layers
-from pyfdc.token_moments import gaussian_eps
+from pyfdc.core.token_moments import gaussian_eps
 
 
 class CachedStep:

@@ -2,7 +2,7 @@
 
 ``ecg_small_freq``: the ``small`` half-spectrum model trained on the embedded ECG's train split on one
 core of a 2-core CPU (2,700 epochs, ~50 min; best validation epoch 2,364) with EMA weights (0.9995) and
-the zero pad pinned (``pyfdc.pinning``),
+the zero pad pinned (``pyfdc.core.pinning``),
 ``pyfdc train --dataset ecg --config small --domain freq --pinning auto --ema 0.9995 --epochs 2700 --warmup-epochs 90 --max-minutes 80 --seed 0``
 (see its ``config.json`` and ``benchmarks/RESULTS.md``). Used by ``pyfdc demo`` so the demo shows a
 trained model in about a minute. (Until 2026-12-02 it was the 900-epoch model of the same recipe with
@@ -20,7 +20,7 @@ with ``--epochs 620 --resume``), float16 weights (6.4 MB). At this CPU budget it
 models (C2ST vs validation 0.90 vs 0.71; ``benchmarks/RESULTS_HISTORY.md``): shipped for the paper's network size
 (E2-CRF cost studies), not for sample quality.
 
-All carry their fit split's range (``bounds``), so samplers keep samples inside it (``pyfdc.support``).
+All carry their fit split's range (``bounds``), so samplers keep samples inside it (``pyfdc.core.support``).
 """
 from __future__ import annotations
 
@@ -30,7 +30,7 @@ PRETRAINED: dict[str, Path] = {name: Path(__file__).with_name(name) for name in 
 
 
 def pretrained_path(name: str = "ecg_small_freq") -> Path:
-    """Folder of a shipped checkpoint (load it with :func:`pyfdc.checkpoint.load_checkpoint`)."""
+    """Folder of a shipped checkpoint (load it with :func:`pyfdc.core.checkpoint.load_checkpoint`)."""
     if name not in PRETRAINED:
         raise ValueError(f"unknown pretrained checkpoint {name!r}; available: {sorted(PRETRAINED)}")
     path = PRETRAINED[name]

@@ -10,7 +10,7 @@ Definitions (all with uniform weights on the samples; computed in float64):
 * Marginal (Eq. 50): ``MW_p^(j) = W_p`` of coordinate ``j``.
 
 ``domain="freq"`` first maps each (N, M) series to the isometric half-spectrum tokens
-(``pyfdc.spectral.make_transform("freq", N, M)``; (N//2+1, 2M)). The sliced distance then uses the N·M
+(``pyfdc.core.spectral.make_transform("freq", N, M)``; (N//2+1, 2M)). The sliced distance then uses the N·M
 free coordinates (the always-zero Im DC / Im Nyquist are dropped). That map is orthogonal, so the
 frequency SW has the same expectation over projections as the time SW (they differ by Monte-Carlo
 noise only); the marginal distances do differ (per frequency vs per time step).
@@ -50,7 +50,7 @@ def _features(x: np.ndarray | Tensor, y: np.ndarray | Tensor, domain: Domain, fr
         raise ValueError(f"domain must be 'time' or 'freq', got {domain!r}")
     if xt.ndim != 3:
         raise ValueError(f"domain='freq' needs series of shape (n, N, M), got {list(xt.shape)}")
-    from pyfdc.spectral import make_transform
+    from pyfdc.core.spectral import make_transform
 
     tr = make_transform("freq", xt.shape[1], xt.shape[2])
     zx, zy = tr.to_tokens(xt).reshape(len(xt), -1), tr.to_tokens(yt).reshape(len(yt), -1)

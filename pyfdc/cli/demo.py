@@ -5,11 +5,11 @@ import argparse
 from pathlib import Path
 from typing import Any
 
-from pyfdc.cli_draw import draw_samples
-from pyfdc.cli_io import SAMPLES_FILE, STATS_FILE, TINY_MODEL, _echo, _save_npy, _write_json
+from pyfdc.cli.draw import draw_samples
+from pyfdc.cli.io import SAMPLES_FILE, STATS_FILE, TINY_MODEL, _echo, _save_npy, _write_json
 from pyfdc.outdir import OutputSet
 
-from pyfdc.cli_evaluate import evaluate_samples
+from pyfdc.cli.evaluate import evaluate_samples
 
 
 DEMO_OUTPUTS = ("model", "samples_*", "eval_*", "demo_results.md", "demo_quality.json")
@@ -25,11 +25,11 @@ def cmd_demo(args: argparse.Namespace) -> dict[str, Any]:
 
 def _demo(args: argparse.Namespace, out: Path) -> dict[str, Any]:
     from pyfdc.data import load_dataset
-    from pyfdc.training import TrainConfig, train
+    from pyfdc.training.trainer import TrainConfig, train
 
     dataset = load_dataset("ecg")
     if args.minutes is None and not args.tiny:
-        from pyfdc.checkpoint import load_checkpoint
+        from pyfdc.core.checkpoint import load_checkpoint
         from pyfdc.pretrained import pretrained_path
 
         path = pretrained_path("ecg_small_freq")
@@ -50,14 +50,14 @@ def _demo(args: argparse.Namespace, out: Path) -> dict[str, Any]:
         trained = f"model trained here {result.epochs_run} epochs ({result.wall_seconds:.0f} s)"
     rows = []
     from pyfdc.e2crf.calibrate import describe, model_calibration
-    from pyfdc.quality import data_report
+    from pyfdc.evaluation.quality import data_report
 
     # E2-CRF's default: this model's calibration for the step count (shipped beside the shipped model)
     cal = model_calibration(model, args.steps, progress=args.progress, say=lambda line: _echo(f"      e2crf: {line}"))
     preset, what = cal.config, describe(cal)
     runs: list[tuple[str, str, Any]] = [("em", "em", model), ("e2crf", "e2crf", model)]
     if args.minutes is None and not args.tiny:  # the time-domain baseline shipped beside it (benchmarks/RESULTS.md)
-        from pyfdc.checkpoint import load_checkpoint
+        from pyfdc.core.checkpoint import load_checkpoint
         from pyfdc.pretrained import pretrained_path
 
         runs.append(("em_time", "em", load_checkpoint(pretrained_path("ecg_small_time"))))
@@ -91,7 +91,7 @@ def _demo(args: argparse.Namespace, out: Path) -> dict[str, Any]:
 def _demo_table(rows: list[tuple[str, float, float, dict[str, Any]]], first: dict[str, Any], dataset: Any,
                 trained: str, args: argparse.Namespace) -> str:
     """Markdown: each sampler's speed and its C2ST against the held-out beats, beside the floors."""
-    from pyfdc.quality import _wilson
+    from pyfdc.evaluation.quality import _wilson
 
     n = min(len(dataset.test), args.num_samples)
     lo, hi = _wilson(n, 2 * n)  # the null's 95% interval around 0.5 at this size

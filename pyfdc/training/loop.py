@@ -1,7 +1,7 @@
 """Training's optimisation loop: epochs of AdamW steps under a warmup + cosine LR, EMA, validation, the
-wall-clock budget, the progress bar and the per-epoch checkpoint and resume state (used by :mod:`pyfdc.training`).
+wall-clock budget, the progress bar and the per-epoch checkpoint and resume state (used by :mod:`pyfdc.training.trainer`).
 
-Each epoch visits the fit tokens in a seeded order (:func:`pyfdc.train_ddp.epoch_order`), takes one
+Each epoch visits the fit tokens in a seeded order (:func:`pyfdc.training.ddp.epoch_order`), takes one
 optimiser step per batch (diffusion times and noise from the rank's noise generator), then measures the
 validation loss of the evaluated network (the EMA when on), appends a history row, re-fits the schedule
 to the budget in the first epochs, and on rank 0 writes the best-validation checkpoint (when improved),
@@ -23,18 +23,18 @@ from torch import Tensor, nn
 
 from pyfdc import distributed
 from pyfdc._io import atomic_write_text
-from pyfdc.train_config import TrainConfig, TrainResult, lr_factor
-from pyfdc.train_data_stats import TrainDataStats
-from pyfdc.train_ddp import (agree_on_budget, epoch_order, gather_noise_states, noise_generator, rank_noise_state,
+from pyfdc.training.config import TrainConfig, TrainResult, lr_factor
+from pyfdc.training.data_stats import TrainDataStats
+from pyfdc.training.ddp import (agree_on_budget, epoch_order, gather_noise_states, noise_generator, rank_noise_state,
                              wrap_for_world)
-from pyfdc.train_state import (_STATE_FORMAT, HISTORY_FILE, STATE_FILE, _cfg_dict, _check_resume,
+from pyfdc.training.state import (_STATE_FORMAT, HISTORY_FILE, STATE_FILE, _cfg_dict, _check_resume,
                                _fit_schedule_to_budget, _load_state, _save_state)
 
 if TYPE_CHECKING:
     from torch.utils.data import DistributedSampler
 
-    from pyfdc.sde import VPSDE
-    from pyfdc.spectral import TokenTransform
+    from pyfdc.core.sde import VPSDE
+    from pyfdc.core.spectral import TokenTransform
 
 __all__ = ["TrainParts", "TrainJob", "build_parts", "new_run", "resume_run", "run_epochs", "run_summary"]
 
@@ -52,7 +52,7 @@ def _ema_update(ema: nn.Module, net: nn.Module, decay: float, step: int) -> None
 def _val_loss(net: nn.Module, z_val: Tensor, sde: Any, mask: Tensor, cfg: TrainConfig,
               world: Any = None) -> float:
     """Mean DSM loss over ``z_val`` (each rank of a distributed run takes every ``size``-th series)."""
-    from pyfdc.sde import dsm_loss
+    from pyfdc.core.sde import dsm_loss
 
     world = world or distributed.World()
     z_val = z_val[world.rank::world.size]
@@ -114,7 +114,7 @@ class TrainJob:
         return None if self.cfg.max_minutes is None else 60.0 * self.cfg.max_minutes
 
     def model_of(self, module: nn.Module) -> Any:
-        """``module`` as a :class:`~pyfdc.model.DiffusionModel` with this run's statistics and meta."""
+        """``module`` as a :class:`~pyfdc.core.model.DiffusionModel` with this run's statistics and meta."""
         return self.stats.model(module, self.transform, self.sde, self.meta)
 
 
@@ -122,8 +122,8 @@ def build_parts(mcfg: Any, stats: TrainDataStats, transform: TokenTransform, sde
                 world: distributed.World, device: torch.device, n_fit: int) -> TrainParts:
     """A fresh seeded network (the caller's global RNG untouched), its pins attached, EMA copy, AdamW, the
     generators and the distributed wrapper."""
-    from pyfdc.model import DiffusionModel
-    from pyfdc.score_net import ScoreTransformer
+    from pyfdc.core.model import DiffusionModel
+    from pyfdc.core.score_net import ScoreTransformer
 
     with torch.random.fork_rng(devices=[]):
         torch.manual_seed(cfg.seed)
@@ -173,7 +173,7 @@ def run_summary(job: TrainJob, run: dict[str, Any], stopped: bool) -> dict[str, 
 
 def _train_epoch(job: TrainJob, parts: TrainParts, run: dict[str, Any], bar: Any) -> tuple[float, float]:
     """One epoch's optimiser steps; returns ``(train loss, last lr)`` (the loss averaged over every rank's series)."""
-    from pyfdc.sde import dsm_loss
+    from pyfdc.core.sde import dsm_loss
 
     cfg, net = job.cfg, parts.net
     perm = epoch_order(parts.shards, parts.shuffle_gen, len(job.z_fit), run["epoch"], job.device)
@@ -210,7 +210,7 @@ def _train_epoch(job: TrainJob, parts: TrainParts, run: dict[str, Any], bar: Any
 def _save_epoch(job: TrainJob, parts: TrainParts, run: dict[str, Any], improved: bool, stopped: bool) -> None:
     """Rank 0 writes the checkpoint (when ``improved``), ``train_state.pt`` and ``history.json``; every rank
     contributes its noise-generator state."""
-    from pyfdc.checkpoint import save_checkpoint
+    from pyfdc.core.checkpoint import save_checkpoint
 
     cfg = job.cfg
     noise_states = gather_noise_states(job.world, parts.noise_gen)

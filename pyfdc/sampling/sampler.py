@@ -1,6 +1,6 @@
 """The one sampling loop: :class:`Sampler` runs any solver over a model, with or without a cache.
 
-The solvers (:mod:`pyfdc.sampling`) are short functions over an ``EpsFn``; they never learn whether
+The solvers (:mod:`pyfdc.sampling.solvers`) are short functions over an ``EpsFn``; they never learn whether
 the network behind it is cached. A cache is a config object handed to the sampler (``cache=``) — e.g.
 :class:`pyfdc.e2crf.E2CRFConfig` — that binds itself to the model for one run (``cache.bind``) and hands
 the loop one stateful ``EpsFn`` per batch. Statistics (recomputed fraction per step, refreshes, cache
@@ -14,18 +14,18 @@ from typing import TYPE_CHECKING, Any
 import torch
 from torch import Tensor
 
-from pyfdc.sampling import (PRECISIONS, SAMPLING_METHODS, TIME_SCHEDULES, NoiseStream, check_run_ids,
+from pyfdc.sampling.solvers import (PRECISIONS, SAMPLING_METHODS, TIME_SCHEDULES, NoiseStream, check_run_ids,
                             network_eps_fn, solve)
-from pyfdc.sampling_stats import MemoryProbe, SamplingStats, StepRecorder
+from pyfdc.sampling.stats import MemoryProbe, SamplingStats, StepRecorder
 
 if TYPE_CHECKING:
-    from pyfdc.model import DiffusionModel
+    from pyfdc.core.model import DiffusionModel
 
 __all__ = ["Sampler"]
 
 
 class Sampler:
-    """Sampling from a :class:`~pyfdc.model.DiffusionModel`.
+    """Sampling from a :class:`~pyfdc.core.model.DiffusionModel`.
 
     Args:
         method: ``"em"`` (Euler–Maruyama on the reverse SDE), ``"ddim"`` (first-order ODE) or ``"dpm2m"``
@@ -39,7 +39,7 @@ class Sampler:
             ``bind(model, steps=, method=, compile=, progress=)``, e.g. ``E2CRFConfig()`` (the model's
             calibrated E2-CRF) or ``E2CRFConfig(budget=0.35)``.
 
-    Noise is per sample id (:class:`~pyfdc.sampling.NoiseStream`): sample ``j`` gets the same draws
+    Noise is per sample id (:class:`~pyfdc.sampling.solvers.NoiseStream`): sample ``j`` gets the same draws
     whatever batch it is in, so results do not depend on ``batch_size``.
     """
 
@@ -110,7 +110,7 @@ class Sampler:
                 else:
                     policy = bound.batch(ids, seed, rec)
                     stats.cache_bytes = max(stats.cache_bytes, policy.cache_bytes)
-                    eps_fn = self.model.sampling_eps_fn(policy)  # support bounds (pyfdc.support), as uncached
+                    eps_fn = self.model.sampling_eps_fn(policy)  # support bounds (pyfdc.core.support), as uncached
                 probe = MemoryProbe(eps_fn)
                 z = solve(self.method, probe, self.model.sde, stream(), mask, steps, stream, progress=progress,
                           schedule=self.schedule)

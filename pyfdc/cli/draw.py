@@ -16,7 +16,7 @@ def draw_samples(model: Any, sampler: str, num_samples: int, steps: int, batch_s
     reduced over its ranks (each rank passing its own ids)."""
     import torch
 
-    from pyfdc.sampler import Sampler
+    from pyfdc.sampling.sampler import Sampler
 
     t0 = time.perf_counter()
     sm = Sampler(model, "em" if sampler == "e2crf" else sampler, compile=compile,

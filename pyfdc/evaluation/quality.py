@@ -1,4 +1,5 @@
-"""The quality yardstick: classifier two-sample tests, per-band spectral error, paired deviation.
+"""The quality yardstick: classifier two-sample tests of sample sets (per-band spectral error and paired
+deviation, the shadow test's statistics, are in :mod:`pyfdc.e2crf.shadow`).
 
 Two questions, two references (see ``docs/QUALITY.md``):
 
@@ -31,41 +32,18 @@ from typing import Any
 
 import numpy as np
 
+from pyfdc._arrays import as_series, check_same_shape
+from pyfdc.e2crf.shadow import band_spectral_error, same_noise_pairs
+from pyfdc.e2crf.shadow import power_spectrum as _power
+
 __all__ = [
     "C2ST_CLASSIFIERS", "C2STResult", "summary_features", "raw_features", "c2st", "c2st_report",
-    "same_noise_pairs", "band_edges", "band_spectral_error", "paired_deviation", "constant_pad", "shape_stats",
-    "gaussian_baseline", "sampler_report", "data_report",
+    "constant_pad", "shape_stats", "gaussian_baseline", "sampler_report", "data_report",
 ]
 
 C2ST_CLASSIFIERS: tuple[str, ...] = ("hgb", "linear")
 _LOG_FLOOR = 1e-12  # power floor inside log(.): far below any real band power in float32 data
-
-
-def _series(x: Any, arg: str) -> np.ndarray:
-    """``(S, N, M)`` float64 array; a one-line error naming ``arg`` otherwise."""
-    try:
-        import torch
-
-        if isinstance(x, torch.Tensor):
-            x = x.detach().cpu().numpy()
-    except ImportError:  # pragma: no cover - torch is a hard dependency of pyfdc
-        pass
-    arr = np.asarray(x)
-    if arr.ndim == 2:
-        arr = arr[:, :, None]
-    if arr.ndim != 3 or arr.shape[0] < 1 or arr.shape[1] < 2 or arr.shape[2] < 1:
-        raise ValueError(f"{arg} must have shape (S, N >= 2, M) (or (S, N)), got {list(arr.shape)}")
-    if not np.issubdtype(arr.dtype, np.number):
-        raise TypeError(f"{arg} must be numeric, got {arr.dtype}")
-    arr = arr.astype(np.float64, copy=False)
-    if not np.isfinite(arr).all():
-        raise ValueError(f"{arg} contains NaN/Inf")
-    return arr
-
-
-def _same_shape(a: np.ndarray, b: np.ndarray, names: tuple[str, str]) -> None:
-    if a.shape[1:] != b.shape[1:]:
-        raise ValueError(f"{names[0]} and {names[1]} must share (N, M), got {a.shape[1:]} and {b.shape[1:]}")
+_series, _same_shape = as_series, check_same_shape
 
 
 def _sklearn() -> Any:
@@ -228,111 +206,6 @@ def c2st_report(a: Any, b: Any, folds: int = 5, seed: int = 0,
     return {"headline": res[best]["accuracy"], "headline_classifier": best, "same_noise_pairs": paired, **res}
 
 
-# ----------------------------------------------------------------------------- spectra, pairs
-
-
-def same_noise_pairs(a: Any, b: Any) -> bool:
-    """Whether ``a[i]`` and ``b[i]`` look like same-noise twins: equal shapes and a median distance between
-    partners below half the median distance to another set member (``b[i+1]``). Relative to the
-    set's own spread, so it holds for data far from zero (Sines in [0, 1]) as for centred data."""
-    if np.shape(a) != np.shape(b) or len(a) < 2:
-        return False
-    xa, xb = _series(a, "a"), _series(b, "b")
-    partner = np.sqrt(((xa - xb) ** 2).sum((1, 2)))
-    other = np.sqrt(((xa - np.roll(xb, 1, axis=0)) ** 2).sum((1, 2)))
-    return bool(np.median(partner) < 0.5 * np.median(other))
-
-
-def band_edges(num_bins: int, fractions: tuple[float, ...] = (0.1, 0.3, 0.6)) -> list[tuple[int, int]]:
-    """Half-open bin ranges ``[lo, hi)`` covering ``0..num_bins``: cut at ``fractions`` of ``num_bins``.
-
-    For N' = 94 the defaults give κ < 9, 9–28, 28–56, ≥ 56 (low, mid, high, top).
-    """
-    cuts = [0] + [int(round(f * num_bins)) for f in fractions] + [num_bins]
-    cuts = sorted(set(min(max(c, 0), num_bins) for c in cuts))
-    return [(lo, hi) for lo, hi in zip(cuts[:-1], cuts[1:]) if hi > lo]
-
-
-def _power(x: np.ndarray) -> np.ndarray:
-    """``(S, N, M)`` -> ``(S, N', M)`` power per series, bin and channel (orthonormal rFFT)."""
-    return np.abs(np.fft.rfft(x, axis=1, norm="ortho")) ** 2
-
-
-def _mean_psd(x: np.ndarray) -> np.ndarray:
-    """``(S, N, M)`` -> ``(N', M)`` mean power per bin and channel."""
-    return _power(x).mean(axis=0)
-
-
-def band_spectral_error(candidate: Any, reference: Any,
-                        fractions: tuple[float, ...] = (0.1, 0.3, 0.6)) -> dict[str, float]:
-    """Per band: ``exp(mean over bins and channels of log(PSD_cand / PSD_ref)) - 1``.
-
-    ``+0.27`` means the candidate has 27% more power in that band than the reference (geometric
-    mean over the band's bins). Exactly 0 for a set against itself. Keys ``"k{lo}-{hi}"``.
-    """
-    c, r = _series(candidate, "candidate"), _series(reference, "reference")
-    _same_shape(c, r, ("candidate", "reference"))
-    pc, pr = _mean_psd(c), _mean_psd(r)
-    ratio = np.log(pc + _LOG_FLOOR) - np.log(pr + _LOG_FLOOR)
-    return {f"k{lo}-{hi}": float(np.expm1(ratio[lo:hi].mean())) for lo, hi in band_edges(pr.shape[0], fractions)}
-
-
-def statistic_shift(candidate: Any, reference: Any, fractions: tuple[float, ...] = (0.1, 0.3, 0.6)) -> dict[str, float]:
-    """How far a same-noise candidate moves per-series statistics, in units of their spread across series.
-
-    For each statistic ``L_i`` of series ``i`` — the log power in each frequency band (``"k{lo}-{hi}"``) and
-    the log curvature energy, mean squared second difference (``"curvature"``), each per channel — the
-    standardised paired shift ``|mean_i(d_i)| / sd_i(Lr_i)`` of ``d_i = Lc_i - Lr_i`` (Cohen's d of a paired
-    change), the largest over channels. ``|mean(d)|`` is debiased, ``sqrt(max(mean(d)² - var(d)/S, 0))``
-    (``mean(d)²`` overestimates the squared shift by ``var(d)/S``), so a few shadow series with large but
-    unsystematic changes do not read as a shift. Scale-free: a band with little power is judged by its own spread. Curvature
-    sees what spectra of short non-periodic series hide under edge leakage: jitter on smooth series
-    (TimeGAN's Sines: a cache at paired deviation 0.001 doubled it, and a classifier saw it at once).
-    ``candidate[i]`` and ``reference[i]`` must share noise; ``N >= 3``.
-    """
-    c, r = _series(candidate, "candidate"), _series(reference, "reference")
-    if c.shape != r.shape or c.shape[0] < 2 or c.shape[1] < 3:
-        raise ValueError(f"statistic_shift needs equal shapes (same sample ids), >= 2 series and N >= 3, "
-                         f"got {c.shape} and {r.shape}")
-    pc, pr = _power(c), _power(r)  # (S, K, M)
-    floor = _LOG_FLOOR * max(float(pr.mean()), np.finfo(np.float64).tiny)  # relative: the shift stays scale-free
-    stats = {f"k{lo}-{hi}": (np.log(pc[:, lo:hi].mean(1) + floor), np.log(pr[:, lo:hi].mean(1) + floor))
-             for lo, hi in band_edges(pr.shape[1], fractions)}  # (S, M) each
-    curv = [(np.diff(x, 2, axis=1) ** 2).mean(1) for x in (c, r)]
-    cfloor = _LOG_FLOOR * max(float(curv[1].mean()), np.finfo(np.float64).tiny)
-    stats["curvature"] = (np.log(curv[0] + cfloor), np.log(curv[1] + cfloor))
-    out = {}
-    for name, (lc, lr) in stats.items():
-        d = lc - lr
-        spread = lr.std(axis=0, ddof=1)
-        shift = np.sqrt(np.maximum(d.mean(axis=0) ** 2 - d.var(axis=0, ddof=1) / len(d), 0.0))
-        # a statistic constant over the reference's series (spread 0): any shift at all counts as large
-        out[name] = float(np.max(np.where(spread > 0, shift / np.maximum(spread, 1e-300),
-                                          np.where(shift > 0, np.inf, 0.0))))
-    return out
-
-
-def paired_deviation(candidate: Any, reference: Any,
-                     fractions: tuple[float, ...] = (0.1, 0.3, 0.6)) -> dict[str, Any]:
-    """Relative RMS distance of each candidate from its same-noise reference, overall and per band.
-
-    ``candidate[i]`` and ``reference[i]`` must come from the same noise (same seed and sample id).
-    A diagnostic of a cache's own error, **not** a quality score: a sampler with fewer steps
-    follows another path from the same noise and scores badly here while sampling as well.
-    """
-    c, r = _series(candidate, "candidate"), _series(reference, "reference")
-    if c.shape != r.shape:
-        raise ValueError(f"paired_deviation needs equal shapes (same sample ids), got {c.shape} and {r.shape}")
-    rel = np.sqrt(((c - r) ** 2).sum((1, 2)) / np.maximum((r**2).sum((1, 2)), 1e-30))
-    fc, fr = np.fft.rfft(c, axis=1, norm="ortho"), np.fft.rfft(r, axis=1, norm="ortho")
-    bands = {}
-    for lo, hi in band_edges(fr.shape[1], fractions):
-        num = (np.abs(fc[:, lo:hi] - fr[:, lo:hi]) ** 2).sum()
-        bands[f"k{lo}-{hi}"] = float(np.sqrt(num / max((np.abs(fr[:, lo:hi]) ** 2).sum(), 1e-30)))
-    return {"mean": float(rel.mean()), "median": float(np.median(rel)), "p95": float(np.quantile(rel, 0.95)),
-            "bands": bands}
-
-
 # ----------------------------------------------------------------------------- shape statistics
 
 
@@ -377,7 +250,7 @@ def sampler_report(candidate: Any, reference: Any, floor: Any | None = None, fol
                    seed: int = 0) -> dict[str, Any]:
     """Sampler vs reference: C2ST (both classifiers), per-band spectral error, SW₂ — for the
     candidate and, when given, for the floor set, side by side."""
-    from pyfdc.metrics import sliced_wasserstein
+    from pyfdc.evaluation.metrics import sliced_wasserstein
 
     def one(x: Any) -> dict[str, Any]:
         return {"c2st": c2st_report(x, reference, folds, seed), "band_error": band_spectral_error(x, reference),

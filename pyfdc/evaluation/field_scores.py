@@ -18,7 +18,7 @@ MAE (the published 0.093 is the MAE of predicting each step from time alone on t
 0.186 after rescaling). The score is the mean ± sd over ``runs`` independent trainings.
 
 These scores are weak: the GRU cannot tell Sines from Sines plus white noise of 3% of the range
-(``docs/QUALITY.md``), where the C2ST of :mod:`pyfdc.quality` is near 1.0. They go *beside* the
+(``docs/QUALITY.md``), where the C2ST of :mod:`pyfdc.evaluation.quality` is near 1.0. They go *beside* the
 C2ST, which stays the headline, never instead of it.
 """
 from __future__ import annotations
@@ -38,7 +38,8 @@ def gru_hidden(channels: int) -> int:
 
 
 def _pair(real: Any, synthetic: Any, min_len: int) -> tuple[np.ndarray, np.ndarray]:
-    from pyfdc.quality import _same_shape, _series
+    from pyfdc._arrays import as_series as _series
+    from pyfdc._arrays import check_same_shape as _same_shape
 
     r, s = _series(real, "real"), _series(synthetic, "synthetic")
     _same_shape(r, s, ("real", "synthetic"))

@@ -1,13 +1,13 @@
-"""The data statistics training fits once, on the fit split, before the first step (used by :mod:`pyfdc.training`).
+"""The data statistics training fits once, on the fit split, before the first step (used by :mod:`pyfdc.training.trainer`).
 
 :func:`fit_data_stats` fits, in this order, on ``train_x[fit_idx]`` only (the validation split stays
 unseen, the dataset's test split is never read):
 
 * the per-channel :class:`~pyfdc.data.Standardizer` (time domain),
-* the per-channel :class:`~pyfdc.support.SupportBounds` samplers keep,
-* the :class:`~pyfdc.pinning.PinnedCoordinates` (``pinning="auto"`` with ``scaling="channel"`` only),
-* the per-token-coordinate :class:`~pyfdc.token_scaler.TokenScaler` (``scaling="token"`` only),
-* the :class:`~pyfdc.token_moments.TokenMoments` of the resulting model tokens (E2-CRF's gaussian
+* the per-channel :class:`~pyfdc.core.support.SupportBounds` samplers keep,
+* the :class:`~pyfdc.core.pinning.PinnedCoordinates` (``pinning="auto"`` with ``scaling="channel"`` only),
+* the per-token-coordinate :class:`~pyfdc.core.token_scaler.TokenScaler` (``scaling="token"`` only),
+* the :class:`~pyfdc.core.token_moments.TokenMoments` of the resulting model tokens (E2-CRF's gaussian
   cached output),
 
 and returns them as one :class:`TrainDataStats` together with the model tokens of the fit and the
@@ -26,13 +26,13 @@ if TYPE_CHECKING:
     from torch import nn
 
     from pyfdc.data import Standardizer
-    from pyfdc.model import DiffusionModel
-    from pyfdc.pinning import PinnedCoordinates
-    from pyfdc.sde import VPSDE
-    from pyfdc.spectral import TokenTransform
-    from pyfdc.support import SupportBounds
-    from pyfdc.token_moments import TokenMoments
-    from pyfdc.token_scaler import TokenScaler
+    from pyfdc.core.model import DiffusionModel
+    from pyfdc.core.pinning import PinnedCoordinates
+    from pyfdc.core.sde import VPSDE
+    from pyfdc.core.spectral import TokenTransform
+    from pyfdc.core.support import SupportBounds
+    from pyfdc.core.token_moments import TokenMoments
+    from pyfdc.core.token_scaler import TokenScaler
 
 __all__ = ["TrainDataStats", "fit_data_stats"]
 
@@ -53,8 +53,8 @@ class TrainDataStats:
     token_moments: TokenMoments
 
     def model(self, net: nn.Module, transform: TokenTransform, sde: VPSDE, meta: dict[str, Any]) -> DiffusionModel:
-        """The :class:`~pyfdc.model.DiffusionModel` of ``net`` with these statistics (a copy of ``meta``)."""
-        from pyfdc.model import DiffusionModel
+        """The :class:`~pyfdc.core.model.DiffusionModel` of ``net`` with these statistics (a copy of ``meta``)."""
+        from pyfdc.core.model import DiffusionModel
 
         return DiffusionModel(net, transform, sde, self.standardizer, meta=dict(meta), token_scaler=self.token_scaler,
                               pins=self.pins, bounds=self.bounds, token_moments=self.token_moments)
@@ -64,7 +64,7 @@ def _raw_tokens(x: np.ndarray, standardizer: Standardizer, pins: PinnedCoordinat
                 transform: TokenTransform) -> Tensor:
     """Series ``x (B, N, M)`` -> unscaled tokens ``(B, num_tokens, token_dim)`` in float64, fixed entries 0.
 
-    Mirrors :meth:`~pyfdc.model.DiffusionModel.data_to_tokens`, but standardises in the data's own dtype
+    Mirrors :meth:`~pyfdc.core.model.DiffusionModel.data_to_tokens`, but standardises in the data's own dtype
     first (as the shipped checkpoint was trained): going through ``data_to_tokens`` in float64 moves the
     tokens by ~6e-7 and so loses bit-reproducibility of earlier runs.
     """
@@ -92,9 +92,9 @@ def fit_data_stats(train_x: np.ndarray, fit_idx: np.ndarray, val_idx: np.ndarray
 
     Args:
         train_x: the dataset's train part ``(n, N, M)`` (checked by the caller).
-        fit_idx, val_idx: the seeded split of ``range(n)`` (:func:`~pyfdc.train_config.split_indices`).
+        fit_idx, val_idx: the seeded split of ``range(n)`` (:func:`~pyfdc.training.config.split_indices`).
         transform: the token transform for ``(N, M)``.
-        scaling: ``"channel"`` or ``"token"`` (a :class:`~pyfdc.token_scaler.TokenScaler` is fitted).
+        scaling: ``"channel"`` or ``"token"`` (a :class:`~pyfdc.core.token_scaler.TokenScaler` is fitted).
         pinning: ``"auto"`` (fit pins; only with ``scaling="channel"``) or ``"off"``.
         device: where the tokens go.
 
@@ -103,13 +103,13 @@ def fit_data_stats(train_x: np.ndarray, fit_idx: np.ndarray, val_idx: np.ndarray
         (float32 on ``device``, ``T, C = transform.num_tokens, transform.token_dim``).
     """
     from pyfdc.data import Standardizer
-    from pyfdc.pinning import PinnedCoordinates
-    from pyfdc.support import SupportBounds
-    from pyfdc.token_moments import TokenMoments
-    from pyfdc.token_scaler import TokenScaler
+    from pyfdc.core.pinning import PinnedCoordinates
+    from pyfdc.core.support import SupportBounds
+    from pyfdc.core.token_moments import TokenMoments
+    from pyfdc.core.token_scaler import TokenScaler
 
     standardizer = Standardizer.fit(train_x[fit_idx])
-    bounds = SupportBounds.fit(train_x[fit_idx])  # the range samplers keep (pyfdc.support)
+    bounds = SupportBounds.fit(train_x[fit_idx])  # the range samplers keep (pyfdc.core.support)
     pins = (PinnedCoordinates.fit(standardizer.transform(train_x[fit_idx]), original=train_x[fit_idx])
             if pinning == "auto" and scaling == "channel" else None)
     # fitted on the fit split only, like the standardizer (validation stays unseen)
@@ -117,7 +117,7 @@ def fit_data_stats(train_x: np.ndarray, fit_idx: np.ndarray, val_idx: np.ndarray
                     if scaling == "token" else None)
     z_fit, z_val = (_model_tokens(train_x[idx], standardizer, pins, token_scaler, transform, device)
                     for idx in (fit_idx, val_idx))
-    token_moments = TokenMoments.fit(z_fit)  # for E2-CRF's gaussian cached output (pyfdc.token_moments)
+    token_moments = TokenMoments.fit(z_fit)  # for E2-CRF's gaussian cached output (pyfdc.core.token_moments)
     stats = TrainDataStats(standardizer=standardizer, bounds=bounds, pins=pins, token_scaler=token_scaler,
                            token_moments=token_moments)
     return stats, z_fit, z_val

@@ -124,7 +124,7 @@ class SupportClip(nn.Module):
         return eps_hat - (a / s) * self._step_to_tokens(over)
 
     def wrap(self, eps_fn: Any) -> Any:
-        """An ``eps_fn(z, t, i)`` (see :mod:`pyfdc.sampling`) whose output is clipped."""
+        """An ``eps_fn(z, t, i)`` (see :mod:`pyfdc.sampling.solvers`) whose output is clipped."""
         def clipped(z: Tensor, t: Tensor, i: int) -> Tensor:
             return self(eps_fn(z, t, i), z, t)
         return clipped

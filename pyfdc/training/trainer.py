@@ -1,11 +1,11 @@
 """Training the score network: AdamW, warmup + cosine LR, best-validation checkpoint.
 
-``train`` fits a :class:`~pyfdc.model.DiffusionModel` on a
+``train`` fits a :class:`~pyfdc.core.model.DiffusionModel` on a
 :class:`~pyfdc.data.TimeSeriesDataset`. Only the dataset's *train* part is touched: a seeded
 validation split is carved out of it for model selection, and the standardizer is fitted on the
 remaining (fit) part. The dataset's test split is held out for evaluation and never read here.
 
-Output folder (a checkpoint directory, see :mod:`pyfdc.checkpoint`)::
+Output folder (a checkpoint directory, see :mod:`pyfdc.core.checkpoint`)::
 
     model.safetensors + config.json   best-validation model (EMA weights when EMA is on)
     train_state.pt                    last finished epoch: weights, optimizer, schedule, RNG
@@ -22,10 +22,10 @@ Everything random (initialisation, split, shuffling, diffusion times and noise) 
 and an interrupted run resumed with ``resume=True`` ends with the same weights as an
 uninterrupted one.
 
-The parts live in their own modules: :mod:`pyfdc.train_data_stats` (the statistics fitted once on the fit
-split and the model tokens), :mod:`pyfdc.train_loop` (epochs, EMA, LR schedule, validation, budget,
-checkpoint and resume state), :mod:`pyfdc.train_ddp` (the distributed plumbing), :mod:`pyfdc.train_state`
-(output folder and state file) and :mod:`pyfdc.train_config` (settings, schedule, split). This module checks
+The parts live in their own modules: :mod:`pyfdc.training.data_stats` (the statistics fitted once on the fit
+split and the model tokens), :mod:`pyfdc.training.loop` (epochs, EMA, LR schedule, validation, budget,
+checkpoint and resume state), :mod:`pyfdc.training.ddp` (the distributed plumbing), :mod:`pyfdc.training.state`
+(output folder and state file) and :mod:`pyfdc.training.config` (settings, schedule, split). This module checks
 the arguments, claims the output folder and wires them together.
 """
 from __future__ import annotations
@@ -40,16 +40,16 @@ import torch
 
 from pyfdc import distributed
 from pyfdc.outdir import FolderLock
-from pyfdc.train_config import TrainConfig, TrainResult, lr_factor, resolve_model_config, split_indices
-from pyfdc.train_data_stats import TrainDataStats, fit_data_stats
-from pyfdc.train_ddp import rank_batch, steps_per_epoch
-from pyfdc.train_loop import TrainJob, _val_loss, build_parts, new_run, resume_run, run_epochs, run_summary
-from pyfdc.train_state import HISTORY_FILE, STATE_FILE, _prepare_out_dir
+from pyfdc.training.config import TrainConfig, TrainResult, lr_factor, resolve_model_config, split_indices
+from pyfdc.training.data_stats import TrainDataStats, fit_data_stats
+from pyfdc.training.ddp import rank_batch, steps_per_epoch
+from pyfdc.training.loop import TrainJob, _val_loss, build_parts, new_run, resume_run, run_epochs, run_summary
+from pyfdc.training.state import HISTORY_FILE, STATE_FILE, _prepare_out_dir
 
 # re-exported for the CLI (_load_state), the tests (_fit_schedule_to_budget, _prepare_out_dir) and older
-# callers; _val_loss above too: tests replace ``pyfdc.training._val_loss`` and the loop calls this module's
-from pyfdc.train_loop import _ema_update  # noqa: F401
-from pyfdc.train_state import _fit_schedule_to_budget, _load_state  # noqa: F401
+# callers; _val_loss above too: tests replace ``pyfdc.training.trainer._val_loss`` and the loop calls this module's
+from pyfdc.training.loop import _ema_update  # noqa: F401
+from pyfdc.training.state import _fit_schedule_to_budget, _load_state  # noqa: F401
 
 __all__ = ["TrainConfig", "TrainResult", "train", "resolve_model_config", "lr_factor", "split_indices",
            "STATE_FILE", "HISTORY_FILE"]
@@ -104,9 +104,9 @@ def train(
         progress: show a tqdm bar with the running loss.
         overwrite: replace an existing checkpoint in ``out_dir``.
         scaling: ``"channel"`` (per-channel standardisation in time only) or ``"token"`` (also
-            standardise every token coordinate after the transform; see :mod:`pyfdc.token_scaler`).
+            standardise every token coordinate after the transform; see :mod:`pyfdc.core.token_scaler`).
         pinning: ``"auto"`` pins coordinates that are constant over the fit split (exact noise
-            prediction there, values restored on decoding; :mod:`pyfdc.pinning`), ``"off"`` does
+            prediction there, values restored on decoding; :mod:`pyfdc.core.pinning`), ``"off"`` does
             not. Only with ``scaling="channel"``.
 
     Returns:
@@ -124,8 +124,8 @@ def _checked_inputs(dataset: Any, train_config: TrainConfig | None, scaling: str
                     pinning: str) -> tuple[TrainConfig, np.ndarray]:
     """``(cfg, train_x)``: the settings (default ``TrainConfig()``) and ``dataset.train`` ``(n, N, M)``,
     checked in the order their errors are reported."""
-    from pyfdc.pinning import PINNING
-    from pyfdc.token_scaler import SCALINGS
+    from pyfdc.core.pinning import PINNING
+    from pyfdc.core.token_scaler import SCALINGS
 
     cfg = train_config if train_config is not None else TrainConfig()
     if not isinstance(cfg, TrainConfig):
@@ -161,9 +161,9 @@ def _train_claimed(dataset: Any, out_dir: str | Path, model_config: Any, transfo
                    train_config: TrainConfig | None, resume: bool, progress: bool, overwrite: bool, scaling: str,
                    pinning: str, lock: FolderLock | None) -> TrainResult:
     """:func:`train`'s body (same arguments); claims ``out_dir`` with ``lock`` on rank 0 once they are checked."""
-    from pyfdc.checkpoint import load_checkpoint, update_checkpoint_extra
-    from pyfdc.sde import VPSDE
-    from pyfdc.spectral import make_transform
+    from pyfdc.core.checkpoint import load_checkpoint, update_checkpoint_extra
+    from pyfdc.core.sde import VPSDE
+    from pyfdc.core.spectral import make_transform
 
     cfg, train_x = _checked_inputs(dataset, train_config, scaling, pinning)
     world = distributed.current()

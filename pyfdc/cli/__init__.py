@@ -20,13 +20,13 @@ from typing import Any
 
 
 from pyfdc import distributed
-from pyfdc.cli_args import UsageError, _check_device, build_parser
-from pyfdc.cli_draw import draw_samples
-from pyfdc.cli_io import (CALIBRATE_OUTPUTS, CALIBRATION_FILE, CALIBRATION_PLOT, METRICS_FILE,  # noqa: F401  (re-exported)
+from pyfdc.cli.args import UsageError, _check_device, build_parser
+from pyfdc.cli.draw import draw_samples
+from pyfdc.cli.io import (CALIBRATE_OUTPUTS, CALIBRATION_FILE, CALIBRATION_PLOT, METRICS_FILE,  # noqa: F401  (re-exported)
                           SAMPLE_INFO_FILE, SAMPLE_OUTPUTS, SAMPLES_FILE, STATS_FILE, TINY_MODEL, _echo, _save_npy,
                           _write_json, set_quiet)
-from pyfdc.cli_demo import cmd_demo
-from pyfdc.cli_evaluate import cmd_evaluate, evaluate_samples, gaussian_baseline, sw_report  # noqa: F401
+from pyfdc.cli.demo import cmd_demo
+from pyfdc.cli.evaluate import cmd_evaluate, evaluate_samples, gaussian_baseline, sw_report  # noqa: F401
 from pyfdc.outdir import OutputSet, is_debris
 
 DISTRIBUTED_COMMANDS = ("train", "sample")  # the commands that join a torchrun job
@@ -54,11 +54,11 @@ def _train_data(args: argparse.Namespace) -> Any:
 
 
 def cmd_train(args: argparse.Namespace) -> dict[str, Any]:
-    from pyfdc.training import TrainConfig, train
+    from pyfdc.training.trainer import TrainConfig, train
 
     warmup = args.warmup_epochs if args.warmup_epochs is not None else round(0.1 * args.epochs)
     if args.resume and args.warmup_epochs is None and (args.out / "train_state.pt").is_file():
-        from pyfdc.training import _load_state
+        from pyfdc.training.trainer import _load_state
 
         try:  # resuming keeps the run's warmup unless the user sets one (a default is not a change)
             warmup = int(_load_state(args.out / "train_state.pt")["config"]["warmup_epochs"])
@@ -93,7 +93,7 @@ def cmd_train(args: argparse.Namespace) -> dict[str, Any]:
 
 
 def _e2crf_options(args: argparse.Namespace) -> dict[str, Any]:
-    from pyfdc.cli_args import E2CRF_FLAGS
+    from pyfdc.cli.args import E2CRF_FLAGS
 
     return {k: getattr(args, f"e2crf_{k}") for k in E2CRF_FLAGS if getattr(args, f"e2crf_{k}", None) is not None}
 
@@ -136,7 +136,7 @@ def _resolve_e2crf(model: Any, config: Any, steps: int, progress: bool) -> Any:
 
 
 def cmd_sample(args: argparse.Namespace) -> dict[str, Any]:
-    from pyfdc.checkpoint import load_checkpoint
+    from pyfdc.core.checkpoint import load_checkpoint
 
     given = _e2crf_options(args)
     if (given or args.e2crf_config is not None) and args.sampler != "e2crf":
@@ -168,7 +168,7 @@ def cmd_sample(args: argparse.Namespace) -> dict[str, Any]:
 def _sample_into(args: argparse.Namespace, model: Any, e2cfg: Any, world: Any, claim: OutputSet | None) -> dict[str, Any]:
     """Draw this rank's block, gather, and (rank 0) write the set into the claim's stage and commit it."""
     from pyfdc import __version__
-    from pyfdc.model import weights_fingerprint
+    from pyfdc.core.model import weights_fingerprint
 
     t0 = time.perf_counter()
     start, stop = distributed.shard(args.num_samples, world)  # noise is per sample id: shards join seamlessly
@@ -214,7 +214,7 @@ def _sample_into(args: argparse.Namespace, model: Any, e2cfg: Any, world: Any, c
 
 
 def cmd_calibrate(args: argparse.Namespace) -> dict[str, Any]:
-    from pyfdc.checkpoint import load_checkpoint
+    from pyfdc.core.checkpoint import load_checkpoint
     from pyfdc.e2crf.calibrate import DEFAULT_CANDIDATES, calibrate
     from pyfdc.pretrained import pretrained_path
 
@@ -227,7 +227,7 @@ def cmd_calibrate(args: argparse.Namespace) -> dict[str, Any]:
         cal = calibrate(model, args.steps, solver=args.solver, candidates=candidates, num_shadow=args.shadow,
                         batch_size=args.batch_size, progress=args.progress, all_candidates=args.all_candidates,
                         **targets)
-        from pyfdc.plots import plot_calibration
+        from pyfdc.evaluation.plots import plot_calibration
 
         cal.save(claim.stage / CALIBRATION_FILE)
         plot_calibration(cal.to_dict(), claim.stage / CALIBRATION_PLOT)
@@ -248,7 +248,7 @@ def cmd_benchmark(args: argparse.Namespace) -> dict[str, Any]:
 
     import numpy as np
 
-    from pyfdc.checkpoint import load_checkpoint
+    from pyfdc.core.checkpoint import load_checkpoint
     from pyfdc.pretrained import pretrained_path
 
     import torch
@@ -302,8 +302,8 @@ def cmd_benchmark(args: argparse.Namespace) -> dict[str, Any]:
 
 
 def _front(args: argparse.Namespace, path: Path) -> dict[str, Any]:
-    from pyfdc.checkpoint import load_checkpoint
-    from pyfdc.front import DEFAULT_SPECS, parse_spec, run_front
+    from pyfdc.core.checkpoint import load_checkpoint
+    from pyfdc.evaluation.front import DEFAULT_SPECS, parse_spec, run_front
 
     if args.out is None:
         raise UsageError("--front needs --out DIR (where samples, front.json, front.md and front.png go)")
@@ -331,7 +331,7 @@ def main(argv: Sequence[str] | None = None) -> int:
     """Entry point of the ``pyfdc`` script; returns the process exit status."""
     parser = build_parser()
     args = parser.parse_args(argv)  # exits 2 with a usage message on bad arguments
-    from pyfdc.checkpoint import CheckpointError
+    from pyfdc.core.checkpoint import CheckpointError
 
     world = distributed.World()
     try:

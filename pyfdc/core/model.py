@@ -7,13 +7,13 @@ from typing import Any, Protocol, runtime_checkable
 import torch
 from torch import Tensor
 
-from pyfdc.score_net import ScoreTransformer
-from pyfdc.sde import VPSDE
-from pyfdc.spectral import TokenTransform
-from pyfdc.pinning import PinnedCoordinates, PinProjector
-from pyfdc.support import SupportBounds, SupportClip
-from pyfdc.token_moments import TokenMoments
-from pyfdc.token_scaler import TokenScaler
+from pyfdc.core.score_net import ScoreTransformer
+from pyfdc.core.sde import VPSDE
+from pyfdc.core.spectral import TokenTransform
+from pyfdc.core.pinning import PinnedCoordinates, PinProjector
+from pyfdc.core.support import SupportBounds, SupportClip
+from pyfdc.core.token_moments import TokenMoments
+from pyfdc.core.token_scaler import TokenScaler
 
 __all__ = ["DiffusionModel", "ScalerLike"]
 
@@ -34,10 +34,10 @@ class DiffusionModel:
     On construction the network's output mask is set to ``transform.mask()`` so pinned coordinates
     (Im of DC / Nyquist) are exactly zero in every prediction, however the network was built.
 
-    ``token_moments``: per-coordinate mean/variance of the training tokens (:mod:`pyfdc.token_moments`),
+    ``token_moments``: per-coordinate mean/variance of the training tokens (:mod:`pyfdc.core.token_moments`),
     used by the ``gaussian`` cached output of E2-CRF; ``None`` in checkpoints written before them.
 
-    ``bounds``: the training data's per-channel range (:mod:`pyfdc.support`); with ``clip`` (the
+    ``bounds``: the training data's per-channel range (:mod:`pyfdc.core.support`); with ``clip`` (the
     default) samplers clip the denoised estimate to it at every step and :meth:`decode_samples`
     clamps the decoded series to it. No bounds (checkpoints written before them): no clipping.
     """

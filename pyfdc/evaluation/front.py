@@ -72,9 +72,9 @@ class SamplerSpec:
         return str(dict(self.options).get("solver", "em")) if self.kind == "e2crf" else self.kind
 
     def sampler_options(self) -> dict[str, Any]:
-        """Keyword options of :class:`pyfdc.sampler.Sampler`: compile, precision (uncached), cache (e2crf)."""
+        """Keyword options of :class:`pyfdc.sampling.sampler.Sampler`: compile, precision (uncached), cache (e2crf)."""
         opts = dict(self.options)
-        from pyfdc.sampling import PRECISIONS, SAMPLING_METHODS
+        from pyfdc.sampling.solvers import PRECISIONS, SAMPLING_METHODS
 
         out: dict[str, Any] = {"compile": bool(opts.get("compile", 0)), "precision": opts.get("precision", "fp32")}
         if out["precision"] not in PRECISIONS or opts.get("compile", 0) not in (0, 1):
@@ -140,7 +140,7 @@ class SamplerRun:
 
 def _draw(model: Any, spec: SamplerSpec, n: int, seed: int, offset: int) -> tuple[torch.Tensor, float]:
     """One batch of ``n`` series (token space) with noise ids ``offset..offset+n-1``; returns (z, f)."""
-    from pyfdc.sampler import Sampler
+    from pyfdc.sampling.sampler import Sampler
 
     sampler = Sampler(model, spec.method, **spec.sampler_options())
     z = sampler.sample_tokens(n, spec.steps, batch_size=n, seed=seed, progress=False, sample_offset=offset)
@@ -224,8 +224,9 @@ def _load_run(folder: Path, spec: SamplerSpec, num_samples: int, batch_size: int
 
 
 def _row(run: SamplerRun, ref: np.ndarray, floor_run: SamplerRun, base_s: float, seed: int) -> dict[str, Any]:
-    from pyfdc.metrics import sliced_wasserstein
-    from pyfdc.quality import band_spectral_error, c2st_report, paired_deviation
+    from pyfdc.evaluation.metrics import sliced_wasserstein
+    from pyfdc.e2crf.shadow import band_spectral_error, paired_deviation
+    from pyfdc.evaluation.quality import c2st_report
 
     med = statistics.median(run.batch_seconds)
     row: dict[str, Any] = {
@@ -276,7 +277,7 @@ def run_front(model: Any, out: str | Path, specs: list[str] | tuple[str, ...] = 
     """Run the front and write ``front.json``, ``front.md`` and ``front.png`` into ``out``."""
     from tqdm.auto import tqdm
 
-    from pyfdc import plots
+    from pyfdc.evaluation import plots
     from pyfdc._io import atomic_write_text
 
     parsed = [parse_spec(s) for s in specs]

@@ -176,7 +176,7 @@ def plot_e2crf_stats(stats: Any, path: PathLike) -> None:
 def plot_front(rows: Sequence[Mapping[str, Any]], path: PathLike, title: str = "Speed-quality front") -> None:
     """Wall time per batch (log x) vs C2ST against the uncached 1,000-step reference (y).
 
-    ``rows`` as in :func:`pyfdc.front.run_front`: uncached samplers are drawn as one line per
+    ``rows`` as in :func:`pyfdc.evaluation.front.run_front`: uncached samplers are drawn as one line per
     kind (the front), cached ones as labelled points, the floor as a band (its Wilson 95% CI).
     """
     if not rows:

@@ -1,5 +1,5 @@
 """Training configuration: optimisation hyper-parameters, the run summary, model-config resolution,
-the learning-rate schedule and the seeded fit/validation split (used by :mod:`pyfdc.training`)."""
+the learning-rate schedule and the seeded fit/validation split (used by :mod:`pyfdc.training.trainer`)."""
 from __future__ import annotations
 
 import dataclasses
@@ -87,7 +87,7 @@ def _finite(v: object) -> bool:
 class TrainResult:
     """What :func:`train` returns: the best-validation model and a summary of the run."""
 
-    model: Any  # pyfdc.model.DiffusionModel
+    model: Any  # pyfdc.core.model.DiffusionModel
     out_dir: Path
     epochs_run: int
     planned_epochs: int
@@ -112,7 +112,7 @@ class TrainResult:
 
 def resolve_model_config(model_config: Any, num_tokens: int, token_dim: int) -> Any:
     """``None``/``"small"``/``"paper"``/``ModelConfig``/dict -> ModelConfig for these tokens."""
-    from pyfdc.score_net import ModelConfig
+    from pyfdc.core.score_net import ModelConfig
 
     if model_config is None or model_config == "small":
         return ModelConfig.small(num_tokens=num_tokens, token_dim=token_dim)

@@ -80,7 +80,7 @@ WEIGHTS_NAME = re.compile(r"model-[0-9a-f]{16}\.safetensors")
 
 def save_checkpoint(directory: str | Path, model: Any, extra: dict[str, Any] | None = None,
                     weights_dtype: str = "float32") -> Path:
-    """Write ``model`` (a :class:`~pyfdc.model.DiffusionModel`) into ``directory``; return it.
+    """Write ``model`` (a :class:`~pyfdc.core.model.DiffusionModel`) into ``directory``; return it.
 
     ``extra`` is stored as-is (JSON) under the config's ``"extra"`` key, e.g. a training summary.
     ``weights_dtype="float16"`` stores the trainable parameters in half precision (half the file;
@@ -204,7 +204,7 @@ def update_checkpoint_extra(directory: str | Path, extra: dict[str, Any]) -> Non
 
 
 def update_checkpoint_token_moments(directory: str | Path, moments: Any) -> None:
-    """Record ``moments`` (:class:`~pyfdc.token_moments.TokenMoments` of the fit split's tokens) in an
+    """Record ``moments`` (:class:`~pyfdc.core.token_moments.TokenMoments` of the fit split's tokens) in an
     existing checkpoint, e.g. one written before training recorded them (config.json rewritten atomically)."""
     config = read_config(directory)
     tr = config["transform"]
@@ -237,21 +237,21 @@ def _read_weights(folder: Path, config: dict[str, Any]) -> tuple[dict[str, torch
 
 @dataclasses.dataclass(frozen=True)
 class _ModelFields:
-    """The parts of a :class:`~pyfdc.model.DiffusionModel` a config describes (everything but the weights)."""
+    """The parts of a :class:`~pyfdc.core.model.DiffusionModel` a config describes (everything but the weights)."""
 
-    transform: Any          # pyfdc.spectral.TokenTransform for (n, m)
-    mcfg: Any               # pyfdc.score_net.ModelConfig
-    sde: Any                # pyfdc.sde.VPSDE
+    transform: Any          # pyfdc.core.spectral.TokenTransform for (n, m)
+    mcfg: Any               # pyfdc.core.score_net.ModelConfig
+    sde: Any                # pyfdc.core.sde.VPSDE
     standardizer: Any       # pyfdc.data.Standardizer (M channels) or None
-    token_scaler: Any       # pyfdc.token_scaler.TokenScaler (num_tokens, token_dim) or None
-    pins: Any               # pyfdc.pinning.PinnedCoordinates (n, m) or None
-    bounds: Any             # pyfdc.support.SupportBounds (M channels) or None
-    token_moments: Any      # pyfdc.token_moments.TokenMoments or None
+    token_scaler: Any       # pyfdc.core.token_scaler.TokenScaler (num_tokens, token_dim) or None
+    pins: Any               # pyfdc.core.pinning.PinnedCoordinates (n, m) or None
+    bounds: Any             # pyfdc.core.support.SupportBounds (M channels) or None
+    token_moments: Any      # pyfdc.core.token_moments.TokenMoments or None
 
 
 def _check_field_types(config: dict[str, Any]) -> None:
     """The transform, model config and SDE sections have their keys, and integers/numbers where needed."""
-    from pyfdc.score_net import ModelConfig
+    from pyfdc.core.score_net import ModelConfig
 
     tr = config["transform"]
     _require(tr, ("kind", "n", "m"), "transform")
@@ -272,13 +272,13 @@ def _parse_model_fields(config: dict[str, Any]) -> _ModelFields:
     checkpoint written before them lacks them.
     """
     from pyfdc.data import Standardizer
-    from pyfdc.pinning import PinnedCoordinates
-    from pyfdc.score_net import ModelConfig
-    from pyfdc.sde import VPSDE
-    from pyfdc.spectral import make_transform
-    from pyfdc.support import SupportBounds
-    from pyfdc.token_moments import TokenMoments
-    from pyfdc.token_scaler import TokenScaler
+    from pyfdc.core.pinning import PinnedCoordinates
+    from pyfdc.core.score_net import ModelConfig
+    from pyfdc.core.sde import VPSDE
+    from pyfdc.core.spectral import make_transform
+    from pyfdc.core.support import SupportBounds
+    from pyfdc.core.token_moments import TokenMoments
+    from pyfdc.core.token_scaler import TokenScaler
 
     _check_field_types(config)
     tr = config["transform"]
@@ -328,9 +328,9 @@ def _model_fields(config: dict[str, Any], cfg_path: Path) -> _ModelFields:
 
 def _load_net(fields: _ModelFields, tensors: dict[str, torch.Tensor], tr: dict[str, Any], cfg_path: Path,
               w_path: Path) -> torch.nn.Module:
-    """A :class:`~pyfdc.score_net.ScoreTransformer` of ``fields.mcfg`` holding ``tensors`` (on the CPU), after
+    """A :class:`~pyfdc.core.score_net.ScoreTransformer` of ``fields.mcfg`` holding ``tensors`` (on the CPU), after
     checking their keys, shapes and coordinate mask; the caller's global RNG is left untouched."""
-    from pyfdc.score_net import ScoreTransformer
+    from pyfdc.core.score_net import ScoreTransformer
 
     with torch.random.fork_rng(devices=[]):  # building the net must not disturb the caller's RNG
         net = ScoreTransformer(fields.mcfg)
@@ -355,13 +355,13 @@ def _load_net(fields: _ModelFields, tensors: dict[str, torch.Tensor], tr: dict[s
 
 
 def load_checkpoint(directory: str | Path, map_location: str | torch.device = "cpu") -> Any:
-    """Load a :class:`~pyfdc.model.DiffusionModel` saved by :func:`save_checkpoint`.
+    """Load a :class:`~pyfdc.core.model.DiffusionModel` saved by :func:`save_checkpoint`.
 
     Raises:
         CheckpointError: missing/corrupt/truncated files, unsupported format version, weights
             not matching the config (hash, missing or unexpected keys, shapes).
     """
-    from pyfdc.model import DiffusionModel
+    from pyfdc.core.model import DiffusionModel
 
     folder = Path(directory)
     config = read_config(folder)

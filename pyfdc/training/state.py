@@ -1,5 +1,5 @@
 """Training state on disk: the output folder's checks, the atomic resume state, the resume guard and
-the wall-clock schedule fit (used by :mod:`pyfdc.training`)."""
+the wall-clock schedule fit (used by :mod:`pyfdc.training.trainer`)."""
 from __future__ import annotations
 
 import dataclasses
@@ -10,7 +10,7 @@ from typing import Any
 import torch
 
 from pyfdc._io import atomic_path
-from pyfdc.train_config import TrainConfig
+from pyfdc.training.config import TrainConfig
 
 STATE_FILE = "train_state.pt"
 HISTORY_FILE = "history.json"
@@ -28,7 +28,7 @@ def _drop_leftovers(out: Path) -> None:
     names: debris of an interrupted run, never another tool's files."""
     import json
 
-    from pyfdc.checkpoint import WEIGHTS_NAME
+    from pyfdc.core.checkpoint import WEIGHTS_NAME
     from pyfdc.outdir import is_debris
 
     if not out.is_dir():

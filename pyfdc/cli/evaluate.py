@@ -6,8 +6,8 @@ import json
 from pathlib import Path
 from typing import Any
 
-from pyfdc.cli_args import UsageError
-from pyfdc.cli_io import EVALUATE_OUTPUTS, METRICS_FILE, SAMPLE_INFO_FILE, SAMPLES_FILE, STATS_FILE, _echo, _write_json
+from pyfdc.cli.args import UsageError
+from pyfdc.cli.io import EVALUATE_OUTPUTS, METRICS_FILE, SAMPLE_INFO_FILE, SAMPLES_FILE, STATS_FILE, _echo, _write_json
 from pyfdc.outdir import OutputSet
 
 C2ST_MIN_SERIES = 5  # one per fold of the 5-fold C2ST
@@ -15,8 +15,8 @@ C2ST_MIN_SERIES = 5  # one per fold of the 5-fold C2ST
 
 def sw_report(x: Any, y: Any, projections: int, seed: int) -> dict[str, dict[str, float]]:
     """SW2 of ``x`` to ``y`` (both ``(n, N, M)``), time and frequency: mean over projections and
-    2 standard errors of that mean (Monte-Carlo spread over the projections, see pyfdc.metrics)."""
-    from pyfdc.metrics import sliced_wasserstein_stats
+    2 standard errors of that mean (Monte-Carlo spread over the projections, see pyfdc.evaluation.metrics)."""
+    from pyfdc.evaluation.metrics import sliced_wasserstein_stats
 
     out: dict[str, dict[str, float]] = {}
     for domain in ("time", "freq"):
@@ -27,7 +27,7 @@ def sw_report(x: Any, y: Any, projections: int, seed: int) -> dict[str, dict[str
 
 def gaussian_baseline(train_x: Any, n: int, seed: int) -> Any:
     """``n`` draws ``(n, N, M)`` float32 from N(mean, cov) fitted to the flattened train series."""
-    from pyfdc.quality import gaussian_baseline as draw
+    from pyfdc.evaluation.quality import gaussian_baseline as draw
 
     return draw(train_x, n, seed).astype("float32")
 
@@ -76,7 +76,7 @@ def evaluate_samples(samples: Any, dataset: Any, out: Path, projections: int, se
     ``c2st_repeats`` > 0), the field's discriminative / predictive scores over ``field_runs`` trainings
     (> 0), C2ST vs a ``reference`` sample set when given, and plots into ``out``; returns the metrics
     dict (also saved as metrics.json)."""
-    from pyfdc import plots
+    from pyfdc.evaluation import plots
 
     test, train = dataset.test, dataset.train
     stats = None if stats_dir is None else _read_stats(stats_dir)   # before anything is written
@@ -95,13 +95,13 @@ def evaluate_samples(samples: Any, dataset: Any, out: Path, projections: int, se
     if c2st_repeats > 0 and few:
         skipped["c2st"] = f"needs >= {C2ST_MIN_SERIES} series per side (5 folds), got {len(samples)} samples"
     elif c2st_repeats > 0:
-        from pyfdc.quality import data_report
+        from pyfdc.evaluation.quality import data_report
 
         metrics["quality_vs_heldout"] = data_report(samples, train, test, repeats=c2st_repeats, seed=seed)
     if field_runs > 0 and few:
         skipped["field_scores"] = f"need >= {C2ST_MIN_SERIES} series per side, got {len(samples)} samples"
     elif field_runs > 0:
-        from pyfdc.field_scores import discriminative_score, predictive_score
+        from pyfdc.evaluation.field_scores import discriminative_score, predictive_score
 
         metrics["field_scores"] = {
             "discriminative": discriminative_score(test, samples, runs=field_runs, seed=seed),
@@ -114,11 +114,11 @@ def evaluate_samples(samples: Any, dataset: Any, out: Path, projections: int, se
         skipped["reference"] = (f"the C2ST vs --reference needs >= {C2ST_MIN_SERIES} series per side, got "
                                 f"{len(samples)} and {len(reference)}")
     elif reference is not None:
-        from pyfdc.quality import sampler_report
+        from pyfdc.evaluation.quality import sampler_report
 
         metrics["quality_vs_reference"] = sampler_report(samples, reference, seed=seed)["candidate"]
         if reference.shape == samples.shape:
-            from pyfdc.quality import paired_deviation, same_noise_pairs
+            from pyfdc.e2crf.shadow import paired_deviation, same_noise_pairs
 
             dev = paired_deviation(samples, reference)
             metrics["quality_vs_reference"]["paired_deviation"] = dev
@@ -136,7 +136,7 @@ def evaluate_samples(samples: Any, dataset: Any, out: Path, projections: int, se
 
 
 def cmd_evaluate(args: argparse.Namespace) -> dict[str, Any]:
-    from pyfdc.checkpoint import read_config
+    from pyfdc.core.checkpoint import read_config
     from pyfdc.data import load_dataset
 
     config = read_config(args.checkpoint)

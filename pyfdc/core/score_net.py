@@ -136,7 +136,7 @@ class ScoreTransformer(nn.Module):
         self.blocks = nn.ModuleList(Block(d, config.n_heads, config.d_ff) for _ in range(config.n_layers))
         self.ln_f = nn.LayerNorm(d)
         self.out_proj = nn.Linear(d, c)
-        # exact noise prediction on pinned coordinates (pyfdc.pinning), attached by DiffusionModel
+        # exact noise prediction on pinned coordinates (pyfdc.core.pinning), attached by DiffusionModel
         self.pin_projector: nn.Module | None = None
 
     def time_features(self, t: Tensor) -> Tensor:

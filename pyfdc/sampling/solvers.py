@@ -1,5 +1,5 @@
 """Reverse-time solvers over an ``EpsFn`` and per-sample seeded noise (the user-facing loop is
-:class:`pyfdc.sampler.Sampler`).
+:class:`pyfdc.sampling.sampler.Sampler`).
 
 Both samplers walk a grid ``1 = t_0 > ... > t_steps = t_eps``, evaluate the noise predictor at
 ``t_0..t_{steps-1}`` (``steps`` evaluations) and end at ``t_eps``. Euler–Maruyama uses the uniform grid
@@ -25,7 +25,7 @@ from typing import Any
 import torch
 from torch import Tensor
 
-from pyfdc.sde import VPSDE
+from pyfdc.core.sde import VPSDE
 
 __all__ = ["EpsFn", "NoiseStream", "euler_maruyama", "ddim", "dpm_solver_2m", "SOLVERS", "SAMPLING_METHODS"]
 

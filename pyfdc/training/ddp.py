@@ -1,4 +1,4 @@
-"""Training's distributed plumbing under ``torchrun`` (used by :mod:`pyfdc.training` and :mod:`pyfdc.train_loop`).
+"""Training's distributed plumbing under ``torchrun`` (used by :mod:`pyfdc.training.trainer` and :mod:`pyfdc.training.loop`).
 
 In a run of ``world.size`` processes (:mod:`pyfdc.distributed`) each rank takes ``batch_size / size``
 series of every global batch from a ``DistributedSampler`` seeded per epoch, draws its diffusion noise
@@ -16,7 +16,7 @@ import torch
 from torch import Tensor, nn
 
 from pyfdc import distributed
-from pyfdc.train_config import TrainConfig
+from pyfdc.training.config import TrainConfig
 
 if TYPE_CHECKING:
     from torch.utils.data import DistributedSampler
