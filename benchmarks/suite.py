@@ -63,8 +63,7 @@ def train_one(ds: Any, folder: Path, domain: str, minutes: float, seed: int) -> 
     left = minutes - used / 60.0
     resume = state.is_file()
     if left > 0.05 or not resume:
-        cfg = TrainConfig(epochs=3000, warmup_epochs=300, ema_decay=0.999, seed=seed,
-                          max_minutes=max(left, 0.05))
+        cfg = TrainConfig.recipe(max_minutes=max(left, 0.05), seed=seed)  # pyfdc train's default recipe
         result = train(ds, folder, model_config="small", transform_kind=domain, train_config=cfg,
                        resume=resume, overwrite=not resume and folder.exists())
         summary = {k: v for k, v in result.summary().items() if k != "history"}

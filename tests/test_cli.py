@@ -121,7 +121,8 @@ def test_train_sample_evaluate(capsys: pytest.CaptureFixture[str], tmp_path: Pat
     np.testing.assert_array_equal(np.load(em / SAMPLES_FILE), x)
 
     e2 = tmp_path / "e2crf"
-    assert _run(capsys, *base, "--sampler", "e2crf", "--e2crf-R", "4", "--e2crf-K", "2", "--out", str(e2))[0] == 0
+    assert _run(capsys, *base, "--sampler", "e2crf", "--e2crf-budget", "0.5", "--e2crf-R", "4", "--e2crf-K", "2",
+                "--out", str(e2))[0] == 0
     stats = json.loads((e2 / STATS_FILE).read_text())
     assert len(stats["recomputed_fraction"]) == 8 and len(stats["event_intensity"]) == 8
     assert 0 in stats["refresh_steps"] and 4 in stats["refresh_steps"]

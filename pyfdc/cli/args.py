@@ -40,6 +40,12 @@ open_unit_float = _typed(float, lambda v: 0 < v < 1, "a number in (0, 1)")
 seed_int = _typed(int, lambda v: 0 <= v < 2**63, "an integer in [0, 2**63)")
 
 
+def _ema(text: str) -> float | str:
+    if text.strip().lower() == "off":
+        return "off"
+    return open_unit_float(text)
+
+
 def checkpoint_dir(text: str) -> Path:
     """A checkpoint folder, or the name of a checkpoint shipped with pyfdc (``ecg_small_freq``, ...)
     when no folder of that name exists."""
@@ -124,14 +130,7 @@ class _OneLineParser(argparse.ArgumentParser):
         self.exit(2, f"{self.prog}: error: {message} (see '{self.prog} --help')\n")
 
 
-def build_parser() -> argparse.ArgumentParser:
-    from pyfdc import __version__
-
-    parser = _OneLineParser(
-        prog="pyfdc", description="Frequency-domain diffusion for time series, with E2-CRF caching.")
-    parser.add_argument("--version", action="version", version=f"pyfdc {__version__}")
-    sub = parser.add_subparsers(dest="command", metavar="COMMAND", required=True)
-
+def _train_parser(sub: Any) -> None:
     p = sub.add_parser("train", help="train a diffusion model", description=(
         "Train a score network on a dataset's train split (a validation split is carved from it; "
         "the held-out split is never used). --out becomes a checkpoint folder."))
@@ -162,25 +161,31 @@ def build_parser() -> argparse.ArgumentParser:
                    help="auto: coordinates constant over the training series (a zero pad, a fixed start) "
                         "get their exact noise prediction and are restored exactly; ignored with --scaling token "
                         "(default: auto)")
-    p.add_argument("--epochs", metavar="E", type=pos_int, default=200, help="epochs (default: 200)")
+    p.add_argument("--epochs", metavar="E", type=pos_int,
+                   help="epochs; alone: exactly E, no time budget (default: fitted to --max-minutes, at most 3000)")
     p.add_argument("--batch-size", metavar="B", type=pos_int, default=64, help="batch size (default: 64)")
     p.add_argument("--lr", metavar="LR", type=pos_float, default=1e-3, help="peak learning rate (default: 1e-3)")
     p.add_argument("--weight-decay", metavar="WD", type=nonneg_float, default=1e-2, help="AdamW weight decay (default: 0.01)")
     p.add_argument("--warmup-epochs", metavar="E", type=nonneg_int,
-                   help="linear warmup epochs (default: 10%% of --epochs, as the paper's 20/200)")
-    p.add_argument("--ema", type=open_unit_float, metavar="DECAY", help="keep an EMA of the weights")
+                   help="linear warmup epochs (default: 10%% of the epochs, as the paper's 20/200)")
+    p.add_argument("--ema", type=_ema, metavar="DECAY",
+                   help="EMA decay of the weights the checkpoint keeps, or 'off' (default: 0.999)")
     p.add_argument("--small-t-fraction", metavar="F", type=unit_float, default=0.0,
                    help="fraction of training draws with t log-uniform instead of uniform, so the "
                         "low-noise end (where fine detail is decided) gets trained (default: 0)")
     p.add_argument("--val-fraction", metavar="F", type=unit_float, default=0.1,
                    help="fraction of the train split used for validation (default: 0.1)")
     p.add_argument("--seed", type=seed_int, default=0, help="seed (default: 0)")
-    p.add_argument("--max-minutes", metavar="MIN", type=pos_float, help="wall-clock budget; the LR schedule is fitted to it")
+    p.add_argument("--max-minutes", metavar="MIN", type=pos_float,
+                   help="wall-clock budget; the epochs and the LR schedule are fitted to it (default: 15, "
+                        "none with --epochs alone)")
     p.add_argument("--resume", action="store_true", help="continue an interrupted run in --out")
     _add_device(p)
     p.add_argument("--tiny", action="store_true", help=argparse.SUPPRESS)
     _add_out(p)
 
+
+def _sample_parser(sub: Any) -> None:
     p = sub.add_parser("sample", help="draw samples from a checkpoint", description=(
         "Sample series (original units) from a trained checkpoint; writes samples.npy, "
         "sample_info.json and, for e2crf, e2crf_stats.json."))
@@ -195,6 +200,8 @@ def build_parser() -> argparse.ArgumentParser:
     _add_device(p)
     _add_out(p)
 
+
+def _calibrate_parser(sub: Any) -> None:
     p = sub.add_parser("calibrate", help="choose an E2-CRF configuration for a checkpoint and step count",
                        description=(
         "Draw shadow series uncached and with each candidate budget (cheapest first) from the same noise, "
@@ -224,11 +231,13 @@ def build_parser() -> argparse.ArgumentParser:
     _add_device(p)
     _add_out(p)
 
+
+def _benchmark_parser(sub: Any) -> None:
     p = sub.add_parser("benchmark", help="time E2-CRF against uncached sampling, side by side", description=(
         "Same checkpoint, same seeds and steps, one process: uncached Euler-Maruyama vs E2-CRF "
         "(after a warm-up, median of --repeats). Prints wall time, speedup, recomputed fraction f, "
         "the FLOP-ideal 1/f and the paired RMS deviation from the uncached samples. The full "
-        "ablation/quality benchmark is benchmarks/bench_e2crf.py."))
+        "speed-quality front is --front (or benchmarks/front.py)."))
     p.add_argument("--checkpoint", type=checkpoint_dir, metavar="DIR",
                    help="checkpoint folder (default: the shipped ECG model)")
     p.add_argument("--num-samples", metavar="S", type=pos_int,
@@ -249,6 +258,8 @@ def build_parser() -> argparse.ArgumentParser:
     p.add_argument("--out", type=Path, metavar="DIR", help="output folder of --front (reruns resume from it)")
     p.add_argument("--no-progress", dest="progress", action="store_false", help=argparse.SUPPRESS)
 
+
+def _evaluate_parser(sub: Any) -> None:
     p = sub.add_parser("evaluate", help="score samples against held-out data", description=(
         "Classifier two-sample tests (C2ST: gradient-boosted trees on summary statistics and a "
         "linear model on the raw series) and sliced Wasserstein distances of samples to the "
@@ -276,6 +287,8 @@ def build_parser() -> argparse.ArgumentParser:
                         "also report the C2ST and band error of --samples against it")
     _add_out(p)
 
+
+def _demo_parser(sub: Any) -> None:
     p = sub.add_parser("demo", help="end-to-end demo on the embedded ECG (a few minutes)", description=(
         "Sample the embedded ECG with the shipped pretrained small model (or, with --minutes, a model "
         "trained here from scratch) using uncached Euler-Maruyama and E2-CRF, and the shipped time-domain "
@@ -294,4 +307,19 @@ def build_parser() -> argparse.ArgumentParser:
     p.add_argument("--tiny", action="store_true", help=argparse.SUPPRESS)
     p.add_argument("--epochs", metavar="E", type=pos_int, default=200, help=argparse.SUPPRESS)
     _add_out(p)
+
+def build_parser() -> argparse.ArgumentParser:
+    from pyfdc import __version__
+
+    parser = _OneLineParser(
+        prog="pyfdc", description="Frequency-domain diffusion for time series, with E2-CRF caching.")
+    parser.add_argument("--version", action="version", version=f"pyfdc {__version__}")
+    sub = parser.add_subparsers(dest="command", metavar="COMMAND", required=True)
+
+    _train_parser(sub)
+    _sample_parser(sub)
+    _calibrate_parser(sub)
+    _benchmark_parser(sub)
+    _evaluate_parser(sub)
+    _demo_parser(sub)
     return parser

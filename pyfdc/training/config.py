@@ -13,6 +13,11 @@ import numpy as np
 __all__ = ["TrainConfig", "TrainResult", "resolve_model_config", "lr_factor", "split_indices"]
 
 
+RECIPE_MINUTES = 15.0   # the suite's full profile: 15 minutes per model
+RECIPE_EPOCH_CAP = 3000  # the budget, not this cap, ends a recipe run on every suite dataset
+RECIPE_EMA = 0.999
+
+
 @dataclass
 class TrainConfig:
     """Optimisation hyper-parameters (paper defaults: 200 epochs, batch 64, lr 1e-3, 20 warmup).
@@ -38,6 +43,16 @@ class TrainConfig:
     val_repeats: int = 4
     device: str = "cpu"
     small_t_fraction: float = 0.0
+
+    @classmethod
+    def recipe(cls, max_minutes: float | None = RECIPE_MINUTES, **overrides: Any) -> "TrainConfig":
+        """The recipe the development suite trains with, and ``pyfdc train``'s default: an EMA of the weights
+        (0.999), a wall-clock budget (``max_minutes``, default 15) that the cosine schedule is fitted to
+        (at most 3,000 epochs, so the epoch count follows the data size and the machine), warmup 10% of the
+        fitted epochs. ``overrides`` set any other field."""
+        fields = {"epochs": RECIPE_EPOCH_CAP, "warmup_epochs": RECIPE_EPOCH_CAP // 10, "ema_decay": RECIPE_EMA,
+                  "max_minutes": max_minutes, **overrides}
+        return cls(**fields)
 
     def __post_init__(self) -> None:
         def bad(name: str, why: str) -> ValueError:

@@ -3,7 +3,7 @@
 Training beats only (no held-out data). Generated with DPM-Solver++(2M), 50 steps (on the front it is
 0.521 against EM-1000), 64 series, seed 0, one thread.
 
-    python benchmarks/diag_roughness.py [--checkpoint DIR] [--cut 30] [--segment 15]
+    python benchmarks/studies/roughness_ecg.py [--checkpoint DIR] [--cut 30] [--segment 15]
 """
 from __future__ import annotations
 

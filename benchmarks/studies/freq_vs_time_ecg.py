@@ -14,11 +14,11 @@ What it does (issue 3, "What must be shown"):
 Full run (about an hour on 2 idle cores: 2 × 15 min training, and 1,000 × 1,000 EM steps take
 roughly 10-20 min per model with the small config)::
 
-    PYTHONPATH=. python benchmarks/bench_diffusion.py --out bench_out/diffusion
+    PYTHONPATH=. python benchmarks/studies/freq_vs_time_ecg.py --out bench_out/diffusion
 
 Smoke run (about a minute)::
 
-    PYTHONPATH=. python benchmarks/bench_diffusion.py --quick --out /tmp/bench_quick --overwrite
+    PYTHONPATH=. python benchmarks/studies/freq_vs_time_ecg.py --quick --out /tmp/bench_quick --overwrite
 """
 from __future__ import annotations
 

@@ -6,7 +6,7 @@ training series is rebuilt from its train config, and generated series are compa
 and (b) the fit beats the model trained on (larger, so sharper, but not unseen). The data floor
 there is fit vs val; the Gaussian is fitted to the fit split. Samples are cached in ``--out``.
 
-    python benchmarks/bench_recipe.py --out bench_out/recipe --num-samples 256 \
+    python benchmarks/studies/recipe_ecg.py --out bench_out/recipe --num-samples 256 \
         --checkpoint freq_token=runs/A_freq_token --checkpoint freq_channel=runs/C_freq_channel
 
 ``NAME=DIR,noclip`` samples that checkpoint with its support clip off (``pyfdc.core.support``).
