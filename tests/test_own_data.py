@@ -3,7 +3,6 @@ CLI route train --data -> sample -> evaluate, which finds the held-out split aga
 from __future__ import annotations
 
 import json
-from pathlib import Path
 
 import numpy as np
 import pytest
@@ -134,21 +133,6 @@ def test_overwrite_leaves_no_stale_outputs(tmp_path, capsys):
     (smp / "notes.txt").write_text("mine")
     code, text = _run(capsys, *base, "--overwrite")
     assert code == 2 and "holds files this command does not write (notes.txt)" in text
-
-
-def test_readme_own_data_block_runs(tmp_path):
-    """The README's 'Your own data' commands, run as written in a fresh folder."""
-    import re
-    import subprocess
-
-    readme = (Path(__file__).resolve().parents[1] / "README.md").read_text()
-    block = re.search(r"<!-- ci:own-data -->\s*```bash\n(.*?)```", readme, re.S)
-    assert block, "README lost its own-data block"
-    res = subprocess.run(["bash", "-euo", "pipefail", "-c", block.group(1)], cwd=tmp_path, capture_output=True,
-                         text=True, timeout=600)
-    assert res.returncode == 0, res.stderr[-2000:]
-    metrics = json.loads((tmp_path / "runs/waves_eval/metrics.json").read_text())
-    assert metrics["num_heldout"] == 12 and metrics["num_samples"] == 16
 
 
 def test_long_format_csv(tmp_path):

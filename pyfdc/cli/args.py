@@ -205,8 +205,9 @@ def _calibrate_parser(sub: Any) -> None:
     p = sub.add_parser("calibrate", help="choose an E2-CRF configuration for a checkpoint and step count",
                        description=(
         "Draw shadow series uncached and with each candidate budget (cheapest first) from the same noise, "
-        "and keep the first whose paired deviation, per-band power error and speedup meet the targets; "
-        "if none does, the result samples uncached. Uses only the model (no data). Writes "
+        "and keep the first that shifts no per-series statistic (band log power, curvature) by more than "
+        "--max-shift and is --min-speedup faster; if none does, the result samples uncached. Uses only the "
+        "model (no data). Writes "
         "calibration.json for 'pyfdc sample --sampler e2crf --e2crf-config'."))
     p.add_argument("--checkpoint", type=checkpoint_dir, metavar="DIR",
                    help="checkpoint folder or shipped name (default: the shipped ECG model)")
