@@ -22,7 +22,7 @@ from __future__ import annotations
 
 import math
 import time
-from dataclasses import asdict, dataclass, field, replace
+from dataclasses import dataclass, replace
 from typing import TYPE_CHECKING, Any
 
 import torch
@@ -31,24 +31,15 @@ from torch import Tensor
 from pyfdc import ops
 
 from paper_step import CachedForward
+from pyfdc.e2crf.config import _check_number
 from pyfdc.e2crf.intensity import EventIntensity
 from pyfdc.e2crf.layers import index_mask
+from pyfdc.sampling.stats import SamplingStats, StepRecorder, rss_bytes
 
 if TYPE_CHECKING:
     from pyfdc.core.model import DiffusionModel
 
 MODES = ("full", "uncached", "fixed", "no_feedback", "no_energy", "naive_kv")
-
-
-def _check_number(name: str, value: Any, *, low: float, high: float = math.inf,
-                  low_open: bool = False, allow_inf: bool = False) -> None:
-    if isinstance(value, bool) or not isinstance(value, (int, float)):
-        raise ValueError(f"PaperConfig.{name} must be a number, got {value!r}")
-    if math.isnan(value) or (math.isinf(value) and not allow_inf):
-        raise ValueError(f"PaperConfig.{name} must be finite, got {value!r}")
-    if value < low or (low_open and value == low) or value > high:
-        lo = "(" if low_open else "["
-        raise ValueError(f"PaperConfig.{name} must lie in {lo}{low}, {high}], got {value!r}")
 
 
 @dataclass(frozen=True)
@@ -122,90 +113,8 @@ class PaperConfig:
         return 0 if kind == "time" else num_tokens // 10
 
 
-@dataclass
-class E2CRFStats:
-    """Per-step / per-token statistics of an E2-CRF run (means over all samples).
-
-    recomputed_fraction[i]: mean over samples of |S_b(i)| / N' (probes included).
-    event_intensity[i]: mean r_b(i). feedback_error[i]: mean relative probe error e_b(i)
-    (0 where no probe ran). token_hit_rate[κ]: fraction of (sample, step) pairs where token κ was
-    served from the cache. refresh_steps / warn_steps / probe_steps: steps where at least one sample
-    was force-refreshed (step 0, every R, warn) / exceeded τ_warn / drew probes.
-    cache_bytes: bytes of the persistent per-run buffers (KV cache, CRF, references, workspaces).
-    peak_rss_growth_bytes: max RSS sampled every 10 steps after warm-up minus the RSS at step 10 (max
-    over batches): ~0 when the loop holds on to nothing new per step once warmed up.
-    budget_overflow: budget mode only — tokens per sample and step whose drift beat its threshold but
-    that the budget left cached (0 = the budget was never the binding limit).
-    """
-
-    mode: str
-    num_tokens: int
-    steps: int
-    recomputed_fraction: list[float] = field(default_factory=list)
-    event_intensity: list[float] = field(default_factory=list)
-    feedback_error: list[float] = field(default_factory=list)
-    token_hit_rate: list[float] = field(default_factory=list)
-    refresh_steps: list[int] = field(default_factory=list)
-    warn_steps: list[int] = field(default_factory=list)
-    probe_steps: list[int] = field(default_factory=list)
-    cache_bytes: int = 0
-    budget_overflow: float = 0.0
-    peak_rss_growth_bytes: int = 0
-    wall_time_s: float = 0.0
-    num_samples: int = 0
-
-    @property
-    def mean_recomputed_fraction(self) -> float:
-        f = self.recomputed_fraction
-        return float(sum(f) / len(f)) if f else 1.0
-
-    @property
-    def hit_rate(self) -> float:
-        """Fraction of token evaluations served from the cache (= 1 − mean f)."""
-        return 1.0 - self.mean_recomputed_fraction
-
-    def to_dict(self) -> dict[str, Any]:
-        """JSON-safe dict (plain floats/ints/lists) including the derived totals."""
-        d = asdict(self)
-        d["hit_rate"] = self.hit_rate
-        d["mean_recomputed_fraction"] = self.mean_recomputed_fraction
-        return d
-
-
-class _Accumulator:
-    """Per-step sums over batches, kept as device tensors (no host sync per step); see E2CRFStats."""
-
-    def __init__(self, steps: int, num_tokens: int, device: torch.device | str = "cpu") -> None:
-        z = dict(dtype=torch.float64, device=device)
-        self.count, self.r, self.err = (torch.zeros(steps, **z) for _ in range(3))
-        self.cached = torch.zeros(num_tokens, **z)
-        self.overflow = torch.zeros((), **z)
-        self.refresh, self.warn, self.probe = (torch.zeros(steps, dtype=torch.bool, device=device)
-                                               for _ in range(3))
-        self.samples = 0
-
-    def all_reduce(self, world: Any) -> None:
-        """Sum the per-step sums over the ranks of ``world``; a step flag holds if it held on any rank."""
-        from pyfdc import distributed
-
-        for t in (self.count, self.r, self.err, self.cached, self.overflow):
-            distributed.all_reduce_(world, t, "sum")
-        for name in ("refresh", "warn", "probe"):
-            flags = getattr(self, name).to(torch.int32)
-            setattr(self, name, distributed.all_reduce_(world, flags, "max").bool())
-        self.samples = int(distributed.all_sum(world, [float(self.samples)])[0])
-
-    def finish(self, stats: E2CRFStats, steps: int, num_tokens: int) -> None:
-        n = max(self.samples, 1)
-        stats.recomputed_fraction = (self.count / (n * num_tokens)).tolist()
-        stats.event_intensity = (self.r / n).tolist()
-        stats.feedback_error = (self.err / n).tolist()
-        stats.token_hit_rate = (self.cached / (n * steps)).tolist()
-        stats.refresh_steps = self.refresh.nonzero().flatten().tolist()
-        stats.warn_steps = self.warn.nonzero().flatten().tolist()
-        stats.probe_steps = self.probe.nonzero().flatten().tolist()
-        stats.num_samples = self.samples
-        stats.budget_overflow = float(self.overflow) / (n * steps)
+E2CRFStats = SamplingStats  # the package's statistics, on the reference too
+_Accumulator = StepRecorder
 
 
 class CachedEpsFn:
@@ -316,7 +225,7 @@ class CachedEpsFn:
         """Count the step; sample the RSS every 10 steps from step ``WARM_STEPS`` on."""
         self.steps_seen += 1
         if self.steps_seen >= self.WARM_STEPS and self.steps_seen % 10 == 0:
-            now = _rss_bytes()
+            now = rss_bytes()
             if self.rss_warm is None:
                 self.rss_warm = now
             self.rss_max = max(self.rss_max, now)
@@ -343,25 +252,6 @@ class CachedEpsFn:
         acc.r[i] += self.r_used.sum()
         acc.refresh[i] |= self.force.any() | periodic
         acc.warn[i] |= warn.any()
-
-
-def _rss_bytes() -> int:
-    """Current resident set size (Linux ``/proc``), else the peak RSS; 0 if neither is available."""
-    try:
-        with open("/proc/self/statm") as fh:
-            import os
-
-            return int(fh.read().split()[1]) * os.sysconf("SC_PAGE_SIZE")
-    except (OSError, ValueError, IndexError):
-        pass
-    try:
-        import resource
-        import sys
-
-        peak = resource.getrusage(resource.RUSAGE_SELF).ru_maxrss
-        return int(peak) if sys.platform == "darwin" else int(peak) * 1024
-    except Exception:  # pragma: no cover - non-POSIX
-        return 0
 
 
 class PaperSampler:
@@ -411,7 +301,7 @@ class PaperSampler:
         dev = mask.device
         was_training = net.training
         net.eval()
-        stats = E2CRFStats(mode=config.mode, num_tokens=T, steps=steps)
+        stats = E2CRFStats(method="em", cache=f"paper-{config.mode}", num_tokens=T, steps=steps)
         acc = _Accumulator(steps, T, dev)
         out = []
         growth = 0
@@ -439,7 +329,7 @@ class PaperSampler:
             acc.all_reduce(world)
             wall, rss, cache = all_max(world, [stats.wall_time_s, stats.peak_rss_growth_bytes, stats.cache_bytes])
             stats.wall_time_s, stats.peak_rss_growth_bytes, stats.cache_bytes = wall, int(rss), int(cache)
-        acc.finish(stats, steps, T)
+        acc.finish(stats)
         return torch.cat(out, dim=0), stats
 
     def sample(self, num_samples: int, steps: int = 1000, batch_size: int = 64, seed: int = 0,

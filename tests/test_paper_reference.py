@@ -159,10 +159,10 @@ def test_all_modes_run_and_stats_are_json_safe(model, mode):
     assert x.shape == (3, N, M) and torch.isfinite(x).all()
     d = json.loads(json.dumps(stats.to_dict()))
     for key in ("recomputed_fraction", "event_intensity", "refresh_steps", "token_hit_rate", "probe_steps",
-                "warn_steps", "feedback_error", "hit_rate", "mean_recomputed_fraction", "cache_bytes", "mode"):
+                "warn_steps", "feedback_error", "hit_rate", "mean_recomputed_fraction", "cache_bytes", "cache"):
         assert key in d
     assert len(d["recomputed_fraction"]) == 8 and len(d["token_hit_rate"]) == T
-    assert d["mode"] == mode
+    assert d["cache"] == f"paper-{mode}"
     if mode != "uncached":
         L, H, dh = 2, 4, 8
         assert d["cache_bytes"] >= 2 * L * 2 * H * T * dh * 4  # K and V, batch 2, fp32
@@ -212,7 +212,7 @@ def test_sample_argument_validation(model):
 
 
 def test_stats_defaults():
-    s = E2CRFStats(mode="full", num_tokens=3, steps=0)
+    s = E2CRFStats(method="em", cache="paper-full", num_tokens=3, steps=0)
     assert s.mean_recomputed_fraction == 1.0 and s.hit_rate == 0.0
 
 
