@@ -49,19 +49,7 @@ DONE = "suite_done.json"
 # ----------------------------------------------------------------------------- train
 
 
-def model_config(output: str = "eps") -> Any:
-    """The suite's network: ``small``, with the head's output parameterisation ``output``."""
-    if output == "eps":
-        return "small"
-    from pyfdc.core.score_net import ModelConfig
-
-    d = ModelConfig.small(1, 1).to_dict()
-    for k in ("num_tokens", "token_dim"):
-        d.pop(k)
-    return {**d, "output": output}
-
-
-def train_one(ds: Any, folder: Path, domain: str, minutes: float, seed: int, output: str = "eps") -> dict[str, Any]:
+def train_one(ds: Any, folder: Path, domain: str, minutes: float, seed: int) -> dict[str, Any]:
     """Train (or resume, or skip when done) one model; the budget counts over every resumed session."""
     from pyfdc.training.config import TrainConfig
     from pyfdc.training.state import STATE_FILE, _load_state
@@ -76,7 +64,7 @@ def train_one(ds: Any, folder: Path, domain: str, minutes: float, seed: int, out
     resume = state.is_file()
     if left > 0.05 or not resume:
         cfg = TrainConfig.recipe(max_minutes=max(left, 0.05), seed=seed)  # pyfdc train's default recipe
-        result = train(ds, folder, model_config=model_config(output), transform_kind=domain, train_config=cfg,
+        result = train(ds, folder, model_config="small", transform_kind=domain, train_config=cfg,
                        resume=resume, overwrite=not resume and folder.exists())
         summary = {k: v for k, v in result.summary().items() if k != "history"}
     else:
@@ -105,8 +93,6 @@ def main(argv: list[str] | None = None) -> int:
                    help="GRU iterations of the discriminative and predictive scores (default: 2000 5000, TimeGAN's)")
     p.add_argument("--threads", type=int, default=1, help="torch threads (default: 1)")
     p.add_argument("--seed", type=int, default=0)
-    p.add_argument("--output", choices=("eps", "gaussian-skip"), default="eps",
-                   help="the score network's output parameterisation (ModelConfig.output; default: eps)")
     args = p.parse_args(argv)
     torch.set_num_threads(args.threads)
     for name in args.datasets:
@@ -130,7 +116,7 @@ def run_dataset(name: str, ds: Any, args: argparse.Namespace) -> None:
     t0 = time.perf_counter()
     if "train" in args.stages:
         for domain in args.domains:
-            s = train_one(ds, folder / domain, domain, args.minutes, args.seed, args.output)
+            s = train_one(ds, folder / domain, domain, args.minutes, args.seed)
             print(f"suite: {name}/{domain}: trained {s.get('epochs_run', '?')} epochs in {s['wall_seconds']:.0f}s")
     if set(args.stages) == {"train"}:
         return

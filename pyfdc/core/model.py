@@ -12,7 +12,7 @@ from pyfdc.core.sde import VPSDE
 from pyfdc.core.spectral import TokenTransform
 from pyfdc.core.pinning import PinnedCoordinates, PinProjector
 from pyfdc.core.support import SupportBounds, SupportClip
-from pyfdc.core.token_moments import GaussianSkip, TokenMoments
+from pyfdc.core.token_moments import TokenMoments
 from pyfdc.core.token_scaler import TokenScaler
 
 __all__ = ["DiffusionModel", "ScalerLike"]
@@ -89,11 +89,6 @@ class DiffusionModel:
             self.net.pin_projector = PinProjector(self.transform, self.pins, self.sde).to(self.net.mask.device)
         else:
             self.net.pin_projector = None
-        self.net.output_skip = None
-        if getattr(cfg, "output", "eps") == "gaussian-skip":
-            if self.token_moments is None:
-                raise ValueError("a network with output='gaussian-skip' needs the model's token_moments")
-            self.net.output_skip = GaussianSkip(self.token_moments, self.sde).to(self.net.mask.device)
         if self.bounds is not None:
             if not isinstance(self.bounds, SupportBounds):
                 raise TypeError(f"bounds must be SupportBounds or None, got {type(self.bounds).__name__}")

@@ -17,9 +17,6 @@ from torch import Tensor, nn
 __all__ = ["ModelConfig", "Block", "ScoreTransformer"]
 
 
-OUTPUTS = ("eps", "gaussian-skip")
-
-
 @dataclass
 class ModelConfig:
     """Score-network hyper-parameters. ``num_tokens`` = T, ``token_dim`` = C."""
@@ -32,9 +29,6 @@ class ModelConfig:
     d_ff: int = 2048
     rff_dim: int = 32
     rff_scale: float = 16.0
-    # what the head predicts: "eps" (the noise) or "gaussian-skip" (a correction to the training tokens'
-    # per-coordinate Gaussian E[ε | z, t], scaled by σ_data / sqrt(σ_data² + σ²/α²); pyfdc.core.token_moments)
-    output: str = "eps"
 
     def __post_init__(self) -> None:
         for name in ("num_tokens", "token_dim", "d_model", "n_layers", "n_heads", "d_ff", "rff_dim"):
@@ -47,8 +41,6 @@ class ModelConfig:
             )
         if self.rff_dim % 2:
             raise ValueError(f"ModelConfig.rff_dim must be even (sin and cos halves), got {self.rff_dim}")
-        if self.output not in OUTPUTS:
-            raise ValueError(f"ModelConfig.output must be one of {OUTPUTS}, got {self.output!r}")
         s = self.rff_scale
         if isinstance(s, bool) or not isinstance(s, (int, float)) or not math.isfinite(s) or s <= 0:
             raise ValueError(f"ModelConfig.rff_scale must be a finite number > 0, got {s!r}")
@@ -146,7 +138,6 @@ class ScoreTransformer(nn.Module):
         self.out_proj = nn.Linear(d, c)
         # exact noise prediction on pinned coordinates (pyfdc.core.pinning), attached by DiffusionModel
         self.pin_projector: nn.Module | None = None
-        self.output_skip: nn.Module | None = None  # set by DiffusionModel when config.output == "gaussian-skip"
 
     def time_features(self, t: Tensor) -> Tensor:
         """``t (B,)`` -> ``(B, d)``: ``time_mlp([sin(2 pi f t), cos(2 pi f t)])``."""
@@ -160,12 +151,6 @@ class ScoreTransformer(nn.Module):
     def head(self, h: Tensor) -> Tensor:
         """``h (B, T, d)`` -> ``eps_hat (B, T, C) = out_proj(ln_f(h)) * mask``."""
         return self.out_proj(self.ln_f(h)) * self.mask
-
-    def output(self, h: Tensor, z: Tensor, t: Tensor) -> Tensor:
-        """Final features ``h (B, T, d)`` at ``z (B, T, C)``, ``t (B,)`` -> ``eps_hat (B, T, C)`` (before pinning):
-        the head, through the output parameterisation when there is one."""
-        out = self.head(h)
-        return out if self.output_skip is None else self.output_skip(out, z, t)
 
     def forward(self, z: Tensor, t: Tensor) -> Tensor:
         """``z (B, T, C)``, ``t (B,)`` or scalar -> ``eps_hat (B, T, C)``."""
@@ -181,7 +166,7 @@ class ScoreTransformer(nn.Module):
         h = self.embed(z, t)
         for blk in self.blocks:
             h = blk(h)
-        out = self.output(h, z, t)
+        out = self.head(h)
         return out if self.pin_projector is None else self.pin_projector(out, z, t)
 
     def num_parameters(self) -> int:

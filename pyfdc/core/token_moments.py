@@ -21,7 +21,7 @@ from typing import Any
 
 import numpy as np
 import torch
-from torch import Tensor, nn
+from torch import Tensor
 
 __all__ = ["TokenMoments"]
 
@@ -81,28 +81,3 @@ class TokenMoments:
 def gaussian_eps(z: Tensor, a: Tensor, s: Tensor, mean: Tensor, var: Tensor) -> Tensor:
     """``σ (z − α μ) / (α² λ + σ²)`` with broadcastable ``a``, ``s`` (e.g. ``(B, 1, 1)``)."""
     return s * (z - a * mean) / (a * a * var + s * s)
-
-
-class GaussianSkip(nn.Module):
-    """The ``gaussian-skip`` output: ``ε̂ = E[ε | z, t] + c(t) F`` with ``E[ε | z, t]`` the closed form under the
-    training tokens' diagonal Gaussian and ``c = α √λ / √(α² λ + σ²)`` (EDM's ``c_out`` per coordinate, in ε units).
-
-    Where a coordinate's data spread ``√λ`` is far below the noise (high frequencies, most of the time) the
-    Gaussian answer is kept and the network's output ``F (B, T, C)`` only corrects it within that spread, so an
-    error of ``F`` moves the denoised estimate by ``√λ``-sized amounts instead of ``σ/α``-sized ones. Buffers
-    are not persistent: the moments live in the checkpoint's config, not among the weights.
-    """
-
-    def __init__(self, moments: TokenMoments, sde: Any) -> None:
-        super().__init__()
-        mean, var = moments.tensors(torch.float32)
-        self.sde = sde
-        self.register_buffer("mean", mean, persistent=False)
-        self.register_buffer("var", var, persistent=False)
-
-    def forward(self, out: Tensor, z: Tensor, t: Tensor) -> Tensor:
-        a, s = self.sde.marginal(t.to(z.dtype))
-        a, s = a[:, None, None], s[:, None, None]
-        mean, var = self.mean.to(z.dtype), self.var.to(z.dtype)
-        c = a * var.sqrt() / (a * a * var + s * s).sqrt()
-        return gaussian_eps(z, a, s, mean, var) + c * out

@@ -126,7 +126,7 @@ class CachedStep:
         torch.sub(h, h0, out=c.crf)
         c.z_ref.copy_(z)
         self.feat.copy_(h)
-        eps = self.net.output(h, z, t)
+        eps = self.net.head(h)
         if self.cached_output == "gaussian":
             torch.sub(eps, self._gaussian_eps(z, t), out=self.rest)
         return eps
@@ -181,7 +181,7 @@ class CachedStep:
                 c.z_ref.scatter_(1, zr, z.gather(1, zr))
         feat = torch.add(h0, c.crf, out=self.feat)  # cached tokens: h0 + C
         feat.scatter_(1, rows, hs)                                    # recomputed ones: fresh
-        eps = self.net.output(feat, z, t)
+        eps = self.net.head(feat)
         if self.cached_output != "features":
             eps = self._output(z, t, eps, index_mask(idx, self.T, self._sel))
         return eps, err
@@ -208,7 +208,7 @@ class CachedStep:
         torch.where(rule[..., None], z, c.z_ref, out=c.z_ref)
         torch.add(h0, c.crf, out=self.feat)
         torch.where(sel[..., None], h, self.feat, out=self.feat)
-        eps = self.net.output(self.feat, z, t)
+        eps = self.net.head(self.feat)
         if self.cached_output != "features":
             eps = self._output(z, t, eps, sel)
         return eps, err

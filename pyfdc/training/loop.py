@@ -128,8 +128,7 @@ def build_parts(mcfg: Any, stats: TrainDataStats, transform: TokenTransform, sde
     with torch.random.fork_rng(devices=[]):
         torch.manual_seed(cfg.seed)
         net = ScoreTransformer(mcfg).to(device)
-    DiffusionModel(net, transform, sde, stats.standardizer, token_scaler=stats.token_scaler, pins=stats.pins,
-                   token_moments=stats.token_moments)  # attaches the pins and the output parameterisation
+    DiffusionModel(net, transform, sde, stats.standardizer, token_scaler=stats.token_scaler, pins=stats.pins)  # attaches pins
     ema = copy.deepcopy(net) if cfg.ema_decay is not None else None
     optimizer = torch.optim.AdamW(net.parameters(), lr=cfg.lr, weight_decay=cfg.weight_decay)
     shuffle_gen = torch.Generator().manual_seed(cfg.seed)
