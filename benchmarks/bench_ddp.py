@@ -32,7 +32,7 @@ def worker(config: str, rounds: int, steps: int, out: Path) -> None:
     from pyfdc.core.score_net import ModelConfig, ScoreTransformer
     from pyfdc.core.sde import VPSDE, dsm_loss
     from pyfdc.core.spectral import make_transform
-    from pyfdc.training.trainer import _ema_update
+    from pyfdc.training.loop import _ema_update
 
     world, _ = distributed.join("cpu")
     tr = make_transform("freq", 187, 1)

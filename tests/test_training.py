@@ -10,6 +10,7 @@ import pytest
 import torch
 
 import pyfdc.training.trainer as training
+from pyfdc.training.state import _fit_schedule_to_budget
 from pyfdc.core.checkpoint import load_checkpoint, read_config
 from pyfdc.data import TimeSeriesDataset
 from pyfdc.training.trainer import TrainConfig, lr_factor, split_indices, train
@@ -181,12 +182,12 @@ def test_other_token_layouts_train(tmp_path: Path, kind: str) -> None:
 def test_schedule_fitted_to_budget_ignores_slow_first_epoch() -> None:
     cfg = _cfg(epochs=100, warmup_epochs=20)
     run = {"epoch": 1, "planned_epochs": 100, "warmup_epochs": 20}
-    training._fit_schedule_to_budget(run, cfg, 10.0, [2.0], t_start=0.0)  # 2 s/epoch, 8 s left
+    _fit_schedule_to_budget(run, cfg, 10.0, [2.0], t_start=0.0)  # 2 s/epoch, 8 s left
     assert (run["planned_epochs"], run["warmup_epochs"]) == (5, 1)
     run["epoch"] = 2  # epoch 2 took 1 s: re-plan from epochs 2.. only -> 7 more
-    training._fit_schedule_to_budget(run, cfg, 10.0, [2.0, 3.0], t_start=0.0)
+    _fit_schedule_to_budget(run, cfg, 10.0, [2.0, 3.0], t_start=0.0)
     assert (run["planned_epochs"], run["warmup_epochs"]) == (9, 2)
-    training._fit_schedule_to_budget(run, cfg, 1e6, [2.0, 3.0], t_start=0.0)
+    _fit_schedule_to_budget(run, cfg, 1e6, [2.0, 3.0], t_start=0.0)
     assert run["planned_epochs"] == 100  # never beyond cfg.epochs
 
 

@@ -137,19 +137,13 @@ def _e2crf_config(args: argparse.Namespace, model: Any = None) -> Any:
 def _resolve_e2crf(model: Any, config: Any, steps: int, progress: bool) -> Any:
     """A config with an open budget gets this model's calibration for ``steps`` EM steps (the default's is
     kept in the checkpoint folder; made on first use), said in one line; ``None`` = sample uncached."""
-    from pyfdc.e2crf import E2CRFConfig
-    from pyfdc.e2crf.calibrate import calibrated_config, describe, model_calibration
+    from pyfdc.e2crf.calibrate import calibration_for, describe
 
     if config is None or config.budget is not None:
         return config
-    if config == E2CRFConfig():
-        cal = model_calibration(model, steps, "em", progress=progress, say=lambda line: _echo(f"e2crf: {line}"))
-        _echo(f"e2crf: this model's calibration for {steps} steps: {describe(cal)}")
-        return cal.config
-    _echo(f"e2crf: calibrating the budget of {config.describe()} for this model at {steps} steps")
-    resolved = calibrated_config(model, steps, "em", base=config, progress=progress)
-    _echo(f"e2crf: {'no budget passes: sampling uncached' if resolved is None else resolved.describe()}")
-    return resolved
+    cal = calibration_for(model, steps, "em", base=config, progress=progress, say=lambda line: _echo(f"e2crf: {line}"))
+    _echo(f"e2crf: this model's calibration for {steps} steps: {describe(cal)}")
+    return cal.config
 
 
 def cmd_sample(args: argparse.Namespace) -> dict[str, Any]:

@@ -314,20 +314,28 @@ def default_config(model: Any, steps: int, solver: str = "em", progress: bool = 
     return model_calibration(model, steps, solver, progress=progress).config
 
 
-def calibrated_config(model: Any, steps: int, solver: str = "em", base: E2CRFConfig | None = None,
-                      progress: bool = False) -> E2CRFConfig | None:
-    """The budget for a config that leaves it open (``budget=None``): the default config gets the model's kept
-    calibration (:func:`default_config`); any other is calibrated with it as the base, remembered in the
-    model's memory only. ``None``: sample uncached."""
+def calibration_for(model: Any, steps: int, solver: str = "em", base: E2CRFConfig | None = None,
+                    progress: bool = False, say: Any = None) -> Calibration:
+    """The calibration that resolves a config leaving its budget open (``budget=None``): the default config
+    gets the model's kept calibration (:func:`model_calibration`); any other is calibrated with it as the
+    base, remembered in the model's memory only. ``say(line)`` reports what happened (default: nothing)."""
     base = base or E2CRFConfig()
     if base == E2CRFConfig():
-        return default_config(model, steps, solver, progress=progress)
+        return model_calibration(model, steps, solver, progress=progress, say=say)
     from pyfdc.core.model import weights_fingerprint
 
     key = (solver, steps, tuple(sorted(base.to_dict().items())), weights_fingerprint(model))
     if key not in model.calibrations:
+        (say or (lambda line: None))(f"calibrating the budget of {base.describe()} at {steps} {solver} steps "
+                                     "(kept in memory only)")
         model.calibrations[key] = calibrate(model, steps, solver, base=base, progress=progress)
-    return model.calibrations[key].config
+    return model.calibrations[key]
+
+
+def calibrated_config(model: Any, steps: int, solver: str = "em", base: E2CRFConfig | None = None,
+                      progress: bool = False) -> E2CRFConfig | None:
+    """:func:`calibration_for`'s config; ``None``: sample uncached."""
+    return calibration_for(model, steps, solver, base, progress).config
 
 
 def _shipped(folder: Path) -> bool:

@@ -27,7 +27,7 @@ from torch import Tensor
 
 from pyfdc.core.sde import VPSDE
 
-__all__ = ["EpsFn", "NoiseStream", "euler_maruyama", "ddim", "dpm_solver_2m", "SOLVERS", "SAMPLING_METHODS"]
+__all__ = ["EpsFn", "NoiseStream", "euler_maruyama", "ddim", "dpm_solver_2m", "solve", "SAMPLING_METHODS"]
 
 EpsFn = Callable[[Tensor, Tensor, int], Tensor]  # (z (B,T,C), t (B,), step i) -> eps_hat (B,T,C)
 PRECISIONS: tuple[str, ...] = ("fp32", "bf16")
@@ -287,5 +287,3 @@ def solve(method: str, eps_fn: EpsFn, sde: VPSDE, z_init: Tensor, mask: Tensor, 
         return dpm_solver_2m(eps_fn, sde, z_init, mask, steps, progress=progress, schedule=schedule)
     raise ValueError(f"method must be one of {SAMPLING_METHODS}, got {method!r}")
 
-
-SOLVERS = {"em": euler_maruyama, "ddim": ddim, "dpm2m": dpm_solver_2m}

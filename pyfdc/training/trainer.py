@@ -46,10 +46,7 @@ from pyfdc.training.ddp import rank_batch, steps_per_epoch
 from pyfdc.training.loop import TrainJob, _val_loss, build_parts, new_run, resume_run, run_epochs, run_summary
 from pyfdc.training.state import HISTORY_FILE, STATE_FILE, _prepare_out_dir
 
-# re-exported for the CLI (_load_state), the tests (_fit_schedule_to_budget, _prepare_out_dir) and older
-# callers; _val_loss above too: tests replace ``pyfdc.training.trainer._val_loss`` and the loop calls this module's
-from pyfdc.training.loop import _ema_update  # noqa: F401
-from pyfdc.training.state import _fit_schedule_to_budget, _load_state  # noqa: F401
+# _val_loss is looked up here at run time: tests replace ``pyfdc.training.trainer._val_loss``
 
 __all__ = ["TrainConfig", "TrainResult", "train", "resolve_model_config", "lr_factor", "split_indices",
            "STATE_FILE", "HISTORY_FILE"]
