@@ -49,7 +49,7 @@ DONE = "suite_done.json"
 # ----------------------------------------------------------------------------- train
 
 
-def train_one(ds: Any, folder: Path, domain: str, minutes: float, seed: int) -> dict[str, Any]:
+def train_one(ds: Any, folder: Path, domain: str, minutes: float, seed: int, time_head: int = 0) -> dict[str, Any]:
     """Train (or resume, or skip when done) one model; the budget counts over every resumed session."""
     from pyfdc.training.config import TrainConfig
     from pyfdc.training.state import STATE_FILE, _load_state
@@ -64,7 +64,8 @@ def train_one(ds: Any, folder: Path, domain: str, minutes: float, seed: int) -> 
     resume = state.is_file()
     if left > 0.05 or not resume:
         cfg = TrainConfig.recipe(max_minutes=max(left, 0.05), seed=seed)  # pyfdc train's default recipe
-        result = train(ds, folder, model_config="small", transform_kind=domain, train_config=cfg,
+        model_config: Any = {"preset": "small", "time_head": time_head} if time_head else "small"
+        result = train(ds, folder, model_config=model_config, transform_kind=domain, train_config=cfg,
                        resume=resume, overwrite=not resume and folder.exists())
         summary = {k: v for k, v in result.summary().items() if k != "history"}
     else:
@@ -93,6 +94,8 @@ def main(argv: list[str] | None = None) -> int:
                    help="GRU iterations of the discriminative and predictive scores (default: 2000 5000, TimeGAN's)")
     p.add_argument("--threads", type=int, default=1, help="torch threads (default: 1)")
     p.add_argument("--seed", type=int, default=0)
+    p.add_argument("--time-head", type=int, default=0, metavar="WIDTH",
+                   help="train the models with a time-domain head of this width (default: 0, none)")
     args = p.parse_args(argv)
     torch.set_num_threads(args.threads)
     for name in args.datasets:
@@ -116,7 +119,7 @@ def run_dataset(name: str, ds: Any, args: argparse.Namespace) -> None:
     t0 = time.perf_counter()
     if "train" in args.stages:
         for domain in args.domains:
-            s = train_one(ds, folder / domain, domain, args.minutes, args.seed)
+            s = train_one(ds, folder / domain, domain, args.minutes, args.seed, args.time_head)
             print(f"suite: {name}/{domain}: trained {s.get('epochs_run', '?')} epochs in {s['wall_seconds']:.0f}s")
     if set(args.stages) == {"train"}:
         return

@@ -210,9 +210,7 @@ class CachedEpsFn:
             probes = self._draw_probes()
             self.intensity.step_size(cfg.tau_safe, cfg.alpha_max)
         eps_hat, probe_err, feat = self.fwd(z, t, idx, count, probes, self.alpha, cfg.eta)
-        pin = getattr(self.net, "pin_projector", None)
-        if pin is not None:  # exact noise prediction on pinned coordinates, as in net.forward
-            eps_hat = pin(eps_hat, z, t)
+        eps_hat = self.net.finish(eps_hat, z, t)  # the time head and the pinned coordinates, as in forward
         # next step's intensity: relative change of the final-layer features
         if probe_err is not None:
             self.probe_err.copy_(probe_err)

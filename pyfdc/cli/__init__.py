@@ -146,6 +146,17 @@ def _resolve_e2crf(model: Any, config: Any, steps: int, progress: bool) -> Any:
     return cal.config
 
 
+def _resolve_auto(model: Any, progress: bool) -> tuple[str, int, Any]:
+    """``--sampler auto``: this model's kept choice (made on first use), said in one line, as
+    ``(sampler, steps, e2crf config or None)``."""
+    from pyfdc.evaluation.auto import model_auto_choice
+
+    choice = model_auto_choice(model, progress=progress, say=lambda line: _echo(f"auto: {line}"))
+    _echo(f"auto: this model's sampler: {choice.describe()}")
+    spec = choice.sampler_spec
+    return spec.kind, spec.steps, (spec.e2crf_config() if spec.kind == "e2crf" else None)
+
+
 def cmd_sample(args: argparse.Namespace) -> dict[str, Any]:
     from pyfdc.core.checkpoint import load_checkpoint
 
@@ -154,6 +165,10 @@ def cmd_sample(args: argparse.Namespace) -> dict[str, Any]:
         raise UsageError(f"--e2crf-* options need --sampler e2crf (got --sampler {args.sampler})")
     if given and args.e2crf_config is not None:
         raise UsageError("--e2crf-config replaces the other --e2crf-* options; give one or the other")
+    if args.sampler == "auto" and args.steps is not None:
+        raise UsageError("--steps cannot be combined with --sampler auto: auto chooses the solver and the steps")
+    if args.steps is None and args.sampler != "auto":
+        args.steps = 1000
     e2cfg = _e2crf_config(args) if args.sampler == "e2crf" else None  # validate before any work
     world = getattr(args, "world", None) or distributed.World()
     if args.num_samples < world.size:
@@ -168,6 +183,8 @@ def cmd_sample(args: argparse.Namespace) -> dict[str, Any]:
     distributed.on_main(world, lambda: claim.append(OutputSet(args.out, args.overwrite, SAMPLE_OUTPUTS,
                                                               "pyfdc sample").open()))
     try:
+        if args.sampler == "auto":  # rank 0 chooses (minutes on first use): one choice for every rank
+            args.sampler, args.steps, e2cfg = distributed.on_main(world, lambda: _resolve_auto(model, args.progress))
         if e2cfg is not None and e2cfg.budget is None:  # rank 0 calibrates (timed): one choice for every rank
             e2cfg = distributed.on_main(world, lambda: _resolve_e2crf(model, e2cfg, args.steps, args.progress))
         return _sample_into(args, model, e2cfg, world, claim[0] if claim else None)

@@ -84,12 +84,16 @@ def _check_device(name: str) -> str:
     return name
 
 
-def _add_sampler_args(p: argparse.ArgumentParser) -> None:
-    p.add_argument("--sampler", choices=("em", "ddim", "dpm2m", "e2crf"), default="em",
+def _add_sampler_args(p: argparse.ArgumentParser, auto: bool = False) -> None:
+    p.add_argument("--sampler", choices=("em", "ddim", "dpm2m", "e2crf", *(("auto",) if auto else ())), default="em",
                    help="em: Euler-Maruyama (paper default); ddim: deterministic first order; dpm2m: "
                         "DPM-Solver++(2M), deterministic second order (best at few steps); "
-                        "e2crf: cached Euler-Maruyama (default: em)")
-    p.add_argument("--steps", metavar="T", type=pos_int, default=1000, help="reverse steps (default: 1000)")
+                        "e2crf: cached Euler-Maruyama" + (
+                            "; auto: the cheapest sampler (solver, steps, cache) that keeps this model's EM-1000 "
+                            "distribution, chosen on first use by a C2ST on shadow samples and kept in the "
+                            "checkpoint folder" if auto else "") + " (default: em)")
+    p.add_argument("--steps", metavar="T", type=pos_int, default=None if auto else 1000,
+                   help="reverse steps (default: 1000" + ("; --sampler auto chooses them)" if auto else ")"))
     p.add_argument("--batch-size", metavar="B", type=pos_int, default=64, help="series per batch (default: 64)")
     p.add_argument("--seed", type=seed_int, default=0, help="noise seed (default: 0)")
     p.add_argument("--compile", action="store_true",
@@ -192,7 +196,7 @@ def _sample_parser(sub: Any) -> None:
     p.add_argument("--checkpoint", type=checkpoint_dir, required=True, metavar="DIR",
                    help="checkpoint folder, or the name of a shipped one (e.g. ecg_small_time)")
     p.add_argument("--num-samples", metavar="S", type=pos_int, default=1000, help="series to draw (default: 1000)")
-    _add_sampler_args(p)
+    _add_sampler_args(p, auto=True)
     p.add_argument("--clip", choices=("auto", "off"), default="auto",
                    help="auto (default): keep samples inside the training data's per-channel range recorded in "
                         "the checkpoint (the denoised estimate is clipped at every step, the series at the end); "

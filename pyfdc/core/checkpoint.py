@@ -255,7 +255,8 @@ def _check_field_types(config: dict[str, Any]) -> None:
 
     tr = config["transform"]
     _require(tr, ("kind", "n", "m"), "transform")
-    _require(config["model_config"], [f.name for f in dataclasses.fields(ModelConfig)], "model_config")
+    _require(config["model_config"], [f.name for f in dataclasses.fields(ModelConfig)
+                                      if f.name not in ModelConfig.OPTIONAL_FIELDS], "model_config")
     _require(config["sde"], ("beta_min", "beta_max", "t_eps"), "sde")
     for key in ("n", "m"):
         if isinstance(tr[key], bool) or not isinstance(tr[key], int):

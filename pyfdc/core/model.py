@@ -78,6 +78,12 @@ class DiffusionModel:
                 f"net expects (T, C) = ({cfg.num_tokens}, {cfg.token_dim}) tokens but the "
                 f"{self.transform.kind!r} transform gives {shape}"
             )
+        head = getattr(self.net, "time_head", None)
+        if head is not None:
+            if cfg.series_channels != self.transform.m:
+                raise ValueError(f"the net's time head is for M = {cfg.series_channels} channels, the transform "
+                                 f"has {self.transform.m}")
+            head.transform = self.transform
         with torch.no_grad():
             self.net.mask.copy_(self.transform.mask(device=self.net.mask.device, dtype=self.net.mask.dtype))
         if self.pins is not None:

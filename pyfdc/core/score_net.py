@@ -14,6 +14,8 @@ import torch
 import torch.nn.functional as F
 from torch import Tensor, nn
 
+from pyfdc.core.time_head import TimeHead
+
 __all__ = ["ModelConfig", "Block", "ScoreTransformer"]
 
 
@@ -29,12 +31,24 @@ class ModelConfig:
     d_ff: int = 2048
     rff_dim: int = 32
     rff_scale: float = 16.0
+    # width of the time-domain head (pyfdc.core.time_head); 0 = none. It needs the series' channels M.
+    time_head: int = 0
+    series_channels: int = 0
+
+    # fields added after the first checkpoints: a saved model config may lack them (then their defaults)
+    OPTIONAL_FIELDS = ("time_head", "series_channels")
 
     def __post_init__(self) -> None:
         for name in ("num_tokens", "token_dim", "d_model", "n_layers", "n_heads", "d_ff", "rff_dim"):
             v = getattr(self, name)
             if isinstance(v, bool) or not isinstance(v, int) or v < 1:
                 raise ValueError(f"ModelConfig.{name} must be a positive int, got {v!r}")
+        for name in ("time_head", "series_channels"):
+            v = getattr(self, name)
+            if isinstance(v, bool) or not isinstance(v, int) or v < 0:
+                raise ValueError(f"ModelConfig.{name} must be an int >= 0, got {v!r}")
+        if self.time_head and not self.series_channels:
+            raise ValueError("ModelConfig.time_head needs series_channels (the series' channels M)")
         if self.d_model % self.n_heads:
             raise ValueError(
                 f"ModelConfig.d_model ({self.d_model}) must be divisible by n_heads ({self.n_heads})"
@@ -60,7 +74,9 @@ class ModelConfig:
         return self.d_model // self.n_heads
 
     def to_dict(self) -> dict[str, Any]:
-        return asdict(self)
+        """The fields; the optional ones only when set, so a model without them saves as it always did."""
+        d = asdict(self)
+        return {k: v for k, v in d.items() if k not in self.OPTIONAL_FIELDS or v}
 
     @classmethod
     def from_dict(cls, d: dict[str, Any]) -> "ModelConfig":
@@ -136,6 +152,7 @@ class ScoreTransformer(nn.Module):
         self.blocks = nn.ModuleList(Block(d, config.n_heads, config.d_ff) for _ in range(config.n_layers))
         self.ln_f = nn.LayerNorm(d)
         self.out_proj = nn.Linear(d, c)
+        self.time_head = TimeHead(config.series_channels, config.time_head, d) if config.time_head else None
         # exact noise prediction on pinned coordinates (pyfdc.core.pinning), attached by DiffusionModel
         self.pin_projector: nn.Module | None = None
 
@@ -166,8 +183,15 @@ class ScoreTransformer(nn.Module):
         h = self.embed(z, t)
         for blk in self.blocks:
             h = blk(h)
-        out = self.head(h)
-        return out if self.pin_projector is None else self.pin_projector(out, z, t)
+        return self.finish(self.head(h), z, t)
+
+    def finish(self, eps: Tensor, z: Tensor, t: Tensor) -> Tensor:
+        """The head's ``eps (B, T, C)`` -> the prediction: the time-domain head's refinement (when configured),
+        then the pinned coordinates' exact noise (when attached). ``z (B, T, C)``, ``t (B,)`` or scalar."""
+        if self.time_head is not None:
+            tb = t.expand(z.shape[0]) if t.dim() == 0 else t
+            eps = self.time_head(eps, z, self.time_features(tb), self.mask)
+        return eps if self.pin_projector is None else self.pin_projector(eps, z, t)
 
     def num_parameters(self) -> int:
         """Number of trainable parameters."""

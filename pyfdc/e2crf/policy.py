@@ -127,9 +127,7 @@ class E2CRFPolicy:
                 eps_hat, err = fwd.sparse(z, t, probes, alpha)
             if not self.P:
                 err = None
-        pin = getattr(self.net, "pin_projector", None)
-        if pin is not None:
-            eps_hat = pin(eps_hat, z, t)
+        eps_hat = self.net.finish(eps_hat, z, t)   # the time head and the pinned coordinates, as in forward
         r = self.intensity.update(fwd.feat, err)
         flags = self.warn_flags[i % 2]
         torch.gt(r, cfg.tau_warn, out=flags)

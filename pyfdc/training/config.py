@@ -125,16 +125,33 @@ class TrainResult:
         }
 
 
-def resolve_model_config(model_config: Any, num_tokens: int, token_dim: int) -> Any:
-    """``None``/``"small"``/``"paper"``/``ModelConfig``/dict -> ModelConfig for these tokens."""
+def resolve_model_config(model_config: Any, num_tokens: int, token_dim: int, channels: int = 0) -> Any:
+    """``None``/``"small"``/``"paper"``/``ModelConfig``/dict -> ModelConfig for these tokens.
+
+    A dict holds ModelConfig fields, optionally over a ``"preset"`` (``"small"`` or ``"paper"``):
+    ``{"preset": "small", "time_head": 32}``; a time head gets ``series_channels = channels`` (the data's M)
+    unless the dict sets it.
+    """
     from pyfdc.core.score_net import ModelConfig
 
-    if model_config is None or model_config == "small":
-        return ModelConfig.small(num_tokens=num_tokens, token_dim=token_dim)
-    if model_config == "paper":
-        return ModelConfig.paper(num_tokens=num_tokens, token_dim=token_dim)
+    presets = {"small": ModelConfig.small, "paper": ModelConfig.paper}
+    if model_config is None:
+        model_config = "small"
+    if isinstance(model_config, str):
+        if model_config not in presets:
+            raise ValueError(f"model_config must be one of {sorted(presets)}, a dict or a ModelConfig, "
+                             f"got {model_config!r}")
+        return presets[model_config](num_tokens=num_tokens, token_dim=token_dim)
     if isinstance(model_config, dict):
-        model_config = ModelConfig(**{"num_tokens": num_tokens, "token_dim": token_dim, **model_config})
+        fields = dict(model_config)
+        preset = fields.pop("preset", None)
+        if preset is not None and preset not in presets:
+            raise ValueError(f"model_config preset must be one of {sorted(presets)}, got {preset!r}")
+        base = (presets[preset](num_tokens=num_tokens, token_dim=token_dim).to_dict() if preset
+                else {"num_tokens": num_tokens, "token_dim": token_dim})
+        if fields.get("time_head") and not fields.get("series_channels"):
+            fields["series_channels"] = channels
+        model_config = ModelConfig(**{**base, **fields})
     if not isinstance(model_config, ModelConfig):
         raise TypeError(
             "model_config must be None, 'small', 'paper', a dict or a ModelConfig, "

@@ -111,6 +111,8 @@ def _fit_schedule_to_budget(run: dict[str, Any], cfg: TrainConfig, budget_s: flo
 
 
 def _cfg_dict(mcfg: Any) -> dict[str, Any]:
+    if hasattr(mcfg, "to_dict"):
+        return dict(mcfg.to_dict())
     return dataclasses.asdict(mcfg) if dataclasses.is_dataclass(mcfg) else dict(vars(mcfg))
 
 

@@ -167,7 +167,7 @@ def _train_claimed(dataset: Any, out_dir: str | Path, model_config: Any, transfo
     batch = rank_batch(cfg, world)  # this rank's share of a global batch
     n, n_steps_t, m = train_x.shape
     transform = make_transform(transform_kind, n_steps_t, m)
-    mcfg = resolve_model_config(model_config, transform.num_tokens, transform.token_dim)
+    mcfg = resolve_model_config(model_config, transform.num_tokens, transform.token_dim, transform.m)
     fit_idx, val_idx = split_indices(n, cfg.val_fraction, cfg.seed)
     out = Path(out_dir)
     # only after every argument has been checked; rank 0 makes the folder, every rank gets its error

@@ -1,0 +1,132 @@
+"""The time-domain head (``ModelConfig.time_head``): neutral when fresh, local in time, saved and loaded,
+applied on every E2-CRF step, and absent from configs that do not use it."""
+from __future__ import annotations
+
+import json
+from pathlib import Path
+
+import pytest
+import torch
+
+from pyfdc.core.checkpoint import load_checkpoint, save_checkpoint
+from pyfdc.core.model import DiffusionModel
+from pyfdc.core.score_net import ModelConfig, ScoreTransformer
+from pyfdc.core.sde import VPSDE
+from pyfdc.core.spectral import make_transform
+from pyfdc.core.time_head import DILATIONS, KERNEL
+from pyfdc.e2crf import E2CRFConfig
+from pyfdc.sampling.sampler import Sampler
+from pyfdc.training.config import resolve_model_config
+from tinymodels import one_thread  # noqa: F401
+
+N = 48
+REACH = sum(d * (KERNEL // 2) for d in DILATIONS)   # how far one input step reaches: 16
+
+
+def head_model(kind: str = "freq", m: int = 2, width: int = 8, seed: int = 0, trained_head: bool = True) -> DiffusionModel:
+    torch.manual_seed(seed)
+    tr = make_transform(kind, N, m)
+    cfg = ModelConfig(tr.num_tokens, tr.token_dim, d_model=32, n_layers=2, n_heads=4, d_ff=64, rff_dim=16,
+                      time_head=width, series_channels=m)
+    net = ScoreTransformer(cfg, tr.mask())
+    with torch.no_grad():
+        net.out_proj.weight.mul_(0.1)
+        if trained_head:   # a fresh head adds exactly 0; give it weights so its effect is visible
+            net.time_head.out.weight.normal_(0, 0.1)
+    return DiffusionModel(net.eval(), tr, VPSDE())
+
+
+@pytest.mark.parametrize("kind", ["freq", "time"])
+def test_a_fresh_head_leaves_the_prediction_unchanged(kind: str) -> None:
+    model = head_model(kind, trained_head=False)
+    z, t = torch.randn(3, model.num_tokens, model.token_dim), torch.rand(3)
+    with torch.no_grad():
+        with_head = model.net(z, t)
+        head, model.net.time_head = model.net.time_head, None
+        without = model.net(z, t)
+        model.net.time_head = head
+    assert torch.equal(with_head, without)
+
+
+@pytest.mark.parametrize("kind", ["freq", "time", "chart"])
+@pytest.mark.parametrize("dtype", [torch.float32, torch.float64])
+def test_the_head_is_local_in_time(kind: str, dtype: torch.dtype) -> None:
+    """A change of the noisy series at one time step moves the head's correction only within its reach."""
+    model = head_model(kind)
+    model.net.to(dtype)
+    tr, head = model.transform, model.net.time_head
+    x = torch.randn(1, N, 2, dtype=dtype)
+    eps = torch.zeros(1, model.num_tokens, model.token_dim, dtype=dtype)
+    feat = model.net.time_features(torch.tensor([0.3], dtype=dtype))
+
+    def correction(series: torch.Tensor) -> torch.Tensor:
+        with torch.no_grad():
+            return tr.from_tokens(head(eps, tr.to_tokens(series), feat, model.net.mask))   # (1, N, M)
+
+    j = 20
+    bumped = x.clone()
+    bumped[0, j, 0] += 1.0
+    moved = (correction(bumped) - correction(x)).abs().amax(dim=(0, 2))
+    tol = 1e-5 if dtype == torch.float32 else 1e-12   # the isometry's round trip, not the head
+    assert moved[j] > 100 * tol
+    far = [i for i in range(N) if abs(i - j) > REACH]
+    assert far and float(moved[far].max()) < tol, moved
+
+
+def test_head_models_save_and_load(tmp_path: Path) -> None:
+    model = head_model()
+    save_checkpoint(tmp_path / "ck", model)
+    back = load_checkpoint(tmp_path / "ck")
+    assert back.net.config == model.net.config and back.net.time_head is not None
+    z, t = torch.randn(2, model.num_tokens, model.token_dim), torch.rand(2)
+    with torch.no_grad():
+        assert torch.equal(back.net(z, t), model.net(z, t))
+
+
+def test_configs_without_a_head_are_written_as_before(tmp_path: Path) -> None:
+    """No head: the saved model config has no head fields (old readers, old digests); old configs load."""
+    from tinymodels import tiny_model
+
+    save_checkpoint(tmp_path / "ck", tiny_model())
+    cfg = json.loads((tmp_path / "ck" / "config.json").read_text())
+    assert "time_head" not in cfg["model_config"] and "series_channels" not in cfg["model_config"]
+    assert load_checkpoint(tmp_path / "ck").net.time_head is None
+
+
+def test_the_head_must_match_the_series_channels() -> None:
+    tr = make_transform("freq", N, 2)
+    net = ScoreTransformer(ModelConfig(tr.num_tokens, tr.token_dim, d_model=32, n_layers=1, n_heads=4, d_ff=32,
+                                       rff_dim=16, time_head=8, series_channels=3))
+    with pytest.raises(ValueError, match="time head is for M = 3 channels"):
+        DiffusionModel(net, tr, VPSDE())
+    with pytest.raises(ValueError, match="time_head needs series_channels"):
+        ModelConfig(4, 2, time_head=8)
+    with pytest.raises(ValueError, match="time_head must be an int >= 0"):
+        ModelConfig(4, 2, time_head=-1, series_channels=1)
+
+
+def test_a_preset_with_a_head_gets_the_data_channels() -> None:
+    cfg = resolve_model_config({"preset": "small", "time_head": 16}, 25, 4, channels=2)
+    small = ModelConfig.small(25, 4)
+    assert (cfg.d_model, cfg.n_layers, cfg.time_head, cfg.series_channels) == (small.d_model, small.n_layers, 16, 2)
+    with pytest.raises(ValueError, match="preset must be one of"):
+        resolve_model_config({"preset": "huge"}, 25, 4)
+
+
+@pytest.mark.parametrize("cached_output", ["features", "gaussian"])
+def test_every_e2crf_step_applies_the_head(cached_output: str) -> None:
+    """Recomputing every token, E2-CRF must give uncached EM's samples: a step that skipped the head (or served
+    a cached prediction without it) would not."""
+    model = head_model()
+    if cached_output == "gaussian":
+        from pyfdc.core.token_moments import TokenMoments
+
+        model.token_moments = TokenMoments.fit(torch.randn(64, model.num_tokens, model.token_dim) * model.mask())
+    cfg = E2CRFConfig(budget=1.0, cached_output=cached_output, R=1000)
+    ref = Sampler(model, "em").sample(3, steps=12, seed=4, progress=False)
+    got = Sampler(model, "em", cache=cfg).sample(3, steps=12, seed=4, progress=False)
+    torch.testing.assert_close(got, ref, rtol=1e-4, atol=1e-5)   # float32 reassociation of the cached step
+    with torch.no_grad():
+        model.net.time_head.out.weight.mul_(3.0)   # the head's weights matter on the cached path
+    moved = Sampler(model, "em", cache=cfg).sample(3, steps=12, seed=4, progress=False)
+    assert (moved - got).abs().max() > 1e-3
