@@ -33,6 +33,8 @@ _EXPORTS: dict[str, str] = {
     "load_checkpoint": "pyfdc.core.checkpoint",
     "KVCache": "pyfdc.e2crf.kv_cache",
     "E2CRFConfig": "pyfdc.e2crf",
+    "choose_sampler": "pyfdc.evaluation.auto",
+    "model_auto_choice": "pyfdc.evaluation.auto",
 }
 
 __all__ = ["__version__", *_EXPORTS]

@@ -60,6 +60,17 @@ class AutoChoice:
     def sampler_spec(self) -> SamplerSpec:
         return parse_spec(self.spec)
 
+    @property
+    def steps(self) -> int:
+        return self.sampler_spec.steps
+
+    def sampler(self, model: Any) -> Any:
+        """The chosen :class:`~pyfdc.sampling.sampler.Sampler` for ``model`` (sample with ``steps=self.steps``)."""
+        from pyfdc.sampling.sampler import Sampler
+
+        spec = self.sampler_spec
+        return Sampler(model, spec.method, **spec.sampler_options())
+
     def describe(self) -> str:
         """One line: what was chosen, and how it passed."""
         t = next((t for t in self.trials if t["spec"] == self.spec and t["verdict"] == "chosen"), None)
