@@ -130,3 +130,13 @@ def test_every_e2crf_step_applies_the_head(cached_output: str) -> None:
         model.net.time_head.out.weight.mul_(3.0)   # the head's weights matter on the cached path
     moved = Sampler(model, "em", cache=cfg).sample(3, steps=12, seed=4, progress=False)
     assert (moved - got).abs().max() > 1e-3
+
+
+def test_cli_trains_a_model_with_a_head(tmp_path: Path) -> None:
+    from pyfdc import cli
+
+    out = tmp_path / "ck"
+    assert cli.main(["train", "--tiny", "--epochs", "1", "--time-head", "4", "--out", str(out), "--no-progress"]) == 0
+    model = load_checkpoint(out)
+    assert model.net.config.time_head == 4 and model.net.config.series_channels == model.transform.m
+    assert model.net.time_head is not None and model.net.time_head.transform is model.transform

@@ -95,7 +95,9 @@ def cmd_train(args: argparse.Namespace) -> dict[str, Any]:
                       small_t_fraction=args.small_t_fraction,
                       device=_check_device(args.device))
     dataset = _train_data(args)
-    model_config: Any = dict(TINY_MODEL) if args.tiny else args.config
+    model_config: Any = dict(TINY_MODEL) if args.tiny else {"preset": args.config}
+    if args.time_head:
+        model_config["time_head"] = args.time_head
     result = train(dataset, args.out, model_config=model_config, transform_kind=args.domain,
                    train_config=cfg, resume=args.resume, progress=args.progress,
                    overwrite=args.overwrite, scaling=args.scaling,
