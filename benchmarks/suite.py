@@ -49,9 +49,10 @@ DONE = "suite_done.json"
 # ----------------------------------------------------------------------------- train
 
 
-def train_one(ds: Any, folder: Path, domain: str, minutes: float, seed: int, time_head: int = 0) -> dict[str, Any]:
+def train_one(ds: Any, folder: Path, domain: str, minutes: float, seed: int,
+              time_head: int | None = None) -> dict[str, Any]:
     """Train (or resume, or skip when done) one model; the budget counts over every resumed session."""
-    from pyfdc.training.config import TrainConfig
+    from pyfdc.training.config import RECIPE_TIME_HEAD, TrainConfig
     from pyfdc.training.state import STATE_FILE, _load_state
     from pyfdc.training.trainer import train
 
@@ -64,6 +65,8 @@ def train_one(ds: Any, folder: Path, domain: str, minutes: float, seed: int, tim
     resume = state.is_file()
     if left > 0.05 or not resume:
         cfg = TrainConfig.recipe(max_minutes=max(left, 0.05), seed=seed)  # pyfdc train's default recipe
+        if time_head is None:  # pyfdc train's default: the head on frequency models only
+            time_head = RECIPE_TIME_HEAD if domain == "freq" else 0
         model_config: Any = {"preset": "small", "time_head": time_head} if time_head else "small"
         result = train(ds, folder, model_config=model_config, transform_kind=domain, train_config=cfg,
                        resume=resume, overwrite=not resume and folder.exists())
@@ -94,8 +97,8 @@ def main(argv: list[str] | None = None) -> int:
                    help="GRU iterations of the discriminative and predictive scores (default: 2000 5000, TimeGAN's)")
     p.add_argument("--threads", type=int, default=1, help="torch threads (default: 1)")
     p.add_argument("--seed", type=int, default=0)
-    p.add_argument("--time-head", type=int, default=0, metavar="WIDTH",
-                   help="train the models with a time-domain head of this width (default: 0, none)")
+    p.add_argument("--time-head", type=int, default=None, metavar="WIDTH",
+                   help="the frequency models' time-domain head width; 0: none (default: pyfdc train's, 32)")
     args = p.parse_args(argv)
     torch.set_num_threads(args.threads)
     for name in args.datasets:

@@ -140,3 +140,24 @@ def test_cli_trains_a_model_with_a_head(tmp_path: Path) -> None:
     model = load_checkpoint(out)
     assert model.net.config.time_head == 4 and model.net.config.series_channels == model.transform.m
     assert model.net.time_head is not None and model.net.time_head.transform is model.transform
+
+
+@pytest.mark.parametrize("domain, head", [("freq", True), ("time", False)])
+def test_the_default_recipe_gives_frequency_models_the_head(tmp_path: Path, monkeypatch: pytest.MonkeyPatch,
+                                                            domain: str, head: bool) -> None:
+    """``pyfdc train`` without --time-head: the recipe's head on frequency models, none on time-domain ones."""
+    import pyfdc.training.trainer as trainer
+    from pyfdc import cli
+    from pyfdc.training.config import RECIPE_TIME_HEAD
+
+    seen: dict[str, object] = {}
+
+    def fake_train(dataset: object, out: object, model_config: object = None, **kw: object) -> object:
+        seen["model_config"] = model_config
+        raise SystemExit(0)
+
+    monkeypatch.setattr(trainer, "train", fake_train)
+    with pytest.raises(SystemExit):
+        cli.main(["train", "--epochs", "1", "--domain", domain, "--out", str(tmp_path / "ck"), "--no-progress"])
+    want = {"preset": "small", **({"time_head": RECIPE_TIME_HEAD} if head else {})}
+    assert seen["model_config"] == want

@@ -96,8 +96,11 @@ def cmd_train(args: argparse.Namespace) -> dict[str, Any]:
                       device=_check_device(args.device))
     dataset = _train_data(args)
     model_config: Any = dict(TINY_MODEL) if args.tiny else {"preset": args.config}
-    if args.time_head:
-        model_config["time_head"] = args.time_head
+    from pyfdc.training.config import RECIPE_TIME_HEAD
+
+    head = args.time_head if args.time_head is not None else (RECIPE_TIME_HEAD if args.domain == "freq" else 0)
+    if head and not (args.tiny and args.time_head is None):
+        model_config["time_head"] = head
     result = train(dataset, args.out, model_config=model_config, transform_kind=args.domain,
                    train_config=cfg, resume=args.resume, progress=args.progress,
                    overwrite=args.overwrite, scaling=args.scaling,

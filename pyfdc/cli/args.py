@@ -158,9 +158,10 @@ def _train_parser(sub: Any) -> None:
                    help="network size: small (CPU) or paper (10 layers, 3.2M params) (default: small)")
     p.add_argument("--domain", choices=("freq", "time", "chart"), default="freq",
                    help="token layout: freq (half-spectrum, default), time or chart (N-token spectrum)")
-    p.add_argument("--time-head", metavar="W", type=nonneg_int, default=0,
-                   help="width of a time-domain head: dilated convolutions over the series that refine the "
-                        "transformer's noise prediction locally in time (0: none) (default: 0)")
+    p.add_argument("--time-head", metavar="W", type=nonneg_int,
+                   help="width of the time-domain head: dilated convolutions over the series that refine the "
+                        "transformer's noise prediction locally in time, so samples get the data's sharp "
+                        "changes and smooth stretches; 0: none (default: 32 with --domain freq, else 0)")
     p.add_argument("--scaling", choices=("channel", "token"), default="channel",
                    help="standardise per channel in time only, or also every token coordinate after the "
                         "transform (equal SNR across frequencies) (default: channel)")

@@ -55,6 +55,8 @@ class AutoChoice:
     reference_seconds: float
     seconds: float
     trials: list[dict[str, Any]] = field(default_factory=list)
+    # the shadow reference set (S, N, M) of the run that made the choice; not saved
+    shadow: Any = field(default=None, repr=False, compare=False)
 
     @property
     def sampler_spec(self) -> SamplerSpec:
@@ -81,14 +83,15 @@ class AutoChoice:
                 f"than {self.reference}")
 
     def to_dict(self) -> dict[str, Any]:
-        return {"format": FORMAT, **dataclasses.asdict(self)}
+        return {"format": FORMAT, **{f.name: getattr(self, f.name) for f in dataclasses.fields(self)
+                                     if f.name != "shadow"}}
 
     @classmethod
     def from_dict(cls, d: Any, source: str = "auto choice") -> "AutoChoice":
         if not isinstance(d, dict) or d.get("format") != FORMAT:
             raise ValueError(f"{source}: not a pyfdc auto-sampler choice (format != {FORMAT!r})")
         try:
-            choice = cls(**{f.name: d[f.name] for f in dataclasses.fields(cls)})
+            choice = cls(**{f.name: d[f.name] for f in dataclasses.fields(cls) if f.name != "shadow"})
             parse_spec(choice.spec)
         except (KeyError, TypeError, ValueError) as exc:
             raise ValueError(f"{source}: invalid auto choice ({type(exc).__name__}: {exc})") from exc
@@ -184,7 +187,7 @@ def choose_sampler(model: Any, num_shadow: int = 128, candidates: Sequence[str] 
             chosen = resolved.name
             break
     return AutoChoice(chosen, weights_fingerprint(model), num_shadow, reference, gate, ref_s,
-                      time.perf_counter() - t_start, trials)
+                      time.perf_counter() - t_start, trials, shadow=ref.x)
 
 
 def _try(model: Any, spec: SamplerSpec, ref: Any, n: int, batch_size: int, gate: float, c2st_report: Any) -> dict[str, Any]:

@@ -16,6 +16,8 @@ __all__ = ["TrainConfig", "TrainResult", "resolve_model_config", "lr_factor", "s
 RECIPE_MINUTES = 15.0   # the suite's full profile: 15 minutes per model
 RECIPE_EPOCH_CAP = 3000  # the budget, not this cap, ends a recipe run on every suite dataset
 RECIPE_EMA = 0.999
+# the frequency model's time-domain head (pyfdc.core.time_head): the data's sharp changes in the samples
+RECIPE_TIME_HEAD = 32
 
 
 @dataclass
