@@ -62,9 +62,13 @@ def front_stage(name: str, folder: Path, args: argparse.Namespace) -> dict[str, 
 
 
 def reference_samples(folder: Path) -> np.ndarray | None:
-    """The front's uncached EM-1000 set (seed 0) of the frequency model, or ``None`` before the front."""
-    path = folder / "front" / "samples" / "reference" / "em_1000.npy"
-    return np.load(path) if path.is_file() else None
+    """The frequency model's uncached EM-1000 set (seed 0): the front's, else the one the studies draw
+    without a front (``em1000_seed0.npy``: ``studies/recipe_on_validation.py``, ``studies/auto_choice.py``);
+    ``None`` before either."""
+    for path in (folder / "front" / "samples" / "reference" / "em_1000.npy", folder / "em1000_seed0.npy"):
+        if path.is_file():
+            return np.load(path)
+    return None
 
 
 def sample_stage(name: str, folder: Path, args: argparse.Namespace) -> None:
