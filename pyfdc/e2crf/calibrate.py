@@ -275,32 +275,17 @@ def model_calibration(model: Any, steps: int, solver: str = "em", progress: bool
     cal = None  # none remembered, or made for weights this model no longer has
     folder = model.meta.get("checkpoint")
     path = None if folder is None else calibration_file(folder, steps, solver)
-    if path is not None and path.is_file():
-        try:
-            cal = Calibration.load(path)
-        except ValueError as exc:
-            say(f"ignoring {path}: {exc}")
-            cal = None
-        if cal is not None and (cal.model_id != mid or cal.steps != steps or cal.solver != solver):
-            say(f"ignoring {path}: made for other weights (the checkpoint was retrained)")
-            cal = None
-        elif cal is not None and cal.targets != DEFAULT_TARGETS:
-            say(f"ignoring {path}: made with other targets than today's defaults (an older pyfdc)")
-            cal = None
+    def problem(c: Calibration) -> str | None:
+        if c.model_id != mid or c.steps != steps or c.solver != solver:
+            return "made for other weights (the checkpoint was retrained)"
+        return None if c.targets == DEFAULT_TARGETS else "made with other targets than today's defaults (an older pyfdc)"
+
+    cal = load_kept(path, Calibration.load, problem, say)
     if cal is None:
         say(f"calibrating E2-CRF for this model at {steps} {solver} steps (first use: shadow samples, no data)")
         t0 = time.perf_counter()
         cal = calibrate(model, steps, solver, progress=progress)
-        note = f"{time.perf_counter() - t0:.0f} s"
-        if path is not None and _shipped(path.parent.parent):
-            note += ", kept in memory only (a shipped checkpoint: the installation is not written to)"
-        elif path is not None:
-            try:
-                path.parent.mkdir(exist_ok=True)
-                cal.save(path)
-                note += f", kept in {path}"
-            except OSError as exc:
-                note += f", not kept ({path.parent} is not writable: {exc.strerror})"
+        note = f"{time.perf_counter() - t0:.0f} s" + keep_in_checkpoint(cal, path)
         say(f"calibrated in {note}: {describe(cal)}")
     model.calibrations[key] = cal
     return cal
@@ -336,6 +321,38 @@ def calibrated_config(model: Any, steps: int, solver: str = "em", base: E2CRFCon
                       progress: bool = False) -> E2CRFConfig | None:
     """:func:`calibration_for`'s config; ``None``: sample uncached."""
     return calibration_for(model, steps, solver, base, progress).config
+
+
+def load_kept(path: Path | None, load: Any, problem: Any, say: Any) -> Any:
+    """What a checkpoint folder keeps at ``path`` (``load(path)``), or ``None`` when there is none, it cannot be
+    read, or ``problem(kept)`` names a reason not to use it (each said in one line)."""
+    if path is None or not path.is_file():
+        return None
+    try:
+        kept = load(path)
+    except ValueError as exc:
+        say(f"ignoring {path}: {exc}")
+        return None
+    why = problem(kept)
+    if why:
+        say(f"ignoring {path}: {why}")
+        return None
+    return kept
+
+
+def keep_in_checkpoint(result: Any, path: Path | None) -> str:
+    """Save ``result`` (anything with ``.save(path)``) to ``path`` in a checkpoint folder, unless there is none or
+    it is a shipped checkpoint; returns what happened, as ``", kept in PATH"`` and the like."""
+    if path is None:
+        return ""
+    if _shipped(path.parent.parent):
+        return ", kept in memory only (a shipped checkpoint: the installation is not written to)"
+    try:
+        path.parent.mkdir(exist_ok=True)
+        result.save(path)
+    except OSError as exc:
+        return f", not kept ({path.parent} is not writable: {exc.strerror})"
+    return f", kept in {path}"
 
 
 def _shipped(folder: Path) -> bool:

@@ -226,7 +226,7 @@ def model_auto_choice(model: Any, num_shadow: int = 128, progress: bool = True,
     """The auto choice for ``model``: from its memory, else its checkpoint folder (for these exact weights),
     else made here by :func:`choose_sampler` and kept in both (memory only for a shipped or read-only one)."""
     from pyfdc.core.model import weights_fingerprint
-    from pyfdc.e2crf.calibrate import _shipped
+    from pyfdc.e2crf.calibrate import keep_in_checkpoint, load_kept
 
     say = say or (lambda line: None)
     mid, key = weights_fingerprint(model), ("auto", num_shadow)
@@ -235,30 +235,16 @@ def model_auto_choice(model: Any, num_shadow: int = 128, progress: bool = True,
         return choice
     folder = model.meta.get("checkpoint")
     path = None if folder is None else auto_file(folder, num_shadow)
-    choice = None
-    if path is not None and path.is_file():
-        try:
-            choice = AutoChoice.load(path)
-        except ValueError as exc:
-            say(f"ignoring {path}: {exc}")
-        if choice is not None and choice.model_id != mid:
-            say(f"ignoring {path}: made for other weights (the checkpoint was retrained)")
-            choice = None
-        elif choice is not None and choice.reference != REFERENCE:
-            say(f"ignoring {path}: made against {choice.reference}, not {REFERENCE}")
-            choice = None
+    def problem(c: AutoChoice) -> str | None:
+        if c.model_id != mid:
+            return "made for other weights (the checkpoint was retrained)"
+        return None if c.reference == REFERENCE else f"made against {c.reference}, not {REFERENCE}"
+
+    choice = load_kept(path, AutoChoice.load, problem, say)
     if choice is None:
         say(f"choosing a sampler for this model (first use: an EM-1000 shadow set of {num_shadow} series, "
             "then candidates cheapest first; no data)")
         choice = choose_sampler(model, num_shadow, AUTO_CANDIDATES, progress=progress, say=say, reference=REFERENCE)
-        note = f"{choice.seconds:.0f} s"
-        if path is not None and not _shipped(path.parent.parent):
-            try:
-                path.parent.mkdir(exist_ok=True)
-                choice.save(path)
-                note += f", kept in {path}"
-            except OSError as exc:
-                note += f", not kept ({path.parent} is not writable: {exc.strerror})"
-        say(f"chosen in {note}: {choice.describe()}")
+        say(f"chosen in {choice.seconds:.0f} s{keep_in_checkpoint(choice, path)}: {choice.describe()}")
     model.calibrations[key] = choice
     return choice
