@@ -4,7 +4,8 @@ Every uncached solver, every E2-CRF configuration the package offers (the budget
 output and ranking, the step feeding the deterministic solver) and the paper's literal algorithm (the
 test-only reference ``paper_policy.py``) on the shipped ECG models, one thread, 4 series, 30 steps. The
 digests in ``data/sample_digests.json`` were recorded on main before the one-engine refactor (issue 22)
-and held through it; a change of any sample byte fails here.
+and held through it; the ``freq/*`` ones were re-recorded when ``ecg_small_freq`` was retrained with the
+time-domain head (issue 24; the ``time/*`` ones stayed equal). A change of any sample byte fails here.
 Regenerate them only for an intended change of the numbers, and say so in the commit:
 
     python tests/test_sample_digests.py --write
