@@ -83,3 +83,21 @@ def test_shipped_checkpoint_keeps_the_training_range(name: str) -> None:
     assert model.token_moments is not None
     np.testing.assert_allclose(model.token_moments.mean, z.mean(0).numpy(), rtol=0, atol=1e-5)
     np.testing.assert_allclose(model.token_moments.var, z.var(0, unbiased=False).numpy(), rtol=1e-4, atol=1e-8)
+
+
+@pytest.mark.parametrize("name", sorted(PRETRAINED))
+def test_what_a_shipped_checkpoint_keeps_is_for_its_weights(name: str) -> None:
+    """Shipped calibrations and auto choices are read, never re-made (the installation is not written to):
+    each must belong to the shipped weights, or a retrained model would sample with another's choices."""
+    from pyfdc.core.model import weights_fingerprint
+    from pyfdc.e2crf.calibrate import Calibration
+    from pyfdc.evaluation.auto import AutoChoice
+
+    folder = pretrained_path(name) / "calibrations"
+    kept = sorted(folder.glob("*.json")) if folder.is_dir() else []
+    if not kept:
+        pytest.skip(f"{name} ships no calibrations")
+    mid = weights_fingerprint(load_checkpoint(pretrained_path(name)))
+    for path in kept:
+        loaded = AutoChoice.load(path) if path.name.startswith("auto-") else Calibration.load(path)
+        assert loaded.model_id == mid, f"{path} was made for other weights"
