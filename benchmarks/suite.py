@@ -52,7 +52,7 @@ DONE = "suite_done.json"
 def train_one(ds: Any, folder: Path, domain: str, minutes: float, seed: int,
               time_head: int | None = None) -> dict[str, Any]:
     """Train (or resume, or skip when done) one model; the budget counts over every resumed session."""
-    from pyfdc.training.config import RECIPE_TIME_HEAD, TrainConfig
+    from pyfdc.training.config import TrainConfig, recipe_time_head
     from pyfdc.training.state import STATE_FILE, _load_state
     from pyfdc.training.trainer import train
 
@@ -65,8 +65,9 @@ def train_one(ds: Any, folder: Path, domain: str, minutes: float, seed: int,
     resume = state.is_file()
     if left > 0.05 or not resume:
         cfg = TrainConfig.recipe(max_minutes=max(left, 0.05), seed=seed)  # pyfdc train's default recipe
-        if time_head is None:  # pyfdc train's default: the head on frequency models only
-            time_head = RECIPE_TIME_HEAD if domain == "freq" else 0
+        if time_head is None:  # pyfdc train's default: the recipe's choice for this data
+            time_head, why = recipe_time_head(ds.train, domain)
+            print(f"[suite] {getattr(ds, 'name', '?')} {domain}: {why}", flush=True)
         model_config: Any = {"preset": "small", "time_head": time_head} if time_head else "small"
         result = train(ds, folder, model_config=model_config, transform_kind=domain, train_config=cfg,
                        resume=resume, overwrite=not resume and folder.exists())
@@ -98,7 +99,7 @@ def main(argv: list[str] | None = None) -> int:
     p.add_argument("--threads", type=int, default=1, help="torch threads (default: 1)")
     p.add_argument("--seed", type=int, default=0)
     p.add_argument("--time-head", type=int, default=None, metavar="WIDTH",
-                   help="the frequency models' time-domain head width; 0: none (default: pyfdc train's, 32)")
+                   help="the frequency models' time-domain head width; 0: none (default: pyfdc train's choice for the data)")
     args = p.parse_args(argv)
     torch.set_num_threads(args.threads)
     for name in args.datasets:

@@ -5,6 +5,7 @@ from __future__ import annotations
 import json
 from pathlib import Path
 
+import numpy as np
 import pytest
 import torch
 
@@ -142,13 +143,10 @@ def test_cli_trains_a_model_with_a_head(tmp_path: Path) -> None:
     assert model.net.time_head is not None and model.net.time_head.transform is model.transform
 
 
-@pytest.mark.parametrize("domain, head", [("freq", True), ("time", False)])
-def test_the_default_recipe_gives_frequency_models_the_head(tmp_path: Path, monkeypatch: pytest.MonkeyPatch,
-                                                            domain: str, head: bool) -> None:
-    """``pyfdc train`` without --time-head: the recipe's head on frequency models, none on time-domain ones."""
+def _recipe_model_config(tmp_path: Path, monkeypatch: pytest.MonkeyPatch, *args: str) -> object:
+    """The model config ``pyfdc train ARGS`` hands to training (training itself replaced)."""
     import pyfdc.training.trainer as trainer
     from pyfdc import cli
-    from pyfdc.training.config import RECIPE_TIME_HEAD
 
     seen: dict[str, object] = {}
 
@@ -158,6 +156,60 @@ def test_the_default_recipe_gives_frequency_models_the_head(tmp_path: Path, monk
 
     monkeypatch.setattr(trainer, "train", fake_train)
     with pytest.raises(SystemExit):
-        cli.main(["train", "--epochs", "1", "--domain", domain, "--out", str(tmp_path / "ck"), "--no-progress"])
-    want = {"preset": "small", **({"time_head": RECIPE_TIME_HEAD} if head else {})}
-    assert seen["model_config"] == want
+        cli.main(["train", "--epochs", "1", "--no-progress", *args])
+    return seen["model_config"]
+
+
+def _series(kind: str, s: int = 64, n: int = 96, m: int = 2, seed: int = 0) -> np.ndarray:
+    rng = np.random.default_rng(seed)
+    if kind == "white":
+        return rng.normal(size=(s, n, m))
+    u = np.linspace(0, 1, n)[None, :, None]
+    return np.sin(2 * np.pi * (1 + rng.integers(0, 3, (s, 1, m))) * u + rng.uniform(0, 6, (s, 1, m))) * \
+        rng.uniform(0.5, 2, (s, 1, m)) + 0.01 * rng.normal(size=(s, n, m))
+
+
+@pytest.mark.parametrize("domain, data, head", [("freq", "ecg", True), ("time", "ecg", False),
+                                                ("freq", "smooth", True), ("freq", "white", False)])
+def test_the_default_recipe_picks_the_head_from_the_data(tmp_path: Path, monkeypatch: pytest.MonkeyPatch,
+                                                         capsys: pytest.CaptureFixture[str], domain: str, data: str,
+                                                         head: bool) -> None:
+    """``pyfdc train`` without --time-head: the head on frequency models of smooth data (the embedded ECG, slow
+    sines), none on data whose energy is mostly high-frequency, none on time-domain models; said in one line."""
+    from pyfdc.training.config import RECIPE_TIME_HEAD
+
+    args = ["--domain", domain, "--out", str(tmp_path / "ck")]
+    if data != "ecg":
+        np.save(tmp_path / "x.npy", _series(data))
+        args += ["--data", str(tmp_path / "x.npy")]
+    got = _recipe_model_config(tmp_path, monkeypatch, *args)
+    assert got == {"preset": "small", **({"time_head": RECIPE_TIME_HEAD} if head else {})}
+    said = capsys.readouterr()
+    assert ("time head 32" if head else "no time head") in said.out + said.err
+
+
+def test_an_explicit_width_and_a_resumed_run_keep_their_head(tmp_path: Path, monkeypatch: pytest.MonkeyPatch) -> None:
+    np.save(tmp_path / "x.npy", _series("white"))
+    data = ["--data", str(tmp_path / "x.npy")]
+    assert _recipe_model_config(tmp_path, monkeypatch, *data, "--time-head", "8", "--out", str(tmp_path / "a")) == \
+        {"preset": "small", "time_head": 8}
+    run = tmp_path / "b"   # trained with a head before: resuming it keeps the head, whatever the rule says now
+    run.mkdir()
+    (run / "config.json").write_text(json.dumps({"model_config": {"time_head": 16}}))
+    assert _recipe_model_config(tmp_path, monkeypatch, *data, "--resume", "--out", str(run)) == \
+        {"preset": "small", "time_head": 16}
+
+
+def test_high_frequency_fraction() -> None:
+    """White noise puts ~half its energy in the upper half of the spectrum (17 of 32 non-DC bins at N = 64),
+    slow sines almost none; scale and offset per channel do not matter."""
+    from pyfdc.training.config import high_frequency_fraction
+
+    white = _series("white", s=200, n=64)
+    assert high_frequency_fraction(white) == pytest.approx(17 / 32, abs=0.03)
+    smooth = _series("smooth", n=64)
+    assert high_frequency_fraction(smooth) < 0.01
+    assert high_frequency_fraction(smooth * [1e3, 1e-3] + [5e4, -2]) == pytest.approx(high_frequency_fraction(smooth))
+    assert high_frequency_fraction(smooth[..., 0]) == pytest.approx(high_frequency_fraction(smooth[..., :1]))
+    with pytest.raises(ValueError, match="N >= 2"):
+        high_frequency_fraction(np.zeros((3, 1, 1)))

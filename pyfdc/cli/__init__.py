@@ -8,6 +8,7 @@ message, no traceback (set ``PYFDC_DEBUG=1`` to see it).
 from __future__ import annotations
 
 import argparse
+import json
 import math
 import os
 import sys
@@ -79,6 +80,26 @@ def _train_recipe(args: argparse.Namespace) -> tuple[int, float | None, int, flo
     return epochs, minutes, warmup, ema
 
 
+def _time_head(args: argparse.Namespace, dataset: Any) -> int:
+    """``--time-head`` if given; on ``--resume`` the run's own; with ``--tiny`` none; else the recipe's choice
+    for this data (:func:`pyfdc.training.config.recipe_time_head`), said in one line."""
+    from pyfdc.training.config import recipe_time_head
+
+    if args.time_head is not None:
+        return args.time_head
+    if args.tiny:
+        return 0
+    saved = args.out / "config.json"
+    if args.resume and saved.is_file():
+        try:
+            return int(json.loads(saved.read_text()).get("model_config", {}).get("time_head", 0))
+        except (ValueError, TypeError, AttributeError):
+            pass  # train() reports the unreadable checkpoint with its own message
+    head, why = recipe_time_head(dataset.train, args.domain)
+    _echo(why)
+    return head
+
+
 def cmd_train(args: argparse.Namespace) -> dict[str, Any]:
     from pyfdc.training.trainer import TrainConfig, train
 
@@ -96,10 +117,8 @@ def cmd_train(args: argparse.Namespace) -> dict[str, Any]:
                       device=_check_device(args.device))
     dataset = _train_data(args)
     model_config: Any = dict(TINY_MODEL) if args.tiny else {"preset": args.config}
-    from pyfdc.training.config import RECIPE_TIME_HEAD
-
-    head = args.time_head if args.time_head is not None else (RECIPE_TIME_HEAD if args.domain == "freq" else 0)
-    if head and not (args.tiny and args.time_head is None):
+    head = _time_head(args, dataset)
+    if head:
         model_config["time_head"] = head
     result = train(dataset, args.out, model_config=model_config, transform_kind=args.domain,
                    train_config=cfg, resume=args.resume, progress=args.progress,
