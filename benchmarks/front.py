@@ -13,7 +13,8 @@
 * ``time``: wall time side by side in one process: warm-up, interleaved rounds (order rotated each round),
   median seconds per batch and the ratio to the first spec.
 * ``batch1``: seconds per series drawn one at a time (samplers are batch invariant, so a front's C2ST
-  carries over; only the time changes); results ``benchmarks/results/batch1_<tag>.{json,md}``.
+  carries over; only the time changes), rounds interleaved with the order rotated, medians; results
+  ``benchmarks/results/batch1_<tag>.{json,md}``.
 """
 from __future__ import annotations
 
@@ -91,17 +92,20 @@ def batch1(args: argparse.Namespace) -> None:
     from pyfdc.pretrained import pretrained_path
 
     model = load_checkpoint(checkpoint_dir(args.checkpoint) if args.checkpoint else pretrained_path())
-    rows = []
+    specs = [F.parse_spec(s) for s in args.specs]
+    secs: dict[str, list[float]] = {sp.name: [] for sp in specs}
     with torch.inference_mode():
-        for spec in (F.parse_spec(s) for s in args.specs):
-            F._draw(model, spec, 1, 0, 10_000)                      # warm-up (and compilation)
-            secs = []
-            for j in range(args.repeats):
+        for sp in specs:
+            F._draw(model, sp, 1, 0, 10_000)                        # warm-up (and compilation)
+        for j in range(args.repeats):                               # interleaved, order rotated each round
+            for sp in specs[j % len(specs):] + specs[:j % len(specs)]:
                 t0 = time.perf_counter()
-                F._draw(model, spec, 1, 0, j)
-                secs.append(time.perf_counter() - t0)
-            rows.append({"sampler": spec.name, "seconds_per_series": statistics.median(secs)})
-            print(json.dumps(rows[-1]), flush=True)
+                F._draw(model, sp, 1, 0, j)
+                secs[sp.name].append(time.perf_counter() - t0)
+    rows = [{"sampler": sp.name, "seconds_per_series": statistics.median(secs[sp.name]),
+             "seconds": secs[sp.name]} for sp in specs]
+    for r in rows:
+        print(json.dumps(r), flush=True)
     base = next((r["seconds_per_series"] for r in rows if r["sampler"] == "em:1000"), None)
     lines = [f"Batch-1 seconds per series, {args.threads} thread(s), median of {args.repeats}", "",
              "| sampler | s / series | speedup vs EM-1000 |", "|---|---|---|"]

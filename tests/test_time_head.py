@@ -144,19 +144,22 @@ def test_cli_trains_a_model_with_a_head(tmp_path: Path) -> None:
 
 
 def _recipe_model_config(tmp_path: Path, monkeypatch: pytest.MonkeyPatch, *args: str) -> object:
-    """The model config ``pyfdc train ARGS`` hands to training (training itself replaced)."""
+    """The model config ``pyfdc train ARGS`` hands to training (training itself replaced by a stand-in)."""
     import pyfdc.training.trainer as trainer
     from pyfdc import cli
 
     seen: dict[str, object] = {}
 
-    def fake_train(dataset: object, out: object, model_config: object = None, **kw: object) -> object:
+    class Done:
+        def summary(self) -> dict[str, object]:
+            return {"epochs_run": 1, "wall_seconds": 0.0, "best_val_loss": 0.0, "best_epoch": 1}
+
+    def fake_train(dataset: object, out: object, model_config: object = None, **kw: object) -> Done:
         seen["model_config"] = model_config
-        raise SystemExit(0)
+        return Done()
 
     monkeypatch.setattr(trainer, "train", fake_train)
-    with pytest.raises(SystemExit):
-        cli.main(["train", "--epochs", "1", "--no-progress", *args])
+    assert cli.main(["train", "--epochs", "1", "--no-progress", *args]) == 0
     return seen["model_config"]
 
 
@@ -213,3 +216,58 @@ def test_high_frequency_fraction() -> None:
     assert high_frequency_fraction(smooth[..., 0]) == pytest.approx(high_frequency_fraction(smooth[..., :1]))
     with pytest.raises(ValueError, match="N >= 2"):
         high_frequency_fraction(np.zeros((3, 1, 1)))
+
+
+@pytest.mark.parametrize("kind", ["freq", "time", "chart"])
+@pytest.mark.parametrize("dtype", [torch.float32, torch.float64])
+def test_the_head_maps_tokens_by_matrices_as_the_transform_does(kind: str, dtype: torch.dtype) -> None:
+    """The head's token <-> time matrices are the transform itself (odd N too), and follow ``.to(dtype)``;
+    with the matrices dropped it falls back to the transform's FFT, to rounding."""
+    from pyfdc.core.time_head import MATMUL_MAX_N
+
+    for n in (N, N + 1):
+        tr = make_transform(kind, n, 3)
+        cfg = ModelConfig(tr.num_tokens, tr.token_dim, d_model=16, n_layers=1, n_heads=2, d_ff=32, rff_dim=8,
+                          time_head=4, series_channels=3)
+        model = DiffusionModel(ScoreTransformer(cfg, tr.mask()).eval(), tr, VPSDE())
+        model.net.to(dtype)
+        head = model.net.time_head
+        assert head.to_time.dtype == dtype and n <= MATMUL_MAX_N
+        x = torch.randn(2, n, 3, dtype=dtype)
+        y = tr.to_tokens(x)
+        tol = {"atol": 1e-5, "rtol": 1e-5} if dtype == torch.float32 else {"atol": 1e-12, "rtol": 1e-12}
+        torch.testing.assert_close(head._series(y), tr.from_tokens(y).transpose(1, 2), **tol)
+        torch.testing.assert_close(head._tokens(x.transpose(1, 2)), y, **tol)
+        with torch.no_grad():
+            head.out.weight.normal_(0, 0.1)
+            z, t = torch.randn(2, tr.num_tokens, tr.token_dim, dtype=dtype) * model.net.mask, torch.rand(2, dtype=dtype)
+            by_matrix = model.net(z, t)
+            head.to_time = head.from_time = None
+            torch.testing.assert_close(model.net(z, t), by_matrix, **tol)
+
+
+@pytest.mark.parametrize("dilation", DILATIONS)
+@pytest.mark.parametrize("batch", [1, 3])
+def test_the_compiled_convolution_is_the_convolution(dilation: int, batch: int) -> None:
+    """The matmul form the head uses inside ``torch.compile`` equals ``nn.Conv1d`` (values and gradients)."""
+    from pyfdc.core.time_head import _conv
+
+    torch.manual_seed(dilation)
+    conv = torch.nn.Conv1d(6, 8, KERNEL, dilation=dilation, padding=dilation * (KERNEL // 2)).double()
+    h = torch.randn(batch, 6, 37, dtype=torch.float64, requires_grad=True)
+    torch.testing.assert_close(_conv(h, conv, dilation), conv(h), atol=1e-12, rtol=1e-12)
+    g1, = torch.autograd.grad(conv(h).square().sum(), h)
+    g2, = torch.autograd.grad(_conv(h, conv, dilation).square().sum(), h)
+    torch.testing.assert_close(g2, g1, atol=1e-12, rtol=1e-12)
+
+
+def test_a_compiled_network_with_a_head_matches_eager() -> None:
+    """Inside ``torch.compile`` the head's convolutions and the attention take their written-out forms; the
+    network's output stays the eager one to float32 rounding."""
+    model = head_model("freq")
+    net = model.net
+    z, t = torch.randn(2, model.num_tokens, model.token_dim) * net.mask, torch.rand(2)
+    with torch.no_grad():
+        want = net(z, t)
+        got = torch.compile(net, fullgraph=True, dynamic=False)(z, t)
+    torch.testing.assert_close(got, want, atol=2e-5, rtol=2e-5)

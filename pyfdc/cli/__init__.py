@@ -80,24 +80,23 @@ def _train_recipe(args: argparse.Namespace) -> tuple[int, float | None, int, flo
     return epochs, minutes, warmup, ema
 
 
-def _time_head(args: argparse.Namespace, dataset: Any) -> int:
+def _time_head(args: argparse.Namespace, dataset: Any) -> tuple[int, str]:
     """``--time-head`` if given; on ``--resume`` the run's own; with ``--tiny`` none; else the recipe's choice
-    for this data (:func:`pyfdc.training.config.recipe_time_head`), said in one line."""
+    for this data (:func:`pyfdc.training.config.recipe_time_head`); and why, in a few words."""
     from pyfdc.training.config import recipe_time_head
 
     if args.time_head is not None:
-        return args.time_head
+        return args.time_head, f"time head {args.time_head} (--time-head)" if args.time_head else "no time head"
     if args.tiny:
-        return 0
+        return 0, "no time head (--tiny)"
     saved = args.out / "config.json"
     if args.resume and saved.is_file():
         try:
-            return int(json.loads(saved.read_text()).get("model_config", {}).get("time_head", 0))
+            head = int(json.loads(saved.read_text()).get("model_config", {}).get("time_head", 0))
+            return head, f"time head {head} (the resumed run's)" if head else "no time head (the resumed run's)"
         except (ValueError, TypeError, AttributeError):
             pass  # train() reports the unreadable checkpoint with its own message
-    head, why = recipe_time_head(dataset.train, args.domain)
-    _echo(why)
-    return head
+    return recipe_time_head(dataset.train, args.domain)
 
 
 def cmd_train(args: argparse.Namespace) -> dict[str, Any]:
@@ -117,7 +116,7 @@ def cmd_train(args: argparse.Namespace) -> dict[str, Any]:
                       device=_check_device(args.device))
     dataset = _train_data(args)
     model_config: Any = dict(TINY_MODEL) if args.tiny else {"preset": args.config}
-    head = _time_head(args, dataset)
+    head, why = _time_head(args, dataset)
     if head:
         model_config["time_head"] = head
     result = train(dataset, args.out, model_config=model_config, transform_kind=args.domain,
@@ -126,7 +125,7 @@ def cmd_train(args: argparse.Namespace) -> dict[str, Any]:
                    pinning=args.pinning)
     summary = result.summary()
     _echo(f"trained {summary['epochs_run']} epochs in {summary['wall_seconds']:.1f}s; best val loss "
-          f"{summary['best_val_loss']} at epoch {summary['best_epoch']}; checkpoint: {args.out}")
+          f"{summary['best_val_loss']} at epoch {summary['best_epoch']}; {why}; checkpoint: {args.out}")
     return summary
 
 

@@ -162,8 +162,7 @@ def _train_parser(sub: Any) -> None:
                    help="width of the time-domain head: dilated convolutions over the series that refine the "
                         "transformer's noise prediction locally in time, so samples get the data's sharp "
                         "changes and smooth stretches; 0: none (default: 32 for --domain freq on data with at most "
-                        "12.5%% of its energy in the upper half of the spectrum, else none; said when training "
-                        "starts)")
+                        "12.5%% of its energy in the upper half of the spectrum, else none; the last line says which)")
     p.add_argument("--scaling", choices=("channel", "token"), default="channel",
                    help="standardise per channel in time only, or also every token coordinate after the "
                         "transform (equal SNR across frequencies) (default: channel)")

@@ -83,7 +83,7 @@ class DiffusionModel:
             if cfg.series_channels != self.transform.m:
                 raise ValueError(f"the net's time head is for M = {cfg.series_channels} channels, the transform "
                                  f"has {self.transform.m}")
-            head.transform = self.transform
+            head.attach(self.transform)
         with torch.no_grad():
             self.net.mask.copy_(self.transform.mask(device=self.net.mask.device, dtype=self.net.mask.dtype))
         if self.pins is not None:

@@ -127,7 +127,6 @@ class E2CRFPolicy:
                 eps_hat, err = fwd.sparse(z, t, probes, alpha)
             if not self.P:
                 err = None
-        eps_hat = self.net.finish(eps_hat, z, t)   # the time head and the pinned coordinates, as in forward
         r = self.intensity.update(fwd.feat, err)
         flags = self.warn_flags[i % 2]
         torch.gt(r, cfg.tau_warn, out=flags)

@@ -104,7 +104,8 @@ class CachedStep:
 
     # ------------------------------------------------------------------ the three steps
     def refresh(self, z: Tensor, t: Tensor) -> Tensor:
-        """Every token of every sample: ``z (B, N', C), t (B,)`` -> ``eps_hat (B, N', C)``."""
+        """Every token of every sample: ``z (B, N', C), t (B,)`` -> ``eps_hat (B, N', C)``, as the network's
+        forward gives it (the time head and the pinned coordinates included, as in every step here)."""
         with torch.no_grad():
             return self._steps[0](z, t)
 
@@ -129,7 +130,7 @@ class CachedStep:
         eps = self.net.head(h)
         if self.cached_output == "gaussian":
             torch.sub(eps, self._gaussian_eps(z, t), out=self.rest)
-        return eps
+        return self.net.finish(eps, z, t)
 
     def _coef(self, t: Tensor) -> tuple[Tensor, Tensor]:
         a, s = self.sde.marginal(t)
@@ -184,7 +185,7 @@ class CachedStep:
         eps = self.net.head(feat)
         if self.cached_output != "features":
             eps = self._output(z, t, eps, index_mask(idx, self.T, self._sel))
-        return eps, err
+        return self.net.finish(eps, z, t), err
 
     def _masked(self, z: Tensor, t: Tensor, probes: Tensor, alpha: Tensor, force: Tensor) -> tuple[Tensor, Tensor]:
         """:meth:`sparse` row for row, computed densely, except that samples with ``force (B,)`` set
@@ -211,7 +212,7 @@ class CachedStep:
         eps = self.net.head(self.feat)
         if self.cached_output != "features":
             eps = self._output(z, t, eps, sel)
-        return eps, err
+        return self.net.finish(eps, z, t), err
 
 
 CACHED_OUTPUTS = ("features", "gaussian")
