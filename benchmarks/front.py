@@ -88,6 +88,13 @@ def time_side_by_side(args: argparse.Namespace) -> None:
         print(f"| {name} | {statistics.median(v):.2f} | {', '.join(f'{x:.1f}' for x in v)} | {statistics.median(v) / base:.2f} |")
 
 
+def _uncached_twin(sp: F.SamplerSpec, specs: list[F.SamplerSpec]) -> F.SamplerSpec | None:
+    """The uncached EM spec among ``specs`` with ``sp``'s steps and compile setting."""
+    compiled = dict(sp.options).get("compile", 0)
+    return next((o for o in specs if o.kind == "em" and o.steps == sp.steps
+                 and dict(o.options).get("compile", 0) == compiled), None)
+
+
 def batch1(args: argparse.Namespace) -> None:
     from pyfdc.pretrained import pretrained_path
 
@@ -104,16 +111,23 @@ def batch1(args: argparse.Namespace) -> None:
                 secs[sp.name].append(time.perf_counter() - t0)
     rows = [{"sampler": sp.name, "seconds_per_series": statistics.median(secs[sp.name]),
              "seconds": secs[sp.name]} for sp in specs]
-    for r in rows:
-        print(json.dumps(r), flush=True)
     base = next((r["seconds_per_series"] for r in rows if r["sampler"] == "em:1000"), None)
-    lines = [f"Batch-1 seconds per series, {args.threads} thread(s), median of {args.repeats}", "",
-             "| sampler | s / series | speedup vs EM-1000 |", "|---|---|---|"]
-    for r in rows:
+    lines = [f"Batch-1 seconds per series, {args.threads} thread(s), median of {args.repeats} interleaved rounds; "
+             "paired: the median over rounds of uncached EM's time (same steps, same compile) over this one's", "",
+             "| sampler | s / series | speedup vs EM-1000 | paired speedup vs EM, same steps and compile |",
+             "|---|---|---|---|"]
+    for sp, r in zip(specs, rows):
         speedup = f"{base / r['seconds_per_series']:.2f}×" if base else "–"
-        lines.append(f"| {r['sampler']} | {r['seconds_per_series']:.3f} | {speedup} |")
+        twin = _uncached_twin(sp, specs)
+        paired = "–"
+        if twin is not None and twin != sp:
+            r["paired_speedup"] = statistics.median(a / b for a, b in zip(secs[twin.name], secs[sp.name]))
+            paired = f"{r['paired_speedup']:.2f}× (vs {twin.name})"
+        lines.append(f"| {r['sampler']} | {r['seconds_per_series']:.3f} | {speedup} | {paired} |")
     out = Path(args.out)
     out.mkdir(parents=True, exist_ok=True)
+    for r in rows:
+        print(json.dumps(r), flush=True)
     atomic_write_text(out / f"batch1_{args.tag}.json", json.dumps(rows, indent=1))
     atomic_write_text(out / f"batch1_{args.tag}.md", "\n".join(lines) + "\n")
     print("\n".join(lines))
