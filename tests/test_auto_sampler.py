@@ -115,7 +115,8 @@ def _fake_choice(model: Any, spec: str = "em:7") -> AutoChoice:
     from pyfdc.core.model import weights_fingerprint
 
     trial = {"spec": spec, "seconds": 0.1, "c2st": 0.5, "c2st_confirm": 0.51, "verdict": "chosen"}
-    return AutoChoice(spec, weights_fingerprint(model), 128, auto.REFERENCE, c2st_gate(128), 1.0, 2.0, [trial])
+    n = auto.AUTO_SHADOW
+    return AutoChoice(spec, weights_fingerprint(model), n, auto.REFERENCE, c2st_gate(n), 1.0, 2.0, [trial])
 
 
 def test_the_choice_is_kept_per_weights(tmp_path: Path, monkeypatch: pytest.MonkeyPatch) -> None:
@@ -126,7 +127,7 @@ def test_the_choice_is_kept_per_weights(tmp_path: Path, monkeypatch: pytest.Monk
     save_checkpoint(tmp_path / "ck", tiny_model())
     said: list[str] = []
     first = model_auto_choice(load_checkpoint(tmp_path / "ck"), progress=False, say=said.append)
-    kept = auto.auto_file(tmp_path / "ck", 128)
+    kept = auto.auto_file(tmp_path / "ck", auto.AUTO_SHADOW)
     assert made == [1] and AutoChoice.load(kept) == first and f"kept in {kept}" in said[-1]
     assert model_auto_choice(load_checkpoint(tmp_path / "ck"), progress=False) == first and made == [1]
     save_checkpoint(tmp_path / "ck", tiny_model(seed=1))   # retrained
@@ -145,7 +146,7 @@ def test_cli_auto_samples_with_the_choice(tmp_path: Path, monkeypatch: pytest.Mo
     save_checkpoint(tmp_path / "ck", model)
     assert cli.main(["sample", "--checkpoint", str(tmp_path / "ck"), "--sampler", "auto", "--num-samples", "3",
                      "--no-progress", "--out", str(tmp_path / "s")]) == 0
-    choice = AutoChoice.load(auto.auto_file(tmp_path / "ck", 128))
+    choice = AutoChoice.load(auto.auto_file(tmp_path / "ck", auto.AUTO_SHADOW))
     info = json.loads((tmp_path / "s" / cli.SAMPLE_INFO_FILE).read_text())
     spec = choice.sampler_spec
     assert (info["sampler"], info["steps"]) == (spec.kind, spec.steps)
