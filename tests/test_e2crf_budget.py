@@ -3,6 +3,7 @@ float64, overflow, no host syncs inside a step, the compiled step (no graph brea
 1,000 steps, same samples as eager), the deterministic solvers, and the config's one parser."""
 from __future__ import annotations
 
+import dataclasses
 import math
 
 import pytest
@@ -103,6 +104,24 @@ def test_budget_float64():
         _run(_tiny_model(dtype=torch.bfloat16), E2CRFConfig(**BUDGET), n=1, steps=2)
 
 
+def test_tail_recomputes_every_token_on_the_last_steps(gmodel):
+    """``tail``: the last ceil(tail·steps) steps recompute every token — so the samples differ from the tailless
+    run's, the other steps keep the budget, and a tail that covers all but step 0 equals uncached sampling."""
+    cfg = E2CRFConfig(**{**BUDGET, "budget": 0.2, "R": 50, "cached_output": "gaussian"}, tau_warn=math.inf)
+    x0, s0 = _run(gmodel, cfg, steps=20)
+    xt, st = _run(gmodel, dataclasses.replace(cfg, tail=0.1), steps=20)
+    k = max(1 + 1 + 2, math.ceil(0.2 * T)) / T
+    assert st.recomputed_fraction[18:] == [1.0, 1.0] and s0.recomputed_fraction[18:] == [k, k]
+    assert st.recomputed_fraction[1:18] == s0.recomputed_fraction[1:18] and 18 in st.refresh_steps
+    assert torch.isfinite(xt).all()
+    assert (xt - x0).abs().max() > 1e-4       # the tail changed the last steps' predictions
+    xall, _ = _run(gmodel, dataclasses.replace(cfg, tail=0.95), steps=20)
+    ref, _ = _run(gmodel, None, steps=20)
+    torch.testing.assert_close(xall, ref, rtol=1e-4, atol=1e-5)  # step 0 refreshes, steps 1..19 are the tail
+    assert E2CRFConfig(0.2, tail=0.05).tail_steps(1000) == 50 and E2CRFConfig(0.2, tail=0.05).tail_steps(10) == 1
+    assert E2CRFConfig(0.2).tail_steps(1000) == 0 and "last 5% of steps" in E2CRFConfig(0.2, tail=0.05).describe()
+
+
 @pytest.mark.parametrize("bad,match", [
     (dict(budget=0.0), r"budget must lie in \(0.0, 1.0\]"),
     (dict(budget=1.5), r"budget must lie in"),
@@ -111,7 +130,8 @@ def test_budget_float64():
     (dict(feedback=1), "feedback must be a bool"),
     (dict(K=-1), "K must be an int"), (dict(R=0), "R must be an int"), (dict(tau0=0.0), "tau0"),
     (dict(tau_safe=0.6, tau_warn=0.5), "tau_safe"), (dict(alpha_max=1.5), "alpha_max"),
-    (dict(mode="full"), "unexpected keyword"),
+    (dict(mode="full"), "unexpected keyword"), (dict(tail=1.0), "tail must be < 1"), (dict(tail=-0.1), "tail"),
+    (dict(tail=float("nan")), "tail must be finite"),
 ])
 def test_config_errors(bad, match):
     with pytest.raises((ValueError, TypeError), match=match):
@@ -125,6 +145,7 @@ def test_one_parser_for_flags_specs_and_files():
     assert cfg == E2CRFConfig(budget=0.35, ranking="energy", feedback=False, K=3)
     assert E2CRFConfig.from_dict(cfg.to_dict()) == cfg
     assert E2CRFConfig.from_options({}) == E2CRFConfig()   # the CLI starts from the preset
+    assert E2CRFConfig.from_options({"tail": "0.05"}).tail == 0.05 and E2CRFConfig.from_options({"tail": "auto"}).tail is None
     with pytest.raises(ValueError, match="unknown E2-CRF option 'mode'"):
         E2CRFConfig.from_options({"mode": "full"})
     with pytest.raises(ValueError, match="not a number"):

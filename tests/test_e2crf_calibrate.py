@@ -68,7 +68,8 @@ def test_statistic_shift_is_a_standardised_paired_shift() -> None:
     hi[:, :12] = 0
     louder = ref + 0.05 * np.fft.irfft(hi, n=40, axis=1)  # +5% amplitude (~+10% power) in bins >= 12 only
     got = statistic_shift(louder, ref)
-    assert list(got) == ["k0-2", "k2-6", "k6-13", "k13-21", "curvature"]
+    assert list(got)[:5] == ["k0-2", "k2-6", "k6-13", "k13-21", "curvature"]
+    assert {"abs_diff2", "band7", "q05", "corr"} <= set(got)  # the C2ST classifier's statistics too
     # untouched bands: round-off only; the louder top band moves by more than the default gate
     from pyfdc.e2crf.calibrate import DEFAULT_TARGETS
 
@@ -90,8 +91,40 @@ def test_curvature_sees_jitter_that_spectra_hide() -> None:
     t = np.arange(24)[None, :, None]
     smooth = 0.5 + 0.5 * np.sin(rng.uniform(0, 0.1, (300, 1, 1)) * t + rng.uniform(0, 0.1, (300, 1, 1)))
     jittered = smooth + 6e-4 * rng.normal(size=smooth.shape)
-    got = statistic_shift(jittered, smooth)
+    got = statistic_shift(jittered, smooth, summaries=False)
     assert max(v for k, v in got.items() if k != "curvature") < 0.1 < got["curvature"]
+
+
+def test_the_gate_reads_the_statistics_the_classifier_sees() -> None:
+    """64 of the shipped ECG model's E2-CRF samples (f 0.35, 1,000 EM steps) and their uncached twins: a
+    classifier told 256 such samples from EM-1000 at 0.58–0.62 (floor 0.49–0.53). Band powers and log curvature
+    stay under the 0.15 gate; mean |Δ²x| (jitter on the flat stretches, which the squared form hides under the
+    QRS peak) moves by ~0.5 sd — the gate has to see it."""
+    from pyfdc.e2crf.calibrate import DEFAULT_TARGETS
+    from pyfdc.e2crf.shadow import statistic_shift
+
+    twins = np.load(Path(__file__).parent / "data" / "ecg_cache_twins.npz")
+    gate = DEFAULT_TARGETS["max_shift"]
+    former = statistic_shift(twins["cached"], twins["uncached"], summaries=False)
+    assert max(former.values()) < gate
+    got = statistic_shift(twins["cached"], twins["uncached"])
+    assert got["abs_diff2"] > 2 * gate and max(got.values()) == got["abs_diff2"]
+    assert max(statistic_shift(twins["uncached"], twins["uncached"]).values()) == 0.0
+
+
+def test_a_pinned_statistic_does_not_read_rounding_as_a_shift() -> None:
+    """A statistic constant over the reference (a pinned first value): float32 rounding in the candidate is not a
+    shift; a real move of it is (infinitely) large."""
+    from pyfdc.e2crf.shadow import statistic_shift
+
+    rng = np.random.default_rng(3)
+    ref = rng.normal(size=(40, 30, 1))
+    ref[:, 0] = 0.25
+    rounded = ref.astype(np.float32).astype(np.float64)
+    assert statistic_shift(rounded, ref)["first"] == 0.0
+    moved = ref.copy()
+    moved[:, 0] += 0.01
+    assert statistic_shift(moved, ref)["first"] == np.inf
 
 
 def test_no_passing_candidate_falls_back_to_uncached_sampling() -> None:
@@ -191,9 +224,14 @@ def test_default_is_the_models_own_calibration(tmp_path: Path, capsys: pytest.Ca
     other.save(kept)
     assert cli.main(base + ["--out", str(tmp_path / "b2")]) == 0
     assert made == [1, 1] and "other targets" in capsys.readouterr().err
+    older = Calibration.load(kept).to_dict()
+    del older["statistics"]  # a file from before the gate read the classifier's statistics: made again
+    kept.write_text(json.dumps(older))
+    assert cli.main(base + ["--out", str(tmp_path / "b3")]) == 0
+    assert made == [1, 1, 1] and "older shadow test" in capsys.readouterr().err
     save_checkpoint(ckpt, tiny_model(seed=1))  # retrained: the kept one is for other weights
     assert cli.main(base + ["--out", str(tmp_path / "c")]) == 0
-    assert made == [1, 1, 1] and "made for other weights" in capsys.readouterr().err
+    assert made == [1, 1, 1, 1] and "made for other weights" in capsys.readouterr().err
     assert Calibration.load(kept).model_id == weights_fingerprint(tiny_model(seed=1))
 
 

@@ -110,6 +110,9 @@ def _add_sampler_args(p: argparse.ArgumentParser, auto: bool = False) -> None:
     g.add_argument("--e2crf-K", dest="e2crf_K", metavar="K", type=_typed(int, lambda v: v >= 0, "an integer >= 0"),
                    help="always-recompute band {0..K} (default: N'//10)")
     g.add_argument("--e2crf-R", dest="e2crf_R", metavar="R", type=pos_int, help="full refresh every R steps (default: 50)")
+    g.add_argument("--e2crf-tail", metavar="F", type=_typed(float, lambda v: 0 <= v < 1, "a number in [0, 1)"),
+                   help="share of the last steps on which every token is recomputed (default: 0; the model's "
+                        "calibration chooses its own)")
     g.add_argument("--e2crf-probes", dest="e2crf_num_probes", metavar="P", type=nonneg_int,
                    help="probe tokens per cached step (default: 2)")
     g.add_argument("--e2crf-tau-warn", metavar="TAU", type=pos_float, help="event intensity forcing a refresh (default: 0.5)")
@@ -124,7 +127,7 @@ def _add_sampler_args(p: argparse.ArgumentParser, auto: bool = False) -> None:
 
 
 E2CRF_FLAGS = ("budget", "ranking", "cached_output", "K", "R", "num_probes", "tau_warn", "tau_safe", "feedback",
-               "warn_refresh")
+               "warn_refresh", "tail")
 
 
 class _OneLineParser(argparse.ArgumentParser):

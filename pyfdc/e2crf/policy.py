@@ -58,12 +58,14 @@ class E2CRFPolicy:
     def __init__(self, net: nn.Module, config: "E2CRFConfig", sample_ids: Tensor, seed: int, num_tokens: int,
                  token_dim: int, acc: "StepRecorder | None", dtype: torch.dtype = torch.float32,
                  device: torch.device | str = "cpu", sde: Any = None,
-                 moments: tuple[Tensor, Tensor] | None = None, compile: bool = False) -> None:
+                 moments: tuple[Tensor, Tensor] | None = None, compile: bool = False,
+                 full_from: int | None = None) -> None:
         from pyfdc.sampling.solvers import NoiseStream
 
         if config.budget is None or config.cached_output == "auto" or config.K is None:
             raise ValueError("E2CRFPolicy needs a config resolved for the model (budget, cached output and K set)")
         self.net, self.cfg, self.acc = net, config, acc
+        self.full_from = math.inf if full_from is None else full_from  # steps i >= this recompute every token
         self.B, self.T = int(sample_ids.numel()), num_tokens
         self.K = min(config.K, num_tokens - 1)
         self.P = min(config.probes, num_tokens - 1 - self.K)
@@ -107,7 +109,7 @@ class E2CRFPolicy:
 
     def __call__(self, z: Tensor, t: Tensor, i: int) -> Tensor:
         cfg, fwd = self.cfg, self.fwd
-        periodic = self.steps_seen == 0 or i % cfg.R == 0
+        periodic = self.steps_seen == 0 or i % cfg.R == 0 or i >= self.full_from
         force = None
         r_used = self.intensity.current().clone() if self.acc is not None else None
         if periodic:
@@ -160,11 +162,14 @@ class E2CRFBinding:
 
     name = "e2crf"
 
-    def __init__(self, model: Any, config: "E2CRFConfig", compile: bool = False) -> None:
+    def __init__(self, model: Any, config: "E2CRFConfig", compile: bool = False, steps: int | None = None) -> None:
         tr = model.transform
         config.check_tokens(tr.num_tokens, tr.kind)
         self.config = dataclasses.replace(config, K=config.band(tr.num_tokens, tr.kind))
         self.model, self.compile = model, bool(compile)
+        # the tail: steps from here on recompute every token (None: no tail, or the run's length is not known)
+        tail = 0 if steps is None else self.config.tail_steps(steps)
+        self.full_from = None if tail == 0 else steps - tail
         net = model.net
         p = next(net.parameters())
         self.dtype, self.device = p.dtype, p.device
@@ -185,7 +190,7 @@ class E2CRFBinding:
         tr = self.model.transform
         return E2CRFPolicy(self.model.net, self.config, sample_ids, seed, tr.num_tokens, tr.token_dim, recorder,
                            dtype=self.dtype, device=self.device, sde=self.model.sde, moments=self.moments,
-                           compile=self.compile)
+                           compile=self.compile, full_from=self.full_from)
 
     def finish_batch(self, policy: E2CRFPolicy, recorder: "StepRecorder") -> None:
         recorder.overflow += policy.fwd.overflow.sum()
@@ -199,7 +204,7 @@ def bind(config: "E2CRFConfig", model: Any, *, steps: int, method: str = "em", c
         config = calibrated_config(model, steps, method, base=config, progress=progress)
         if config is None:
             return None
-    return E2CRFBinding(model, config.for_model(model), compile)
+    return E2CRFBinding(model, config.for_model(model), compile, steps=steps)
 
 
 _config._ENGINE = bind

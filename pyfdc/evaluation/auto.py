@@ -126,7 +126,8 @@ def _nominal_cost(model: Any, spec: SamplerSpec, calibrated: dict[str, Any]) -> 
     if cfg is None:          # calibrated to uncached: the same as the uncached sampler at these steps
         return float(spec.steps)
     budget = 0.5 if cfg == "unknown" else float(cfg.budget)
-    return spec.steps * min(1.0, budget + _E2CRF_OVERHEAD)
+    tail = 0 if cfg == "unknown" else cfg.tail_steps(spec.steps)   # steps that recompute every token
+    return (spec.steps - tail) * min(1.0, budget + _E2CRF_OVERHEAD) + tail
 
 
 def _resolve(model: Any, spec: SamplerSpec, calibrated: dict[str, Any], say: Callable[[str], None]) -> SamplerSpec | None:

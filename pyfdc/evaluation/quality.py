@@ -34,7 +34,7 @@ import numpy as np
 
 from pyfdc._arrays import as_series, check_same_shape
 from pyfdc.e2crf.shadow import band_spectral_error, same_noise_pairs
-from pyfdc.e2crf.shadow import power_spectrum as _power
+from pyfdc.series_summary import summary_features
 
 __all__ = [
     "C2ST_CLASSIFIERS", "C2STResult", "summary_features", "raw_features", "c2st", "c2st_report",
@@ -42,7 +42,6 @@ __all__ = [
 ]
 
 C2ST_CLASSIFIERS: tuple[str, ...] = ("hgb", "linear")
-_LOG_FLOOR = 1e-12  # power floor inside log(.): far below any real band power in float32 data
 _series, _same_shape = as_series, check_same_shape
 
 
@@ -55,46 +54,6 @@ def _sklearn() -> Any:
 
 
 # ----------------------------------------------------------------------------- features
-
-
-def _log_band_power(x: np.ndarray, n_bands: int) -> np.ndarray:
-    """``(S, N, M)`` -> ``(S, n_bands, M)`` log mean power in geometric bands of bins 1..N//2."""
-    power = _power(x)  # (S, N', M)
-    nb = power.shape[1]
-    if nb < 2:
-        return np.zeros((x.shape[0], 0, x.shape[2]))
-    n_bands = min(n_bands, nb - 1)
-    edges = np.round(np.geomspace(1, nb, n_bands + 1)).astype(int)
-    for i in range(1, n_bands + 1):  # at least one bin per band, so the width is fixed by n_bands
-        edges[i] = min(max(edges[i], edges[i - 1] + 1), nb - (n_bands - i))
-    bands = [power[:, lo:hi].mean(axis=1) for lo, hi in zip(edges[:-1], edges[1:])]
-    return np.log(np.stack(bands, axis=1) + _LOG_FLOOR)
-
-
-def summary_features(x: Any, n_bands: int = 8) -> np.ndarray:
-    """Per-series summary statistics ``(S, F)`` for the ``"hgb"`` C2ST.
-
-    Per channel: mean, std, min, max, 5%/95% quantiles, mean |Δx| (roughness), mean |Δ²x|, first and
-    last value, mean |x - x_last| over the first and last 10% of steps (edge level: a pinned start
-    or a constant pad that wanders shows here), and log power in ``n_bands`` geometric frequency
-    bands (DC excluded: the mean covers it). With M > 1 also every cross-channel correlation.
-    """
-    arr = _series(x, "x")
-    s, n, m = arr.shape
-    d1, d2 = np.diff(arr, axis=1), np.diff(arr, n=2, axis=1) if n > 2 else np.zeros((s, 1, m))
-    edge = max(1, n // 10)
-    last = arr[:, -1:, :]
-    cols = [arr.mean(1), arr.std(1), arr.min(1), arr.max(1), np.quantile(arr, 0.05, axis=1),
-            np.quantile(arr, 0.95, axis=1), np.abs(d1).mean(1), np.abs(d2).mean(1), arr[:, 0], arr[:, -1],
-            np.abs(arr[:, :edge] - arr[:, :1]).mean(1), np.abs(arr[:, -edge:] - last).mean(1)]
-    feats = [np.stack(cols, axis=1).reshape(s, -1), _log_band_power(arr, n_bands).reshape(s, -1)]
-    if m > 1:
-        c = arr - arr.mean(1, keepdims=True)
-        c /= np.sqrt((c**2).sum(1, keepdims=True)) + 1e-12
-        corr = np.einsum("snm,snk->smk", c, c)
-        iu = np.triu_indices(m, 1)
-        feats.append(corr[:, iu[0], iu[1]])
-    return np.concatenate(feats, axis=1)
 
 
 def raw_features(x: Any) -> np.ndarray:
