@@ -136,6 +136,11 @@ def test_the_choice_is_kept_per_weights(tmp_path: Path, monkeypatch: pytest.Monk
     kept.write_text("{not json")
     model_auto_choice(load_checkpoint(tmp_path / "ck"), progress=False, say=said.append)
     assert made == [1, 1, 1] and any("cannot read an auto choice" in line for line in said)
+    older = json.loads(kept.read_text())
+    del older["rules"]   # made before its E2-CRF candidates got today's calibration: made again
+    kept.write_text(json.dumps(older))
+    model_auto_choice(load_checkpoint(tmp_path / "ck"), progress=False, say=said.append)
+    assert made == [1, 1, 1, 1] and any("made by an older pyfdc" in line for line in said)
 
 
 def test_cli_auto_samples_with_the_choice(tmp_path: Path, monkeypatch: pytest.MonkeyPatch,

@@ -177,7 +177,14 @@ def test_cli_calibrate_then_sample(tmp_path: Path, capsys: pytest.CaptureFixture
     base = ["sample", "--checkpoint", str(ckpt), "--sampler", "e2crf", "--num-samples", "3", "--no-progress"]
     assert cli.main(base + ["--steps", str(STEPS), "--e2crf-config", str(cal_file), "--out", str(tmp_path / "s")]) == 0
     info = json.loads((tmp_path / "s" / cli.SAMPLE_INFO_FILE).read_text())
-    assert info["e2crf_config"]["budget"] == 0.2
+    assert info["e2crf_config"]["budget"] == 0.2 and info["e2crf_config"]["tail"] == 0.05  # the default tail
+    assert cli.main(["calibrate", "--checkpoint", str(ckpt), "--steps", str(STEPS), "--shadow", str(SHADOW),
+                     "--budgets", "0.2", "--tail", "0", "--min-speedup", "0", "--max-shift", "100",
+                     "--out", str(tmp_path / "cal0"), "--no-progress"]) == 0
+    assert Calibration.load(tmp_path / "cal0" / cli.CALIBRATION_FILE).config.tail == 0.0
+    with pytest.raises(SystemExit) as exc:  # argparse: a usage error, exit 2, one line
+        cli.main(["calibrate", "--checkpoint", str(ckpt), "--tail", "1", "--out", str(tmp_path / "x")])
+    assert exc.value.code == 2 and "expected a number in [0, 1), got '1'" in capsys.readouterr().err
     assert cli.main(base + ["--steps", "50", "--e2crf-config", str(cal_file), "--out", str(tmp_path / "t")]) == 2
     assert "calibrated for 20 steps" in capsys.readouterr().err
     assert cli.main(base + ["--steps", str(STEPS), "--e2crf-config", str(cal_file), "--e2crf-budget", "0.3",

@@ -266,13 +266,15 @@ def _sample_into(args: argparse.Namespace, model: Any, e2cfg: Any, world: Any, c
 
 def cmd_calibrate(args: argparse.Namespace) -> dict[str, Any]:
     from pyfdc.core.checkpoint import load_checkpoint
-    from pyfdc.e2crf.calibrate import DEFAULT_CANDIDATES, calibrate
+    from pyfdc.e2crf.calibrate import DEFAULT_CANDIDATES, DEFAULT_TAIL, calibrate
     from pyfdc.pretrained import pretrained_path
 
     targets = {k: v for k, v in (("max_shift", args.max_shift), ("max_deviation", args.max_deviation),
                                  ("max_band_error", args.max_band_error), ("min_speedup", args.min_speedup))
                if v is not None}
-    candidates = DEFAULT_CANDIDATES if args.budgets is None else [{"budget": b} for b in sorted(set(args.budgets))]
+    tail = DEFAULT_TAIL if args.tail is None else args.tail
+    budgets = [c["budget"] for c in DEFAULT_CANDIDATES] if args.budgets is None else sorted(set(args.budgets))
+    candidates = [{"budget": b, "tail": tail} for b in budgets]
     model = load_checkpoint(args.checkpoint or pretrained_path(), map_location=_check_device(args.device))
     with OutputSet(args.out, args.overwrite, CALIBRATE_OUTPUTS, "pyfdc calibrate") as claim:
         cal = calibrate(model, args.steps, solver=args.solver, candidates=candidates, num_shadow=args.shadow,
@@ -284,9 +286,9 @@ def cmd_calibrate(args: argparse.Namespace) -> dict[str, Any]:
         plot_calibration(cal.to_dict(), claim.stage / CALIBRATION_PLOT)
         out = claim.commit()
     for row in cal.rows:
-        _echo(f"  budget {row['candidate'].get('budget')}: deviation {row['deviation_median']:.4f}, worst |band error| "
+        _echo(f"  budget {row['candidate'].get('budget')}, tail {row['candidate'].get('tail', 0)}: shift {row['shift']:.3f}, deviation {row['deviation_median']:.4f}, worst |band error| "
               f"{row['worst_band_error']:.3f}, {row['speedup']:.2f}x -> {'pass' if row['passed'] else 'fail'}")
-    chosen = "uncached (no candidate met the targets)" if cal.fallback else f"budget {cal.config.budget}"
+    chosen = "uncached (no candidate met the targets)" if cal.fallback else cal.config.describe()
     _echo(f"calibrated for {args.steps} {args.solver} steps: {chosen} -> {out / CALIBRATION_FILE}")
     return cal.to_dict()
 

@@ -217,7 +217,8 @@ def _calibrate_parser(sub: Any) -> None:
     p = sub.add_parser("calibrate", help="choose an E2-CRF configuration for a checkpoint and step count",
                        description=(
         "Draw shadow series uncached and with each candidate budget (cheapest first) from the same noise, "
-        "and keep the first that shifts no per-series statistic (band log power, curvature) by more than "
+        "and keep the first that shifts no per-series statistic (band log power, curvature, the C2ST "
+        "classifier's statistics) by more than "
         "--max-shift and is --min-speedup faster; if none does, the result samples uncached. Uses only the "
         "model (no data). Writes "
         "calibration.json for 'pyfdc sample --sampler e2crf --e2crf-config'."))
@@ -227,8 +228,11 @@ def _calibrate_parser(sub: Any) -> None:
     p.add_argument("--solver", choices=("em", "ddim", "dpm2m"), default="em", help="solver (default: em)")
     p.add_argument("--budgets", nargs="+", metavar="F", type=_typed(float, lambda v: 0 < v <= 1, "a number in (0, 1]"),
                    help="candidate budgets, tried in increasing order (default: 0.2 0.35 0.5 0.7)")
+    p.add_argument("--tail", metavar="F", type=_typed(float, lambda v: 0 <= v < 1, "a number in [0, 1)"),
+                   help="share of the last steps on which every candidate recomputes every token (default: 0.05)")
     p.add_argument("--max-shift", metavar="S", type=nonneg_float,
-                   help="largest standardised shift of a per-series statistic (band log power, curvature) allowed, "
+                   help="largest standardised shift of a per-series statistic (band log power, curvature, the C2ST "
+                        "classifier's statistics) allowed, "
                         "in sds across series (default: 0.15)")
     p.add_argument("--max-deviation", metavar="D", type=nonneg_float,
                    help="also gate on the median paired relative RMS deviation (default: not a gate)")

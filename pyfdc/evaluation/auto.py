@@ -43,6 +43,9 @@ _E2CRF_OVERHEAD = 0.15   # a cached step's cost beyond its recomputed fraction, 
 
 
 AUTO_SHADOW = 256   # the default shadow set (see the module's docstring)
+# what a kept choice was made under: its E2-CRF candidates resolve through the calibration (its gate's statistics,
+# its candidates' tail), so a choice made under other rules is made again
+AUTO_RULES = "e2crf-calibration:bands+curvature+c2st-summaries,tail-0.05"
 
 
 def c2st_gate(n: int) -> float:
@@ -62,6 +65,7 @@ class AutoChoice:
     reference_seconds: float
     seconds: float
     trials: list[dict[str, Any]] = field(default_factory=list)
+    rules: str | None = AUTO_RULES   # None: made before the rules were named
     # the shadow reference set (S, N, M) of the run that made the choice; not saved
     shadow: Any = field(default=None, repr=False, compare=False)
 
@@ -98,7 +102,8 @@ class AutoChoice:
         if not isinstance(d, dict) or d.get("format") != FORMAT:
             raise ValueError(f"{source}: not a pyfdc auto-sampler choice (format != {FORMAT!r})")
         try:
-            choice = cls(**{f.name: d[f.name] for f in dataclasses.fields(cls) if f.name != "shadow"})
+            choice = cls(**{f.name: d[f.name] for f in dataclasses.fields(cls) if f.name not in ("shadow", "rules")},
+                         rules=d.get("rules"))
             parse_spec(choice.spec)
         except (KeyError, TypeError, ValueError) as exc:
             raise ValueError(f"{source}: invalid auto choice ({type(exc).__name__}: {exc})") from exc
@@ -246,6 +251,8 @@ def model_auto_choice(model: Any, num_shadow: int = AUTO_SHADOW, progress: bool 
     def problem(c: AutoChoice) -> str | None:
         if c.model_id != mid:
             return "made for other weights (the checkpoint was retrained)"
+        if c.rules != AUTO_RULES:
+            return "made by an older pyfdc (its E2-CRF candidates were calibrated by other rules)"
         return None if c.reference == REFERENCE else f"made against {c.reference}, not {REFERENCE}"
 
     choice = load_kept(path, AutoChoice.load, problem, say)
