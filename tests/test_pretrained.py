@@ -90,8 +90,8 @@ def test_what_a_shipped_checkpoint_keeps_is_for_its_weights(name: str) -> None:
     """Shipped calibrations and auto choices are read, never re-made (the installation is not written to):
     each must belong to the shipped weights, or a retrained model would sample with another's choices."""
     from pyfdc.core.model import weights_fingerprint
-    from pyfdc.e2crf.calibrate import Calibration
-    from pyfdc.evaluation.auto import AutoChoice
+    from pyfdc.e2crf.calibrate import DEFAULT_TARGETS, SHADOW_STATISTICS, Calibration
+    from pyfdc.evaluation.auto import AUTO_RULES, AutoChoice
 
     folder = pretrained_path(name) / "calibrations"
     kept = sorted(folder.glob("*.json")) if folder.is_dir() else []
@@ -101,3 +101,8 @@ def test_what_a_shipped_checkpoint_keeps_is_for_its_weights(name: str) -> None:
     for path in kept:
         loaded = AutoChoice.load(path) if path.name.startswith("auto-") else Calibration.load(path)
         assert loaded.model_id == mid, f"{path} was made for other weights"
+        if isinstance(loaded, AutoChoice):  # made under today's rules, or every user would re-make it on first use
+            assert loaded.rules == AUTO_RULES, f"{path} was made under older rules"
+        else:
+            assert loaded.statistics == SHADOW_STATISTICS and loaded.targets == DEFAULT_TARGETS, \
+                f"{path} was made with an older gate"
