@@ -87,15 +87,17 @@ def test_e2crf_candidates_are_ordered_by_their_calibrated_budget(scripted: Any, 
 
     class Cal:
         def __init__(self, steps: int) -> None:
-            self.config = None if budgets[steps] is None else E2CRFConfig(budget=budgets[steps])
+            self.config = None if budgets[steps] is None else E2CRFConfig(budget=budgets[steps], tail=0.1)
 
     monkeypatch.setattr(ec, "calibration_for", lambda model, steps, *a, **k: Cal(steps))
-    s = scripted({"e2crf(budget=0.2):40": (0.9, 0.9), "em:15": (0.9, 0.9), "em:30": (0.9, 0.9), "em:50": (0.5, 0.5)})
+    s = scripted({"e2crf(budget=0.2,tail=0.1):40": (0.9, 0.9), "em:15": (0.9, 0.9), "em:30": (0.9, 0.9), "em:50": (0.5, 0.5)})
     choice = choose_sampler(tiny_model(), 64, ["em:30", "e2crf:40", "e2crf:60", "em:15", "em:50"], progress=False,
                             reference="em:100")
-    # nominal costs: em:15 15; e2crf:40 26 before its calibration, 40 * (0.2 + 0.15) = 14 after; em:30 30;
-    # e2crf:60 39 before (its calibration samples uncached: skipped); em:50 50
-    assert [t["spec"] for t in choice.trials] == ["em:15", "e2crf(budget=0.2):40", "em:30", "e2crf:60", "em:50"]
+    # nominal costs: em:15 15; e2crf:40 26 before its calibration, 36 * (0.2 + 0.15) + 4 (its tail) = 16.6 after;
+    # em:30 30; e2crf:60 39 before (its calibration samples uncached: skipped); em:50 50. The trial samples the
+    # calibrated config, tail included
+    assert [t["spec"] for t in choice.trials] == ["em:15", "e2crf(budget=0.2,tail=0.1):40", "em:30", "e2crf:60",
+                                                  "em:50"]
     assert choice.trials[3]["verdict"].startswith("skipped") and choice.spec == "em:50"
     assert not any(name.startswith("e2crf:60") for name, _ in s.draws)
 

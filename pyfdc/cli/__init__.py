@@ -286,7 +286,9 @@ def cmd_calibrate(args: argparse.Namespace) -> dict[str, Any]:
         plot_calibration(cal.to_dict(), claim.stage / CALIBRATION_PLOT)
         out = claim.commit()
     for row in cal.rows:
-        _echo(f"  budget {row['candidate'].get('budget')}, tail {row['candidate'].get('tail', 0)}: shift {row['shift']:.3f}, deviation {row['deviation_median']:.4f}, worst |band error| "
+        cand = row["candidate"]
+        _echo(f"  budget {cand.get('budget')}, tail {cand.get('tail', 0)}: shift {row['shift']:.3f}, "
+              f"deviation {row['deviation_median']:.4f}, worst |band error| "
               f"{row['worst_band_error']:.3f}, {row['speedup']:.2f}x -> {'pass' if row['passed'] else 'fail'}")
     chosen = "uncached (no candidate met the targets)" if cal.fallback else cal.config.describe()
     _echo(f"calibrated for {args.steps} {args.solver} steps: {chosen} -> {out / CALIBRATION_FILE}")

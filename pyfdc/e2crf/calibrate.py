@@ -49,7 +49,8 @@ from pyfdc.e2crf.config import E2CRFConfig
 
 CALIBRATION_SEED = 0x5EED_CA11
 DEFAULT_TAIL = 0.05   # every token recomputed on the last 5% of steps (E2CRFConfig.tail)
-DEFAULT_CANDIDATES: tuple[dict[str, Any], ...] = tuple({"budget": b, "tail": DEFAULT_TAIL} for b in (0.2, 0.35, 0.5, 0.7))
+DEFAULT_CANDIDATES: tuple[dict[str, Any], ...] = tuple({"budget": b, "tail": DEFAULT_TAIL}
+                                                       for b in (0.2, 0.35, 0.5, 0.7))
 DEFAULT_TARGETS: dict[str, float | None] = {"max_shift": 0.15, "max_deviation": None, "max_band_error": None,
                                             "min_speedup": 1.1}
 FORMAT = "pyfdc-e2crf-calibration"

@@ -66,8 +66,10 @@ class E2CRFConfig:
     tau_safe, tau_warn, alpha_max, eta: Eq. 12/14 (correction above ``tau_safe``, ``α = min(alpha_max, r/2)``).
     probe_seed_offset: the probe stream's seed is the noise seed plus this.
     tail: share of the run's last steps on which every token is recomputed (the cached step is off there),
-        in [0, 1); ``None`` (the default) = none with a given budget, the calibration's choice with ``budget=None``. The cache's error at the low-noise end is not denoised away by later steps: on the shipped
-        ECG model a 5% tail took budget 0.2's largest statistic shift from 1.5 to 0.04 sd (``benchmarks/RESULTS.md``).
+        in [0, 1); ``None`` (the default) = none with a given budget, the calibration's choice with
+        ``budget=None``. The cache's error at the low-noise end is not denoised away by later steps: on the
+        shipped ECG model a 5% tail took budget 0.2's largest statistic shift from 1.5 to 0.04 sd
+        (``benchmarks/RESULTS.md``).
     """
 
     budget: float | None = None

@@ -4,7 +4,8 @@ late from the device; and the binding of a config to a model that a :class:`~pyf
 
 Per sample ``b`` at step ``i`` (Algorithm 1 of the paper, with a fixed recompute budget):
 
-* step 0 and every ``R`` steps: :meth:`CachedStep.refresh` (every token, every sample);
+* step 0, every ``R`` steps and the ``tail`` (the run's last ``ceil(tail · steps)`` steps):
+  :meth:`CachedStep.refresh` (every token, every sample);
 * otherwise the cached step: ``k`` tokens — band ``0..K``, ``P`` probes drawn uniformly among the
   tokens outside the band (per-sample seeded stream), then the highest drift scores;
 * ``α_b = min(α_max, r_b / 2)`` when ``r_b ≥ τ_safe`` else 0 (Eq. 14), ``r_b`` from the features of

@@ -147,7 +147,8 @@ def _resolve(model: Any, spec: SamplerSpec, calibrated: dict[str, Any], say: Cal
     cfg = calibrated[spec.name]
     if cfg is None:
         return None
-    return SamplerSpec("e2crf", spec.steps, tuple(sorted({**dict(spec.options), "budget": cfg.budget}.items())))
+    chosen = {"budget": cfg.budget, **({"tail": cfg.tail} if cfg.tail else {})}   # the calibration's fields
+    return SamplerSpec("e2crf", spec.steps, tuple(sorted({**dict(spec.options), **chosen}.items())))
 
 
 def choose_sampler(model: Any, num_shadow: int = AUTO_SHADOW, candidates: Sequence[str] = AUTO_CANDIDATES,
