@@ -35,7 +35,13 @@ from pyfdc.evaluation import front as F
 
 
 def _warm(model: Any, specs: list[F.SamplerSpec], n: int, seed: int = 0) -> None:
+    """A short draw of each spec; an E2-CRF spec that leaves its budget to the model's calibration is calibrated
+    here at its own step count (kept with the model), so no timed round pays for a calibration."""
+    from pyfdc.e2crf.calibrate import calibration_for
+
     for sp in specs:
+        if sp.kind == "e2crf" and sp.e2crf_config().budget is None:
+            calibration_for(model, sp.steps, sp.method, base=sp.e2crf_config(), progress=False)
         F._draw(model, F.SamplerSpec(sp.kind, 3, sp.options), n, seed, 0)
 
 
