@@ -136,3 +136,14 @@ def test_reports_put_floor_and_baselines_beside_the_candidate() -> None:
     dr = data_report(ds.train[:91], ds.train[91:], ds.test, repeats=2, seed=0)
     assert {"generated", "floor_train", "gaussian", "pad"} <= set(dr)
     assert dr["gaussian"]["c2st"]["headline"] > dr["floor_train"]["c2st"]["headline"]
+
+
+@pytest.mark.parametrize("n,m", [(3, 1), (5, 2), (24, 12), (187, 1)])
+def test_summary_feature_names_name_every_column(n: int, m: int) -> None:
+    """The shadow gate reports each summary statistic by name: one name per column, in column order."""
+    from pyfdc.series_summary import summary_feature_names
+
+    x = np.random.default_rng(0).normal(size=(6, n, m))
+    names = summary_feature_names(n, m)
+    assert len(names) == summary_features(x).shape[1] == len(set(names))
+    assert names[6 * m] == "abs_diff[0]" and (m == 1 or names[-1] == f"corr[{m - 2},{m - 1}]")

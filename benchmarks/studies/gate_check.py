@@ -63,17 +63,14 @@ def _c2st(a: np.ndarray, b: np.ndarray) -> list[float]:
 
 def check(name: str, model_dir: Path, out: Path, n: int) -> dict[str, Any]:
     from pyfdc.core.checkpoint import load_checkpoint
-    from pyfdc.e2crf.calibrate import calibrate, calibration_file, candidate_configs
+    from pyfdc.e2crf.calibrate import calibrate, calibration_file, candidate_configs, keep_in_checkpoint
     from pyfdc.e2crf.shadow import statistic_shift
 
     model = load_checkpoint(model_dir)
     folder = out / name
     folder.mkdir(parents=True, exist_ok=True)
     cal = calibrate(model, STEPS, all_candidates=True, progress=False)
-    if not str(model_dir.resolve()).startswith(str(Path(__file__).resolve().parents[2] / "pyfdc")):
-        path = calibration_file(model_dir, STEPS)   # the model's default from here on (same choice as first use)
-        path.parent.mkdir(exist_ok=True)
-        cal.save(path)
+    keep_in_checkpoint(cal, calibration_file(model_dir, STEPS))   # the model's default from here on (not shipped ones)
     rows = [{"budget": r["candidate"]["budget"], "former": _former(r["shifts"]), "shift": r["shift"],
              "largest": max(r["shifts"], key=r["shifts"].get), "shadow_speedup": r["speedup"]} for r in cal.rows]
     fast = [r["shadow_speedup"] >= MIN_SPEEDUP for r in rows]

@@ -147,7 +147,10 @@ def _resolve(model: Any, spec: SamplerSpec, calibrated: dict[str, Any], say: Cal
     cfg = calibrated[spec.name]
     if cfg is None:
         return None
-    chosen = {"budget": cfg.budget, **({"tail": cfg.tail} if cfg.tail else {})}   # the calibration's fields
+    from pyfdc.e2crf.calibrate import DEFAULT_CANDIDATES
+
+    # every field the calibration's candidates set (budget, tail), so the trial samples the calibrated config
+    chosen = {k: getattr(cfg, k) for k in DEFAULT_CANDIDATES[0] if getattr(cfg, k) is not None}
     return SamplerSpec("e2crf", spec.steps, tuple(sorted({**dict(spec.options), **chosen}.items())))
 
 
