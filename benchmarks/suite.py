@@ -50,7 +50,8 @@ DONE = "suite_done.json"
 
 
 def train_one(ds: Any, folder: Path, domain: str, minutes: float, seed: int,
-              time_head: int | None = None) -> dict[str, Any]:
+              time_head: int | None = None, scaling: str = "channel",
+              small_t_fraction: float = 0.0, train_batch: int | None = None) -> dict[str, Any]:
     """Train (or resume, or skip when done) one model; the budget counts over every resumed session."""
     from pyfdc.training.config import TrainConfig, recipe_time_head
     from pyfdc.training.state import STATE_FILE, _load_state
@@ -64,13 +65,15 @@ def train_one(ds: Any, folder: Path, domain: str, minutes: float, seed: int,
     left = minutes - used / 60.0
     resume = state.is_file()
     if left > 0.05 or not resume:
-        cfg = TrainConfig.recipe(max_minutes=max(left, 0.05), seed=seed)  # pyfdc train's default recipe
+        cfg = TrainConfig.recipe(max_minutes=max(left, 0.05), seed=seed,  # pyfdc train's default recipe
+                                 small_t_fraction=small_t_fraction,
+                                 **({"batch_size": train_batch} if train_batch else {}))
         if time_head is None:  # pyfdc train's default: the recipe's choice for this data
             time_head, why = recipe_time_head(ds.train, domain)
             print(f"[suite] {getattr(ds, 'name', '?')} {domain}: {why}", flush=True)
         model_config: Any = {"preset": "small", "time_head": time_head} if time_head else "small"
         result = train(ds, folder, model_config=model_config, transform_kind=domain, train_config=cfg,
-                       resume=resume, overwrite=not resume and folder.exists())
+                       resume=resume, overwrite=not resume and folder.exists(), scaling=scaling)
         summary = {k: v for k, v in result.summary().items() if k != "history"}
     else:
         summary = {"wall_seconds": used, "note": "budget already spent before this session"}
@@ -100,6 +103,12 @@ def main(argv: list[str] | None = None) -> int:
     p.add_argument("--seed", type=int, default=0)
     p.add_argument("--time-head", type=int, default=None, metavar="WIDTH",
                    help="the frequency models' time-domain head width; 0: none (default: pyfdc train's choice for the data)")
+    p.add_argument("--scaling", choices=("channel", "token"), default="channel",
+                   help="token scaling of the models (pyfdc train --scaling; default: channel, the recipe's)")
+    p.add_argument("--small-t-fraction", type=float, default=0.0,
+                   help="share of training draws log-uniform in t (pyfdc train --small-t-fraction; default 0)")
+    p.add_argument("--train-batch", type=int, default=None,
+                   help="training batch size (default: the recipe's)")
     args = p.parse_args(argv)
     torch.set_num_threads(args.threads)
     for name in args.datasets:
@@ -123,7 +132,8 @@ def run_dataset(name: str, ds: Any, args: argparse.Namespace) -> None:
     t0 = time.perf_counter()
     if "train" in args.stages:
         for domain in args.domains:
-            s = train_one(ds, folder / domain, domain, args.minutes, args.seed, args.time_head)
+            s = train_one(ds, folder / domain, domain, args.minutes, args.seed, args.time_head,
+                          args.scaling, args.small_t_fraction, args.train_batch)
             print(f"suite: {name}/{domain}: trained {s.get('epochs_run', '?')} epochs in {s['wall_seconds']:.0f}s")
     if set(args.stages) == {"train"}:
         return

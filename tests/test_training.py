@@ -191,6 +191,25 @@ def test_schedule_fitted_to_budget_ignores_slow_first_epoch() -> None:
     assert run["planned_epochs"] == 100  # never beyond cfg.epochs
 
 
+def test_schedule_follows_the_recent_pace() -> None:
+    """Epochs that speed up (saves thin out as the validation loss stops improving) lengthen the horizon:
+    the pace is read from the last PACE_WINDOW epochs, not from the whole run or its first epochs."""
+    from pyfdc.training.state import PACE_WINDOW
+
+    cfg = _cfg(epochs=1000, warmup_epochs=100)
+    marks = [2.0 * (i + 1) for i in range(5)]  # epochs 1-5 at 2 s each
+    marks += [marks[-1] + 1.0 * (i + 1) for i in range(PACE_WINDOW)]  # then 1 s each
+    run = {"epoch": len(marks), "planned_epochs": 1000, "warmup_epochs": 100}
+    _fit_schedule_to_budget(run, cfg, 100.0, marks, t_start=0.0)  # 20 s used, 80 s left at 1 s/epoch
+    assert run["planned_epochs"] == len(marks) + 80
+    run["epoch"] = 6  # after epoch 6: epochs 2-6 took 2, 2, 2, 2, 1 s -> 1.8 s/epoch, 89 s left
+    _fit_schedule_to_budget(run, cfg, 100.0, marks[:6], t_start=0.0)
+    assert run["planned_epochs"] == 6 + int((100.0 - 11.0) // 1.8)
+    run["epoch"] = 50
+    _fit_schedule_to_budget(run, cfg, 10.0, marks, t_start=0.0)  # over budget: never below the epochs run
+    assert run["planned_epochs"] == 50
+
+
 def test_truncated_train_state_is_a_clear_error(tmp_path: Path) -> None:
     cfg = _cfg(epochs=1, warmup_epochs=0)
     train(_dataset(), tmp_path / "m", TINY, train_config=cfg, progress=False)

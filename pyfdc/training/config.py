@@ -29,9 +29,9 @@ RECIPE_HEAD_MAX_HF = 0.125
 class TrainConfig:
     """Optimisation hyper-parameters (paper defaults: 200 epochs, batch 64, lr 1e-3, 20 warmup).
 
-    ``max_minutes`` is a wall-clock budget for this call: after each of the first three epochs
-    the cosine horizon is set to the number of epochs expected to fit (at most ``epochs``; warmup
-    scaled alike), so the learning rate anneals before time runs out, and training stops early
+    ``max_minutes`` is a wall-clock budget for this call: after every epoch of a fresh run the cosine
+    horizon is set to the number of epochs expected to fit at the recent pace (at most ``epochs``;
+    warmup scaled alike), so the learning rate anneals as time runs out, and training stops early
     if an epoch would overrun. Such runs depend on timing, so they are not bit-reproducible.
     ``val_repeats`` draws of (t, noise) per validation series reduce the variance of the
     validation loss; they use a fixed generator, so epochs are compared on identical draws.

@@ -255,7 +255,7 @@ def _epoch(job: TrainJob, parts: TrainParts, run: dict[str, Any], bar: Any, cloc
                            "val_loss": val, "lr": lr, "seconds": round(epoch_s, 3)})
     bar.set_postfix(epoch=run["epoch"], loss=f"{train_loss:.4f}", val=f"{val:.4f}")
     clock.marks.append(time.perf_counter())
-    if budget_s is not None and not job.resume and run["epoch"] <= 3:
+    if budget_s is not None and not job.resume:
         _fit_schedule_to_budget(run, cfg, budget_s, clock.marks, job.t_start)
         bar.total = run["planned_epochs"] * job.steps_per_epoch
         bar.refresh()
