@@ -96,7 +96,7 @@ def main(argv: list[str] | None = None) -> int:
     p.add_argument("--num-samples", type=int, default=512, help="series per generated set (default: 512)")
     p.add_argument("--batch-size", type=int, default=256, help="series per sampling batch (default: 256)")
     p.add_argument("--c2st-repeats", type=int, default=5, help="held-out subsamples per C2ST (default: 5)")
-    p.add_argument("--field-runs", type=int, default=5, help="trainings per discriminative/predictive score (default: 5)")
+    p.add_argument("--field-runs", type=int, default=5, help="trainings per discriminative/predictive score; 0: no field scores (default: 5)")
     p.add_argument("--field-iterations", type=int, nargs=2, default=(2000, 5000), metavar=("DISC", "PRED"),
                    help="GRU iterations of the discriminative and predictive scores (default: 2000 5000, TimeGAN's)")
     p.add_argument("--threads", type=int, default=1, help="torch threads (default: 1)")

@@ -110,7 +110,7 @@ def score_stage(name: str, ds: Any, folder: Path, args: argparse.Namespace) -> d
         _json(path, scores)
     it_disc, it_pred = args.field_iterations
     field = {"runs": args.field_runs, "iterations": [it_disc, it_pred]}
-    if sets["freq"] is not None and scores.get("field", {}).get("settings") != field:
+    if args.field_runs > 0 and sets["freq"] is not None and scores.get("field", {}).get("settings") != field:
         real = ds.test
         sets["freq"] = znorm_like(ds, sets["freq"])
         scores["field"] = {

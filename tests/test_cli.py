@@ -8,6 +8,7 @@ from pathlib import Path
 
 import numpy as np
 import pytest
+import torch
 
 from pyfdc.cli import METRICS_FILE, SAMPLE_INFO_FILE, SAMPLES_FILE, STATS_FILE, main
 
@@ -172,6 +173,12 @@ def test_resume_via_cli(capsys: pytest.CaptureFixture[str], tmp_path: Path) -> N
     assert _run(capsys, "train", "--tiny", "--epochs", "10", "--out", out, "--no-progress")[0] == 0
     code, text = _run(capsys, "train", "--tiny", "--epochs", "11", "--out", out, "--resume", "--no-progress")
     assert code == 0 and "trained 11 epochs" in text, text
+    # so does its batch size: a run trained at the paper's 64 resumes at 64, not at the recipe's 16
+    out = str(tmp_path / "b")
+    assert _run(capsys, "train", "--tiny", "--epochs", "1", "--batch-size", "64", "--out", out, "--no-progress")[0] == 0
+    code, text = _run(capsys, "train", "--tiny", "--epochs", "2", "--out", out, "--resume", "--no-progress")
+    assert code == 0 and "trained 2 epochs" in text, text
+    assert torch.load(Path(out) / "train_state.pt", weights_only=False)["config"]["batch_size"] == 64
 
 
 def test_demo_tiny(capsys: pytest.CaptureFixture[str], tmp_path: Path) -> None:

@@ -175,7 +175,8 @@ def _train_parser(sub: Any) -> None:
                         "(default: auto)")
     p.add_argument("--epochs", metavar="E", type=pos_int,
                    help="epochs; alone: exactly E, no time budget (default: fitted to --max-minutes, at most 3000)")
-    p.add_argument("--batch-size", metavar="B", type=pos_int, default=64, help="batch size (default: 64)")
+    p.add_argument("--batch-size", metavar="B", type=pos_int,
+                   help="series per optimiser step (default: 16, the recipe's; on --resume the run's own)")
     p.add_argument("--lr", metavar="LR", type=pos_float, default=1e-3, help="peak learning rate (default: 1e-3)")
     p.add_argument("--weight-decay", metavar="WD", type=nonneg_float, default=1e-2, help="AdamW weight decay (default: 0.01)")
     p.add_argument("--warmup-epochs", metavar="E", type=nonneg_int,

@@ -17,6 +17,10 @@ __all__ = ["TrainConfig", "TrainResult", "resolve_model_config", "lr_factor", "s
 RECIPE_MINUTES = 15.0   # the suite's full profile: 15 minutes per model
 RECIPE_EPOCH_CAP = 3000  # the budget, not this cap, ends a recipe run on every suite dataset
 RECIPE_EMA = 0.999
+# Series per optimiser step. On a CPU a small model's step costs about the same at 16 series as at 64 (per-op
+# overhead dominates), so a budget buys ~4x the steps; on the suite's validation splits that gave smoother,
+# closer samples (benchmarks/RESULTS.md, "The recipe's batch"). The paper trains with 64.
+RECIPE_BATCH = 16
 # the frequency model's time-domain head (pyfdc.core.time_head): the data's sharp changes in the samples
 RECIPE_TIME_HEAD = 32
 # ... on data whose energy sits in the lower half of the spectrum. The suite's validation splits: the head
@@ -56,8 +60,9 @@ class TrainConfig:
         """The recipe the development suite trains with, and ``pyfdc train``'s default: an EMA of the weights
         (0.999), a wall-clock budget (``max_minutes``, default 15) that the cosine schedule is fitted to
         (at most 3,000 epochs, so the epoch count follows the data size and the machine), warmup 10% of the
-        fitted epochs. ``overrides`` set any other field."""
+        fitted epochs, batches of :data:`RECIPE_BATCH` series. ``overrides`` set any other field."""
         fields = {"epochs": RECIPE_EPOCH_CAP, "warmup_epochs": RECIPE_EPOCH_CAP // 10, "ema_decay": RECIPE_EMA,
+                  "batch_size": RECIPE_BATCH,
                   "max_minutes": max_minutes, **overrides}
         return cls(**fields)
 
