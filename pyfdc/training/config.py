@@ -15,11 +15,11 @@ __all__ = ["TrainConfig", "TrainResult", "resolve_model_config", "lr_factor", "s
 
 
 RECIPE_MINUTES = 15.0   # the suite's full profile: 15 minutes per model
-RECIPE_EPOCH_CAP = 3000  # the budget, not this cap, ends a recipe run on every suite dataset
+RECIPE_EPOCH_CAP = 3000  # the budget ends a recipe run on every suite dataset but BasicMotions (36 fit series)
 RECIPE_EMA = 0.999
 # Series per optimiser step. On a CPU a small model's step costs about the same at 16 series as at 64 (per-op
-# overhead dominates), so a budget buys ~4x the steps; on the suite's validation splits that gave smoother,
-# closer samples (benchmarks/RESULTS.md, "The recipe's batch"). The paper trains with 64.
+# overhead dominates), so a budget buys 2-3.4x the steps; on the suite's validation splits that gave closer
+# samples on five of eight datasets (benchmarks/RESULTS.md, "The recipe's batch"). The paper trains with 64.
 RECIPE_BATCH = 16
 # the frequency model's time-domain head (pyfdc.core.time_head): the data's sharp changes in the samples
 RECIPE_TIME_HEAD = 32
