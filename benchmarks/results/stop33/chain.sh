@@ -1,6 +1,6 @@
 #!/bin/bash
 # Batch ablation: b64 vs b16, 8-min frequency models side by side (one thread each), then validation + held-out.
-cd .
+# run from the repository root
 for D in "$@"; do
   for B in 64 16; do
     python benchmarks/suite.py --out runs/abl/${D}_b$B --datasets $D --stages train --domains freq --minutes 8 --train-batch $B > runs/abl/${D}_b$B.train.log 2>&1 &

@@ -1,6 +1,6 @@
 #!/bin/bash
 # OSULeaf: 64 series per set (427 steps: an EM-1000 set of 128 costs ~12 min of a core), both arms in parallel.
-cd .
+# run from the repository root
 until grep -q basicmotions runs/abl/chain.progress 2>/dev/null; do sleep 10; done
 sleep 20
 pkill -f "runs/abl/chain.sh"
