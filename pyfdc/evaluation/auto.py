@@ -2,8 +2,8 @@
 
 A user asks for a quality, not a step count. :func:`choose_sampler` draws a shadow reference set of uncached
 EM-1000 (``num_shadow`` series, the model only: no data), then tries the candidates cheapest first — uncached
-DPM-Solver++(2M) and EM at a few step counts, E2-CRF at 100, 250 and 1,000 steps with the model's own calibration
-— and keeps the first whose samples a classifier cannot tell from the reference **twice**: a first draw
+DPM-Solver++(2M) and EM at a few step counts, E2-CRF at 100, 250, 500 and 1,000 steps with the model's own
+calibration — and keeps the first whose samples a classifier cannot tell from the reference **twice**: a first draw
 must pass the gate ``0.5 + 1.96·sqrt(0.25 / (2 n))`` and a second, fresh draw must pass it again. Taking the
 fastest candidate past one noisy gate selects lucky draws (on the development suite a single 128-series
 gate chose EM-250 on BasicMotions, whose fresh draw read 0.621 against a floor of 0.539:
@@ -36,7 +36,7 @@ __all__ = ["AutoChoice", "AUTO_CANDIDATES", "choose_sampler", "model_auto_choice
 FORMAT = "pyfdc-auto-sampler"
 REFERENCE = "em:1000"
 AUTO_CANDIDATES: tuple[str, ...] = ("dpm2m:10", "dpm2m:25", "dpm2m:50", "e2crf:100", "em:100", "dpm2m:100",
-                                    "e2crf:250", "em:250", "em:500", "e2crf:1000")
+                                    "e2crf:250", "em:250", "e2crf:500", "em:500", "e2crf:1000")
 # the shadow sets' noise: their own seeds, so a choice never replays a user's samples
 REFERENCE_SEED, FIRST_SEED, CONFIRM_SEED = 0xA070_0001, 0xA070_0002, 0xA070_0003
 _E2CRF_OVERHEAD = 0.15   # a cached step's cost beyond its recomputed fraction, in full steps (ordering only)
@@ -45,7 +45,7 @@ _E2CRF_OVERHEAD = 0.15   # a cached step's cost beyond its recomputed fraction, 
 AUTO_SHADOW = 256   # the default shadow set (see the module's docstring)
 # what a kept choice was made under: its E2-CRF candidates resolve through the calibration (its gate's statistics,
 # its candidates' tail), so a choice made under other rules is made again
-AUTO_RULES = "e2crf-calibration:bands+curvature+c2st-summaries,tail-0.05;candidates:e2crf-100"
+AUTO_RULES = "e2crf-calibration:bands+curvature+c2st-summaries,tail-0.05;candidates:e2crf-100,e2crf-500"
 
 
 def c2st_gate(n: int) -> float:
