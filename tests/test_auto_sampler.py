@@ -24,6 +24,26 @@ def test_the_gate_is_the_c2st_that_does_not_reject_chance() -> None:
     assert c2st_gate(512) < c2st_gate(128)
 
 
+def test_the_permutation_gate_is_the_null_whatever_the_two_sets() -> None:
+    """The gate comes from relabelled pools, so two sets a classifier tells apart perfectly get the same kind of
+    gate as two draws of one distribution (near chance), and the real pair's C2ST lies far above it."""
+    from pyfdc.evaluation.quality import c2st_report
+
+    rng = np.random.default_rng(0)
+    a, b = rng.normal(size=(48, 12, 1)), rng.normal(size=(48, 12, 1))
+    far = b + 3.0
+    g_same, heads = auto.permutation_gate(a, b, permutations=4)
+    g_far, heads_far = auto.permutation_gate(a, far, permutations=4)
+    assert len(heads) == 4 and g_same == pytest.approx(np.mean(heads) + 1.645 * np.std(heads, ddof=1))
+    for g, h in ((g_same, heads), (g_far, heads_far)):
+        # chance is 0.5; relabellings of 2 x 48 series: each headline within ~4 binomial s.e. of it (+ the max of two)
+        assert 0.5 < g < 0.75 and all(abs(x - 0.5) < 4 * math.sqrt(0.25 / 96) + 0.05 for x in h)
+    assert c2st_report(a, far)["headline"] > 0.95 > g_far
+    assert auto.permutation_gate(a, b, permutations=4) == (g_same, heads)   # seeded
+    with pytest.raises(ValueError, match="at least 2"):
+        auto.permutation_gate(a, b, permutations=1)
+
+
 class Scripted:
     """Fake draws and C2STs: ``verdicts[spec] = (first, confirm)``; records every draw."""
 
@@ -58,7 +78,7 @@ def scripted(monkeypatch: pytest.MonkeyPatch):
 def test_cheapest_first_and_a_pass_must_be_confirmed(scripted: Any) -> None:
     s = scripted({"dpm2m:10": (0.52, 0.70), "em:20": (0.90, 0.50), "em:50": (0.50, 0.53), "em:80": (0.5, 0.5)})
     choice = choose_sampler(tiny_model(), 64, ["em:80", "em:50", "dpm2m:10", "em:20"], progress=False,
-                            reference="em:100")
+                            reference="em:100", gate=c2st_gate(64))
     assert choice.spec == "em:50"
     assert [(t["spec"], t["verdict"]) for t in choice.trials] == [
         ("dpm2m:10", "rejected on confirmation"), ("em:20", "rejected"), ("em:50", "chosen")]
@@ -71,7 +91,8 @@ def test_cheapest_first_and_a_pass_must_be_confirmed(scripted: Any) -> None:
 
 def test_nothing_cheaper_passing_chooses_the_reference(scripted: Any) -> None:
     s = scripted({"em:10": (0.9, 0.9), "em:100": (0.5, 0.5)})
-    choice = choose_sampler(tiny_model(), 64, ["em:10", "em:100"], progress=False, reference="em:100")
+    choice = choose_sampler(tiny_model(), 64, ["em:10", "em:100"], progress=False, reference="em:100",
+                            gate=c2st_gate(64))
     assert choice.spec == "em:100" and [t["spec"] for t in choice.trials] == ["em:10"]
     assert ("em:100", auto.FIRST_SEED) not in s.draws   # as dear as the reference: never tried
     assert "no cheaper sampler" in choice.describe()
@@ -92,7 +113,7 @@ def test_e2crf_candidates_are_ordered_by_their_calibrated_budget(scripted: Any, 
     monkeypatch.setattr(ec, "calibration_for", lambda model, steps, *a, **k: Cal(steps))
     s = scripted({"e2crf(budget=0.2,tail=0.1):40": (0.9, 0.9), "em:15": (0.9, 0.9), "em:30": (0.9, 0.9), "em:50": (0.5, 0.5)})
     choice = choose_sampler(tiny_model(), 64, ["em:30", "e2crf:40", "e2crf:60", "em:15", "em:50"], progress=False,
-                            reference="em:100")
+                            reference="em:100", gate=c2st_gate(64))
     # nominal costs: em:15 15; e2crf:40 26 before its calibration, 36 * (0.2 + 0.15) + 4 (its tail) = 16.6 after;
     # em:30 30; e2crf:60 39 before (its calibration samples uncached: skipped); em:50 50. The trial samples the
     # calibrated config, tail included
@@ -102,11 +123,15 @@ def test_e2crf_candidates_are_ordered_by_their_calibrated_budget(scripted: Any, 
     assert not any(name.startswith("e2crf:60") for name, _ in s.draws)
 
 
-def test_a_real_choice_rejects_a_sampler_that_changes_the_distribution() -> None:
+def test_a_real_choice_rejects_a_sampler_that_changes_the_distribution(monkeypatch: pytest.MonkeyPatch) -> None:
+    monkeypatch.setattr(auto, "NULL_PERMUTATIONS", 5)
     model = tiny_model()
     choice = choose_sampler(model, 48, ["em:2", "em:38"], batch_size=48, progress=False, reference="em:40")
     first = choice.trials[0]
     assert first["spec"] == "em:2" and first["verdict"] == "rejected" and first["c2st"] > choice.gate
+    # the gate is the permutation null of the shadow set pooled with em:2's draw
+    assert len(choice.gate_null) == auto.NULL_PERMUTATIONS
+    assert choice.gate == pytest.approx(np.mean(choice.gate_null) + 1.645 * np.std(choice.gate_null, ddof=1))
     for t in choice.trials:
         if t["verdict"] == "chosen":
             assert max(t["c2st"], t["c2st_confirm"]) <= choice.gate
@@ -149,6 +174,7 @@ def test_cli_auto_samples_with_the_choice(tmp_path: Path, monkeypatch: pytest.Mo
                                          capsys: pytest.CaptureFixture[str]) -> None:
     monkeypatch.setattr(auto, "REFERENCE", "em:20")
     monkeypatch.setattr(auto, "AUTO_CANDIDATES", ("em:2", "em:19"))
+    monkeypatch.setattr(auto, "NULL_PERMUTATIONS", 3)
     model = tiny_model()
     save_checkpoint(tmp_path / "ck", model)
     assert cli.main(["sample", "--checkpoint", str(tmp_path / "ck"), "--sampler", "auto", "--num-samples", "3",
