@@ -6,8 +6,8 @@
 ``gate_check.py`` leaves per dataset two independent EM-1000 sets of the same model (seeds 0 and 2). Any
 ``n``-series subset of one against any ``n``-series subset of the other is a pair from one distribution, so
 their C2ST is a draw from the test's null — what a perfect candidate reads against the shadow set. Per pair:
-random subsets (one from each set; pairs overlap, so the sd is if anything low), ``c2st_report``'s headline (the larger of the tree and the linear accuracy, 5-fold,
-classifier seed = pair index). Reported: the null's mean, sd and 95th percentile, and how often it exceeds
+random subsets (one from each set; pairs overlap, so the sd is if anything low), ``c2st_report``'s
+headline (the larger of the tree and the linear accuracy, 5-fold, classifier seed = pair index). Reported: the null's mean, sd and 95th percentile, and how often it exceeds
 :func:`pyfdc.evaluation.auto.c2st_gate` (``0.5 + 1.96·sqrt(0.25 / 2n)``, a binomial bound for *one*
 classifier), once and on both of two independent pairs (a choice must pass twice).
 """

@@ -11,11 +11,11 @@ no more than the first. Where nothing passes, the choice is EM-1000 itself.
 
 The gate is the C2ST's own null on this model at this size (:func:`permutation_gate`): the headline C2ST of
 :data:`NULL_PERMUTATIONS` random relabellings of the shadow set pooled with the first candidate's draw,
-mean + 1.645 sd — what a sampler with EM-1000's distribution reads at most 95% of the time. The binomial bound
-``0.5 + 1.96·sqrt(0.25 / (2 n))`` (:func:`c2st_gate`, the gate before stop 34) is for *one* classifier; the
-headline is the larger of two, whose null sits higher and wider (256 series on ItalyPower and Sines: mean
-0.520-0.524, sd 0.023-0.025), so that bound turned down a second EM-1000 draw 17% of the time and on both draws
-31%.
+mean + 1.645 sd — what a sampler exchangeable with EM-1000 reads at most about 95% of the time (0.535–0.556 at
+256 series on the development suite's models). The binomial bound ``0.5 + 1.96·sqrt(0.25 / (2 n))``
+(:func:`c2st_gate`, the gate before stop 34) is for one classifier on independent test points, while the
+headline is the larger of two cross-validated accuracies; the relabelled null measures that instead of
+assuming it.
 
 The default shadow set is :data:`AUTO_SHADOW` = 256 series: at 128 the shipped ECG model's choice,
 DPM-Solver++(2M)-10, passed twice yet read 0.598 against EM-1000 on 256 fresh series, where a second EM-1000
@@ -24,8 +24,7 @@ seed reads 0.492.
 Cost: the reference (``num_shadow`` EM-1000 series: 26% of a 1,000-series EM-1000 run at the default 256)
 plus one or two draws of each candidate tried, all cheaper than the reference, :data:`NULL_PERMUTATIONS` C2STs
 for the gate — and E2-CRF calibrations where its candidates are reached. The choice is kept like a calibration
-(``calibrations/auto-N.json`` in the
-checkpoint folder, for these exact weights), so it is paid once per model.
+(``calibrations/auto-N.json`` in the checkpoint folder, for these exact weights), so it is paid once per model.
 """
 from __future__ import annotations
 
@@ -261,8 +260,8 @@ class _Gate:
         if self.value is None:
             t0 = time.perf_counter()
             self.value, self.null = permutation_gate(self.ref, first_draw, c2st_report=self.c2st_report)
-            self.say(f"gate {self.value:.3f}: the C2ST's null at {len(self.ref)} series ({len(self.null)} relabellings, "
-                     f"{time.perf_counter() - t0:.0f} s)")
+            self.say(f"gate {self.value:.3f}: the C2ST's null at {len(self.ref)} series "
+                     f"({len(self.null)} relabellings, {time.perf_counter() - t0:.0f} s)")
         return self.value
 
 
