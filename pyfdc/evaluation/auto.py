@@ -11,8 +11,8 @@ no more than the first. Where nothing passes, the choice is EM-1000 itself.
 
 The gate is the C2ST's own null on this model at this size (:func:`permutation_gate`): the headline C2ST of
 :data:`NULL_PERMUTATIONS` random relabellings of the shadow set pooled with the first candidate's draw,
-mean + 1.645 sd — what a sampler exchangeable with EM-1000 reads at most about 95% of the time (0.535–0.556 at
-256 series on the development suite's models). The binomial bound ``0.5 + 1.96·sqrt(0.25 / (2 n))``
+mean + 1.645 sd — what a sampler exchangeable with EM-1000 reads at most about 95% of the time (0.535–0.562
+at 256 series on the development suite's models). The binomial bound ``0.5 + 1.96·sqrt(0.25 / (2 n))``
 (:func:`c2st_gate`, the gate before stop 34) is for one classifier on independent test points, while the
 headline is the larger of two cross-validated accuracies; the relabelled null measures that instead of
 assuming it.
