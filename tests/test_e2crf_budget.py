@@ -209,7 +209,7 @@ def test_old_step_does_sync(model):
 
 @pytest.mark.skipif(ops.backend("cpu") == "reference", reason="compiled step needs the compiled ops")
 def test_compiled_step_no_breaks_no_recompiles(model):
-    """1,000 EM steps through the compiled refresh/sparse/masked steps: each function is traced once
+    """1,000 EM steps through the compiled refresh/policy_sparse/masked steps: each function is traced once
     with fullgraph=True (a graph break would raise), nothing recompiles, samples equal eager ones."""
     import torch._dynamo
     from torch._dynamo.utils import counters

@@ -117,10 +117,11 @@ class DiffusionModel:
             return None
         return SupportClip(self, self.bounds, dtype=self.net.mask.dtype).to(self.device)
 
-    def sampling_eps_fn(self, eps_fn: Any) -> Any:
-        """``eps_fn(z, t, i)`` as samplers should call it: clipped to the support when that is on."""
+    def sampling_eps_fn(self, eps_fn: Any, compile: bool = False) -> Any:
+        """``eps_fn(z, t, i)`` as samplers should call it: clipped to the support when that is on (the clip
+        compiled with ``compile``)."""
         clip = self.support_clip()
-        return eps_fn if clip is None else clip.wrap(eps_fn)
+        return eps_fn if clip is None else clip.wrap(eps_fn, compile=compile)
 
     @property
     def standardizer(self) -> ScalerLike | None:

@@ -123,8 +123,12 @@ class SupportClip(nn.Module):
         # the transform is linear, so the clamp moves x0's tokens by T(over) and eps by -a/s of that
         return eps_hat - (a / s) * self._step_to_tokens(over)
 
-    def wrap(self, eps_fn: Any) -> Any:
-        """An ``eps_fn(z, t, i)`` (see :mod:`pyfdc.sampling.solvers`) whose output is clipped."""
+    def wrap(self, eps_fn: Any, compile: bool = False) -> Any:
+        """An ``eps_fn(z, t, i)`` (see :mod:`pyfdc.sampling.solvers`) whose output is clipped; with ``compile``
+        the clip is one compiled graph (``fullgraph``) instead of ~15 eager ops per step (same values to
+        float rounding)."""
+        clip = torch.compile(self, fullgraph=True, dynamic=False) if compile else self
+
         def clipped(z: Tensor, t: Tensor, i: int) -> Tensor:
-            return self(eps_fn(z, t, i), z, t)
+            return clip(eps_fn(z, t, i), z, t)
         return clipped

@@ -105,7 +105,8 @@ class TimeHead(nn.Module):
             # compiled: one fused copy + one matmul (the library's dilated convolution is its slow path there)
             u = (_conv(h, conv, d) if torch.compiler.is_compiling() else conv(h)) * (1 + film[:, j, 0]) + film[:, j, 1]
             h = F.gelu(u) if j == 0 else h + F.gelu(u)
-        return eps + self._tokens(self.out(h)) * mask
+        out = _pointwise(h, self.out) if torch.compiler.is_compiling() else self.out(h)
+        return eps + self._tokens(out) * mask
 
 
 def _conv(h: Tensor, conv: nn.Conv1d, dilation: int) -> Tensor:
@@ -117,3 +118,9 @@ def _conv(h: Tensor, conv: nn.Conv1d, dilation: int) -> Tensor:
     cols = torch.cat([hp[..., j * dilation:j * dilation + n] for j in range(KERNEL)], dim=1)   # (B, K·C_in, N)
     w = conv.weight.permute(0, 2, 1).reshape(conv.out_channels, -1)                          # (C_out, K·C_in)
     return torch.matmul(w, cols) + conv.bias[:, None]
+
+
+def _pointwise(h: Tensor, conv: nn.Conv1d) -> Tensor:
+    """``conv(h)`` for a kernel-1 ``conv`` as one matmul, for ``torch.compile`` (inside a compiled graph the
+    library's convolution is an external call to its slow path)."""
+    return torch.matmul(conv.weight[:, :, 0], h) + conv.bias[:, None]

@@ -75,23 +75,24 @@ class E2CRFPolicy:
         energy = config.ranking == "energy"
         dev = torch.device(device)
         key = (self.B, num_tokens, token_dim, self.k, self.K, self.P, config.tau0, config.eps, energy,
-               config.eta, dtype, str(dev), bool(compile), config.cached_output, id(sde),
+               config.eta, config.tau_safe, config.alpha_max, config.tau_warn, dtype, str(dev), bool(compile),
+               config.cached_output, id(sde),
                None if moments is None else hash(b"".join(m.detach().cpu().numpy().tobytes() for m in moments)))
         self.fwd = shared_forward(net, key, batch=self.B, num_tokens=num_tokens, token_dim=token_dim, k=self.k,
                                   K=self.K, num_probes=self.P, tau0=config.tau0, eps=config.eps,
                                   energy_weighted=energy, eta=config.eta, dtype=dtype, device=dev,
                                   compile=bool(compile), cached_output=config.cached_output, sde=sde,
-                                  moments=moments)
+                                  moments=moments, step_rule=(config.tau_safe, config.alpha_max, config.tau_warn))
         B, T = self.B, num_tokens
         self.intensity = EventIntensity(B, T, self.fwd.d, config.eta, dtype=dtype, device=dev)
-        self.warn_flags = torch.zeros(2, B, dtype=torch.bool, device=dev)     # ring: end of steps i-1, i
+        # ring: end of steps i-1, i (two tensors, so the compiled step gets either without a new graph)
+        self.warn_flags = [torch.zeros(B, dtype=torch.bool, device=dev) for _ in range(2)]
         pin = dev.type == "cuda"
         self.warn_any = torch.zeros(2, dtype=torch.bool, pin_memory=pin)      # host copies of .any()
-        self.no_probes = torch.zeros(B, 0, dtype=torch.int64, device=dev)
-        self.band = torch.arange(T, device=dev) <= self.K
         self._mark = torch.zeros(B, T + 1, dtype=torch.bool, device=dev)
         self.steps_seen = 0
         self.last_full = 0
+        self._fused: list[tuple[int, Tensor]] = []   # (step, its statistics) of the steps policy_sparse ran
         self.probe_stream = None
         if self.P:
             ones = torch.ones(T, 1, dtype=dtype, device=dev)
@@ -101,43 +102,65 @@ class E2CRFPolicy:
     def cache_bytes(self) -> int:
         return self.fwd.cache_bytes + self.intensity.nbytes
 
+    def _draw(self) -> Tensor | None:
+        """The probe stream's next ``(B, N', 1)`` draw (``None`` without probes); probes are its ``P``
+        smallest tokens outside the band (:meth:`CachedStep.probe_rows`): uniform per sample."""
+        return self.probe_stream() if self.P else None
+
     def _probes(self) -> Tensor:
         """``(B, P)`` distinct tokens outside the band, uniform per sample."""
-        if not self.P:
-            return self.no_probes
-        score = self.probe_stream().reshape(self.B, self.T).masked_fill(self.band, math.inf)
-        return torch.topk(score, self.P, dim=1, largest=False, sorted=True).indices
+        return self.fwd.probe_rows(self._draw())
 
     def __call__(self, z: Tensor, t: Tensor, i: int) -> Tensor:
         cfg, fwd = self.cfg, self.fwd
         periodic = self.steps_seen == 0 or i % cfg.R == 0 or i >= self.full_from
         force = None
-        r_used = self.intensity.current().clone() if self.acc is not None else None
+        fused = not periodic and not self._warn_step(i)
+        r_used = self.intensity.current().clone() if self.acc is not None and not fused else None
         if periodic:
             eps_hat = fwd.refresh(z, t)
             err = None
             self.last_full = i
+        elif fused:   # the common step: probes, step size, intensity, flags and statistics in the cached step
+            eps_hat, _, vals = fwd.policy_sparse(z, t, self._draw(), *self.intensity.for_fused_step(),
+                                                 self.warn_flags[i % 2])
+            if self.acc is not None:
+                self._fused.append((i, vals))
         else:
-            probes = self._probes()
+            force = self.warn_flags[(i - 2) % 2].clone()
             alpha = self.intensity.step_size(cfg.tau_safe, cfg.alpha_max)
-            slot = (i - 2) % 2   # flags raised at the end of step i-2 (= r used at step i-1)
-            warn_step = (self.use_warn and self.steps_seen >= 3 and i - 2 >= self.last_full
-                         and bool(self.warn_any[slot]))
-            if warn_step:
-                force = self.warn_flags[slot].clone()
-                eps_hat, err = fwd.masked(z, t, probes, alpha, force)
-            else:
-                eps_hat, err = fwd.sparse(z, t, probes, alpha)
-            if not self.P:
-                err = None
-        r = self.intensity.update(fwd.feat, err)
+            eps_hat, err = fwd.masked(z, t, self._probes(), alpha, force)
         flags = self.warn_flags[i % 2]
-        torch.gt(r, cfg.tau_warn, out=flags)
+        if not fused:
+            err = err if self.P and not periodic else None
+            torch.gt(self.intensity.update(fwd.feat, err), cfg.tau_warn, out=flags)
+            if self.acc is not None:
+                self._record(i, periodic, force, err, r_used)
         self.warn_any[i % 2].copy_(flags.any(), non_blocking=True)
-        if self.acc is not None:
-            self._record(i, periodic, force, err, r_used)
         self.steps_seen += 1
         return eps_hat
+
+    def _warn_step(self, i: int) -> bool:
+        """Whether step ``i`` (not a periodic one) is a warn refresh: some sample's ``r`` passed ``tau_warn`` at
+        the end of step ``i − 2`` (read one step late, so the host never waits for the step it just queued)."""
+        return (self.use_warn and self.steps_seen >= 3 and i - 2 >= self.last_full
+                and bool(self.warn_any[(i - 2) % 2]))
+
+    def flush(self, acc: "StepRecorder") -> None:
+        """Add the statistics of the steps that ran inside the cached step (:meth:`CachedStep.policy_sparse`)
+        to ``acc``; the other steps recorded theirs as they ran."""
+        if self._fused:
+            dev = acc.count.device
+            ids = torch.tensor([i for i, _ in self._fused], device=dev)
+            vals = torch.stack([v for _, v in self._fused]).to(device=dev, dtype=acc.count.dtype)
+            acc.r.index_add_(0, ids, vals[:, 0])
+            acc.count.index_add_(0, ids, vals[:, 2])
+            if self.P:
+                acc.err.index_add_(0, ids, vals[:, 1])
+                acc.probe[ids] = True
+            self._fused.clear()
+        acc.cached += self.fwd.hits.to(acc.cached)
+        self.fwd.hits.zero_()
 
     def _record(self, i: int, periodic: bool, force: Tensor | None, err: Tensor | None, r_used: Tensor) -> None:
         acc, B, T = self.acc, self.B, self.T
@@ -194,6 +217,7 @@ class E2CRFBinding:
                            compile=self.compile, full_from=self.full_from)
 
     def finish_batch(self, policy: E2CRFPolicy, recorder: "StepRecorder") -> None:
+        policy.flush(recorder)
         recorder.overflow += policy.fwd.overflow.sum()
 
 

@@ -6,16 +6,19 @@ row is never padded, every row-wise op (LayerNorm, QKV, out-projection, FFN) run
 ``(B, k, d)`` slab of real rows, K/V go from the QKV output straight into the cache with
 :func:`pyfdc.ops.kv_scatter` (no staging copy, no trash row needed), and attention is ``k`` queries
 against the ``N'`` cached keys. There is no ``.item()``, ``nonzero`` or data-dependent shape in a
-step, so the three step functions below compile with ``torch.compile(fullgraph=True)`` and never
+step, so the step functions below compile with ``torch.compile(fullgraph=True)`` and never
 recompile while ``B`` stays the same:
 
-* :meth:`BudgetForward.refresh` — every token of every sample (step 0, every ``R`` steps).
-* :meth:`BudgetForward.sparse` — the budget step.
-* :meth:`BudgetForward.masked` — the budget step computed densely with the writes masked, plus a
+* :meth:`CachedStep.refresh` — every token of every sample (step 0, every ``R`` steps).
+* :meth:`CachedStep.sparse` — the budget step.
+* :meth:`CachedStep.masked` — the budget step computed densely with the writes masked, plus a
   full refresh of the samples in ``force``: the warn refresh (Alg. 1 l.16) of a few samples
   without touching the others, so batch invariance holds.
+* :meth:`CachedStep.policy_sparse` — the budget step with the policy's per-step work around it (the
+  probes from a draw, the Eq. 14 step size, the Eq. 12 event intensity, the warn flags) in the same
+  call: what the sampler runs on most steps, one compiled graph instead of ~20 eager ops around one.
 
-Which of the three runs is decided on the host from the step index and one lagged flag (see
+Which of them runs is decided on the host from the step index and one lagged flag (see
 :class:`pyfdc.e2crf.policy.E2CRFPolicy`), never from a value the step is still computing.
 """
 from __future__ import annotations
@@ -26,6 +29,7 @@ import torch
 from torch import Tensor, nn
 
 from pyfdc import ops
+from pyfdc.e2crf.intensity import eq14_step_size, fold_features
 from pyfdc.e2crf.kv_cache import KVCache
 from pyfdc.e2crf.layers import index_mask, run_layers
 from pyfdc.core.token_moments import gaussian_eps
@@ -45,7 +49,8 @@ class CachedStep:
                  num_probes: int, tau0: float, eps: float, energy_weighted: bool = True, eta: float = 1e-6,
                  dtype: torch.dtype = torch.float32, device: torch.device | str | None = None,
                  compile: bool = False, cached_output: str = "features",
-                 sde: object | None = None, moments: tuple[Tensor, Tensor] | None = None) -> None:
+                 sde: object | None = None, moments: tuple[Tensor, Tensor] | None = None,
+                 step_rule: tuple[float, float, float] | None = None) -> None:
         if cached_output not in CACHED_OUTPUTS:
             raise ValueError(f"CachedStep: cached_output must be one of {CACHED_OUTPUTS}, got {cached_output!r}")
         if cached_output == "gaussian" and sde is None:
@@ -65,6 +70,7 @@ class CachedStep:
         self.L, self.H, self.dh, self.d = cfg.n_layers, cfg.n_heads, cfg.head_dim, cfg.d_model
         self.k, self.K, self.P = k, K, num_probes
         self.tau0, self.eps, self.energy_weighted, self.eta = tau0, eps, energy_weighted, eta
+        self.step_rule = step_rule   # (tau_safe, alpha_max, tau_warn) for policy_sparse
         self.cache = KVCache(self.L, batch, self.H, num_tokens, self.dh, token_dim, device=self.device, dtype=dtype)
         kw = {"device": self.device}
         self.idx = torch.zeros(batch, k, dtype=torch.int64, **kw)
@@ -74,12 +80,17 @@ class CachedStep:
         self._rule = torch.zeros(batch, num_tokens + 1, dtype=torch.bool, **kw)
         self._sel = torch.zeros(batch, num_tokens + 1, dtype=torch.bool, **kw)
         self.arange_t = torch.arange(num_tokens, **kw)
+        self.band = self.arange_t <= K
+        # policy_sparse's statistics of this batch: cache hits per token (summed over samples and steps)
+        self.hits = torch.zeros(num_tokens, dtype=torch.float64, **kw)
+        self._mark = torch.zeros(batch, num_tokens + 1, dtype=torch.bool, **kw)
+        self.no_probes = torch.zeros(batch, 0, dtype=torch.int64, **kw)
         # gaussian output: each token's ε̂ − E[ε | z, t] under the token moments (the non-Gaussian rest)
         # at its last recompute
         self.cached_output, self.sde = cached_output, sde
         self.rest = torch.zeros(batch, num_tokens, token_dim, dtype=dtype, **kw)
         self.moments = None if moments is None else tuple(m.to(device=self.device, dtype=dtype) for m in moments)
-        steps = (self._refresh, self._sparse, self._masked)
+        steps = (self._refresh, self._sparse, self._masked, self._policy_sparse)
         if compile:
             import torch._dynamo.config as dynamo_config
 
@@ -99,7 +110,7 @@ class CachedStep:
     def reset(self) -> None:
         """Forget the previous batch (no reallocation, so compiled steps stay valid)."""
         self.cache.reset()
-        for t in (self.idx, self.overflow, self.err, self.feat, self.rest):
+        for t in (self.idx, self.overflow, self.err, self.feat, self.rest, self.hits):
             t.zero_()
 
     # ------------------------------------------------------------------ the three steps
@@ -118,6 +129,41 @@ class CachedStep:
         """:meth:`sparse`, computed densely, with the samples in ``force (B,)`` fully refreshed."""
         with torch.no_grad():
             return self._steps[2](z, t, probes, alpha, force)
+
+    def policy_sparse(self, z: Tensor, t: Tensor, draw: Tensor | None, r: Tensor, prev: Tensor, prev_sq: Tensor,
+                      warn: Tensor) -> tuple[Tensor, Tensor, Tensor]:
+        """:meth:`sparse` with the policy's per-step work in the same call (needs ``step_rule``).
+
+        ``draw (B, N', 1)`` the probe stream's draw (``None`` when P = 0; :meth:`probe_rows`); the event
+        intensity's state ``r (B,)`` (this step's, already zeroed while it is not defined), ``prev (B, N', d)``
+        and ``prev_sq (B,)`` is read for the Eq. 14 step size and updated in place (Eq. 12,
+        :func:`~pyfdc.e2crf.intensity.fold_features`); ``warn (B,)`` receives ``r > tau_warn``. Returns
+        what :meth:`sparse` returns and the step's statistics ``(3,)``: the sums over samples of the ``r``
+        used, of the probe error and of the tokens recomputed; the tokens served from the cache are added to
+        :attr:`hits`.
+        """
+        if self.step_rule is None:
+            raise ValueError("CachedStep.policy_sparse needs step_rule=(tau_safe, alpha_max, tau_warn)")
+        with torch.no_grad():
+            return self._steps[3](z, t, draw, r, prev, prev_sq, warn)
+
+    def probe_rows(self, draw: Tensor | None) -> Tensor:
+        """``(B, P)`` distinct tokens outside the band: the ``P`` smallest of ``draw (B, N', 1)`` there."""
+        if not self.P:
+            return self.no_probes
+        score = draw.reshape(self.B, self.T).masked_fill(self.band, math.inf)
+        return torch.topk(score, self.P, dim=1, largest=False, sorted=True).indices
+
+    def _policy_sparse(self, z: Tensor, t: Tensor, draw: Tensor | None, r: Tensor, prev: Tensor, prev_sq: Tensor,
+                       warn: Tensor) -> tuple[Tensor, Tensor, Tensor]:
+        tau_safe, alpha_max, tau_warn = self.step_rule
+        r_used = r.sum()
+        eps, err = self._sparse(z, t, self.probe_rows(draw), eq14_step_size(r, tau_safe, alpha_max))
+        fold_features(r, prev, prev_sq, self.feat, err if self.P else None, self.eta, have_prev=True)
+        torch.gt(r, tau_warn, out=warn)
+        fresh = index_mask(self.idx, self.T, self._mark)
+        self.hits += (~fresh).sum(dim=0)
+        return eps, err, torch.stack([r_used.double(), err.sum().double(), fresh.sum().double()])
 
     def _refresh(self, z: Tensor, t: Tensor) -> Tensor:
         """Every token recomputed: ``z (B, N', C), t (B,)`` -> ``eps_hat (B, N', C)``; ``feat`` updated."""

@@ -94,7 +94,7 @@ class Sampler:
                               steps=steps)
         rec = StepRecorder(steps, T, mask.device)
         plain = None if bound is not None else self.model.sampling_eps_fn(
-            network_eps_fn(net, self.compile, self.precision))
+            network_eps_fn(net, self.compile, self.precision), compile=self.compile)
         bar = _bar(num_samples, f"sampling ({self.method}{'' if bound is None else ' + ' + bound.name})", progress)
         was_training = net.training
         net.eval()
@@ -110,7 +110,8 @@ class Sampler:
                 else:
                     policy = bound.batch(ids, seed, rec)
                     stats.cache_bytes = max(stats.cache_bytes, policy.cache_bytes)
-                    eps_fn = self.model.sampling_eps_fn(policy)  # support bounds (pyfdc.core.support), as uncached
+                    # support bounds (pyfdc.core.support), as uncached
+                    eps_fn = self.model.sampling_eps_fn(policy, compile=self.compile)
                 probe = MemoryProbe(eps_fn)
                 z = solve(self.method, probe, self.model.sde, stream(), mask, steps, stream, progress=progress,
                           schedule=self.schedule)
