@@ -130,9 +130,10 @@ class E2CRFPolicy:
             force = self.warn_flags[(i - 2) % 2].clone()
             alpha = self.intensity.step_size(cfg.tau_safe, cfg.alpha_max)
             eps_hat, err = fwd.masked(z, t, self._probes(), alpha, force)
+            if not self.P:
+                err = None
         flags = self.warn_flags[i % 2]
         if not fused:
-            err = err if self.P and not periodic else None
             torch.gt(self.intensity.update(fwd.feat, err), cfg.tau_warn, out=flags)
             if self.acc is not None:
                 self._record(i, periodic, force, err, r_used)
