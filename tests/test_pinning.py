@@ -68,6 +68,25 @@ def test_projector_gives_the_exact_noise_on_the_pinned_subspace(kind: str) -> No
     torch.testing.assert_close((proj.project(y) * w).sum(), (y * proj.project(w)).sum(), rtol=1e-10, atol=1e-10)
 
 
+@pytest.mark.parametrize("kind", ["freq", "time", "chart"])
+@pytest.mark.parametrize("n", [20, 21])
+def test_the_compiled_projection_is_the_projection(kind: str, n: int) -> None:
+    """Inside ``torch.compile`` ``Q`` runs as two matmuls (not the transform's FFT): same projection, to
+    float32 rounding (the matrices are rounded once from float64; |Q y| ~ 1 here, so 1e-5 is ~100 ulp),
+    with pins that differ by channel so a mixed-up channel order shows."""
+    x = torch.as_tensor(_padded(16, n), dtype=torch.float64)
+    pins = PinnedCoordinates.fit(x.numpy())
+    assert not np.array_equal(pins.pin[:, 0], pins.pin[:, 1])
+    tr = make_transform(kind, n, 2)
+    proj = PinProjector(tr, pins, VPSDE())
+    assert proj.to_time is not None
+    y = torch.randn(3, tr.num_tokens, tr.token_dim) * tr.mask()
+    compiled = torch.compile(proj.project, fullgraph=True, dynamic=False)
+    torch.testing.assert_close(compiled(y), proj.project(y), rtol=1e-5, atol=1e-5)
+    q = proj.project(y)
+    assert q.abs().max() > 0.1 and (q - y).abs().max() > 0.1   # Q is neither 0 nor the identity here
+
+
 def _model(pins: PinnedCoordinates | None, kind: str = "freq") -> DiffusionModel:
     tr = make_transform(kind, 20, 2)
     torch.manual_seed(0)

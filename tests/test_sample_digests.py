@@ -8,8 +8,8 @@ Two checks, because float32 kernels round differently on different CPUs (MKL and
 vendor and instruction set: the same code gave other bytes on an AMD EPYC than on the Intel machine the
 digests were first recorded on):
 
-* **bitwise**, where this kind of machine (``vendor/ATen capability``) has a digest of the case recorded
-  in ``data/sample_digests.json``: a change of any sample byte fails (re-recording on one machine drops the
+* **bitwise**, where this kind of machine (:func:`machine_kind`) has a digest of the case recorded in
+  ``data/sample_digests.json``: a change of any sample byte fails (re-recording on one machine drops the
   other machines' digests of the cases that changed);
 * **everywhere**, against the reference samples ``data/sample_refs.npz`` to ``ATOL``: forcing this
   machine's ATen and MKL kernels to their AVX2 paths moves every case by at most 6e-7 (samples of scale
@@ -66,16 +66,25 @@ def _model(name: str) -> Any:
 
 
 def machine_kind() -> str:
-    """``vendor/capability``: what decides which float kernels run (e.g. ``AuthenticAMD/AVX512``)."""
-    vendor = platform.processor() or platform.machine()
+    """``vendor/capability/cpu``: what decides which float kernels run (e.g. ``AuthenticAMD/AVX512/3f2a9c01``).
+
+    ``cpu`` hashes the model name, the feature flags and the cache size: two Intel AVX-512 machines with
+    other flags (AMX or not) and caches gave other bytes for the time-domain model (MKL and oneDNN block
+    their float32 kernels by what they find), so vendor and ATen capability alone do not name a kind."""
+    vendor, info = platform.processor() or platform.machine(), {}
     try:
         for line in Path("/proc/cpuinfo").read_text().splitlines():
-            if line.startswith("vendor_id"):
-                vendor = line.split(":", 1)[1].strip()
+            key, _, value = line.partition(":")
+            key = key.strip()
+            if key in ("vendor_id", "model name", "flags", "cache size") and key not in info:
+                info[key] = value.strip()
+            if len(info) == 4:
                 break
     except OSError:
         pass
-    return f"{vendor}/{torch.backends.cpu.get_cpu_capability()}"
+    vendor = info.get("vendor_id", vendor)
+    cpu = hashlib.sha256(repr(sorted(info.items())).encode()).hexdigest()[:8]
+    return f"{vendor}/{torch.backends.cpu.get_cpu_capability()}/{cpu}"
 
 
 def samples(case: str) -> np.ndarray:

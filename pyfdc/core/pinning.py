@@ -19,6 +19,8 @@ import numpy as np
 import torch
 from torch import Tensor, nn
 
+from pyfdc.core.spectral import MATMUL_MAX_N, series_to_tokens, time_bases, tokens_to_series
+
 __all__ = ["PinnedCoordinates", "PinProjector", "PINNING"]
 
 PINNING: tuple[str, ...] = ("auto", "off")
@@ -95,11 +97,31 @@ class PinProjector(nn.Module):
         if pins.shape != (transform.n, transform.m):
             raise ValueError(f"pins are for (N, M) = {pins.shape}, the transform is ({transform.n}, {transform.m})")
         self.transform, self.sde = transform, sde
+        self.parts = transform.token_dim // transform.m
         self.register_buffer("pin", torch.as_tensor(pins.pin, dtype=torch.float32), persistent=False)
+        self._build_bases()
+
+    def _build_bases(self) -> None:
+        # inside compiled graphs Q is two matmuls (an FFT there is an opaque call, ~2x the time at batch 1)
+        if self.transform.n > MATMUL_MAX_N:
+            self.to_time = self.from_time = None
+            return
+        like = {"dtype": self.pin.dtype, "device": self.pin.device}
+        to_time, from_time = time_bases(self.transform)
+        self.register_buffer("to_time", to_time.to(**like), persistent=False)
+        self.register_buffer("from_time", from_time.to(**like), persistent=False)
+
+    def _apply(self, fn: Any, recurse: bool = True) -> "PinProjector":
+        super()._apply(fn, recurse)
+        self._build_bases()   # made again in float64 and rounded once, like the time head's
+        return self
 
     def project(self, y: Tensor) -> Tensor:
         """``Q y`` for tokens ``y (B, T, C)`` (unchecked transform internals: no host syncs)."""
         pin = self.pin.to(y.dtype)
+        if self.to_time is not None and torch.compiler.is_compiling():
+            x = tokens_to_series(y, self.to_time.to(y.dtype), self.parts) * pin.T   # (B, M, N)
+            return series_to_tokens(x, self.from_time.to(y.dtype), self.parts)
         return self.transform._to_tokens(self.transform._from_tokens(y) * pin)
 
     def forward(self, out: Tensor, z: Tensor, t: Tensor) -> Tensor:

@@ -164,9 +164,11 @@ class ScoreTransformer(nn.Module):
         ang = (2 * math.pi) * t[:, None].to(self.rff_freqs.dtype) * self.rff_freqs
         return self.time_mlp(torch.cat([ang.sin(), ang.cos()], dim=-1))
 
-    def embed(self, z: Tensor, t: Tensor) -> Tensor:
-        """``z (B, T, C), t (B,)`` -> ``h0 (B, T, d) = in_proj(z) + pos + time_mlp(rff(t))[:, None]``."""
-        return self.in_proj(z) + self.pos + self.time_features(t)[:, None, :]
+    def embed(self, z: Tensor, t: Tensor, t_features: Tensor | None = None) -> Tensor:
+        """``z (B, T, C), t (B,)`` -> ``h0 (B, T, d) = in_proj(z) + pos + time_mlp(rff(t))[:, None]``;
+        ``t_features (B, d)``: :meth:`time_features` of ``t`` when the caller has them already."""
+        tf = self.time_features(t) if t_features is None else t_features
+        return self.in_proj(z) + self.pos + tf[:, None, :]
 
     def head(self, h: Tensor) -> Tensor:
         """``h (B, T, d)`` -> ``eps_hat (B, T, C) = out_proj(ln_f(h)) * mask``."""
@@ -183,17 +185,20 @@ class ScoreTransformer(nn.Module):
             t = t.expand(z.shape[0])
         elif t.shape != (z.shape[0],):
             raise ValueError(f"t must have shape (B,) = ({z.shape[0]},) or be a scalar, got {tuple(t.shape)}")
-        h = self.embed(z, t)
+        tf = self.time_features(t)
+        h = self.embed(z, t, tf)
         for blk in self.blocks:
             h = blk(h)
-        return self.finish(self.head(h), z, t)
+        return self.finish(self.head(h), z, t, tf)
 
-    def finish(self, eps: Tensor, z: Tensor, t: Tensor) -> Tensor:
+    def finish(self, eps: Tensor, z: Tensor, t: Tensor, t_features: Tensor | None = None) -> Tensor:
         """The head's ``eps (B, T, C)`` -> the prediction: the time-domain head's refinement (when configured),
-        then the pinned coordinates' exact noise (when attached). ``z (B, T, C)``, ``t (B,)`` or scalar."""
+        then the pinned coordinates' exact noise (when attached). ``z (B, T, C)``, ``t (B,)`` or scalar;
+        ``t_features (B, d)`` as in :meth:`embed`."""
         if self.time_head is not None:
-            tb = t.expand(z.shape[0]) if t.dim() == 0 else t
-            eps = self.time_head(eps, z, self.time_features(tb), self.mask)
+            if t_features is None:
+                t_features = self.time_features(t.expand(z.shape[0]) if t.dim() == 0 else t)
+            eps = self.time_head(eps, z, t_features, self.mask)
         return eps if self.pin_projector is None else self.pin_projector(eps, z, t)
 
     def num_parameters(self) -> int:

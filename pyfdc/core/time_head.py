@@ -22,9 +22,10 @@ import torch
 import torch.nn.functional as F
 from torch import Tensor, nn
 
+from pyfdc.core.spectral import MATMUL_MAX_N, series_to_tokens, time_bases, tokens_to_series
+
 __all__ = ["TimeHead", "DILATIONS", "KERNEL", "MATMUL_MAX_N"]
 
-MATMUL_MAX_N = 1024   # two (N x ~N) float matrices: 8 MB at N = 1024
 KERNEL = 5
 DILATIONS: tuple[int, ...] = (1, 2, 4, 1)   # receptive field 1 + 4 * 8 = 33 time steps
 
@@ -59,18 +60,13 @@ class TimeHead(nn.Module):
         self._build_bases()
 
     def _build_bases(self) -> None:
-        tr = self.transform
-        if tr.n > MATMUL_MAX_N:
+        if self.transform.n > MATMUL_MAX_N:
             self.to_time = self.from_time = None
             return
-        one = type(tr)(tr.n, 1)   # every channel maps alike: the one-channel transform's matrices
-        T, P, N = one.num_tokens, one.token_dim, one.n
-        unit = torch.eye(P * T, dtype=torch.float64).reshape(P * T, P, T).transpose(1, 2)   # (P·T, T, P)
-        to_time = one._from_tokens(unit)[..., 0]                                            # (P·T, N)
-        from_time = one._to_tokens(torch.eye(N, dtype=torch.float64)[..., None])            # (N, T, P)
         like = {"dtype": self.film.weight.dtype, "device": self.film.weight.device}
+        to_time, from_time = time_bases(self.transform)
         self.register_buffer("to_time", to_time.to(**like), persistent=False)
-        self.register_buffer("from_time", from_time.transpose(1, 2).reshape(N, P * T).to(**like), persistent=False)
+        self.register_buffer("from_time", from_time.to(**like), persistent=False)
 
     def _apply(self, fn: Any, recurse: bool = True) -> "TimeHead":
         super()._apply(fn, recurse)
@@ -80,18 +76,15 @@ class TimeHead(nn.Module):
 
     def _series(self, y: Tensor) -> Tensor:
         """Tokens ``(B, T, P·M)`` -> series ``(B, M, N)``."""
-        B, T, _ = y.shape
         if self.to_time is None:
             return self.transform._from_tokens(y).transpose(1, 2)
-        cols = y.reshape(B, T, self.parts, -1).permute(0, 3, 2, 1).reshape(B, -1, self.parts * T)   # (B, M, P·T)
-        return cols @ self.to_time
+        return tokens_to_series(y, self.to_time, self.parts)
 
     def _tokens(self, x: Tensor) -> Tensor:
         """Series ``(B, M, N)`` -> tokens ``(B, T, P·M)``."""
         if self.from_time is None:
             return self.transform._to_tokens(x.transpose(1, 2).contiguous())
-        B, M, _ = x.shape
-        return (x @ self.from_time).reshape(B, M, self.parts, -1).permute(0, 3, 2, 1).reshape(B, -1, self.parts * M)
+        return series_to_tokens(x, self.from_time, self.parts)
 
     def forward(self, eps: Tensor, z: Tensor, t_features: Tensor, mask: Tensor) -> Tensor:
         if self.transform is None:
@@ -102,7 +95,7 @@ class TimeHead(nn.Module):
         film = self.film(t_features).view(B, len(self.convs), 2, -1, 1)                    # (B, L, 2, W, 1)
         h = x
         for j, (conv, d) in enumerate(zip(self.convs, DILATIONS)):
-            # compiled: one fused copy + one matmul (the library's dilated convolution is its slow path there)
+            # compiled: one copy of the taps + one matmul (the library's dilated convolution is slow there)
             u = (_conv(h, conv, d) if torch.compiler.is_compiling() else conv(h)) * (1 + film[:, j, 0]) + film[:, j, 1]
             h = F.gelu(u) if j == 0 else h + F.gelu(u)
         out = _pointwise(h, self.out) if torch.compiler.is_compiling() else self.out(h)
@@ -110,14 +103,18 @@ class TimeHead(nn.Module):
 
 
 def _conv(h: Tensor, conv: nn.Conv1d, dilation: int) -> Tensor:
-    """``conv(h)`` for ``h (B, C_in, N)`` as one matmul over the ``KERNEL`` shifted copies of ``h``, for
-    ``torch.compile``: it fuses the copies into one loop, while the library's dilated convolution runs its
-    slow path inside a compiled graph (~160 us per call at batch 1 on the shipped model's sizes)."""
-    n, pad = h.shape[-1], dilation * (KERNEL // 2)
-    hp = F.pad(h, (pad, pad))
-    cols = torch.cat([hp[..., j * dilation:j * dilation + n] for j in range(KERNEL)], dim=1)   # (B, K·C_in, N)
-    w = conv.weight.permute(0, 2, 1).reshape(conv.out_channels, -1)                          # (C_out, K·C_in)
-    return torch.matmul(w, cols) + conv.bias[:, None]
+    """``conv(h)`` for ``h (B, C_in, N)`` as one matmul over the ``KERNEL`` taps, for ``torch.compile``
+    (inside a compiled graph the library's dilated convolution runs its slow path, ~160 us a call at batch 1
+    on the shipped model's sizes). The taps are an overlapping strided view of the zero-padded input: that
+    makes the compiler write the padded input once and copy the taps from it, where a concatenation of
+    shifted slices gets fused with whatever produced ``h`` and recomputes it (a GELU) once per tap."""
+    B, C, n = h.shape
+    pad = dilation * (KERNEL // 2)
+    hp = F.pad(h, (pad, pad))                                                                # (B, C_in, L)
+    L = n + 2 * pad
+    cols = torch.as_strided(hp, (B, C, KERNEL, n), (C * L, L, dilation, 1), 0)   # hp is fresh: offset 0
+    w = conv.weight.reshape(conv.out_channels, -1)                            # (C_out, C_in·K), k fastest
+    return torch.matmul(w, cols.reshape(B, C * KERNEL, n)) + conv.bias[:, None]
 
 
 def _pointwise(h: Tensor, conv: nn.Conv1d) -> Tensor:

@@ -168,7 +168,8 @@ class CachedStep:
     def _refresh(self, z: Tensor, t: Tensor) -> Tensor:
         """Every token recomputed: ``z (B, N', C), t (B,)`` -> ``eps_hat (B, N', C)``; ``feat`` updated."""
         c = self.cache
-        h0 = self.net.embed(z, t)
+        tf = self.net.time_features(t)
+        h0 = self.net.embed(z, t, tf)
         h = run_layers(self.blocks, h0, c.k, c.v, None)
         torch.sub(h, h0, out=c.crf)
         c.z_ref.copy_(z)
@@ -176,7 +177,7 @@ class CachedStep:
         eps = self.net.head(h)
         if self.cached_output == "gaussian":
             torch.sub(eps, self._gaussian_eps(z, t), out=self.rest)
-        return self.net.finish(eps, z, t)
+        return self.net.finish(eps, z, t, tf)
 
     def _coef(self, t: Tensor) -> tuple[Tensor, Tensor]:
         a, s = self.sde.marginal(t)
@@ -212,7 +213,8 @@ class CachedStep:
         Returns ``eps_hat (B, N', C)`` and the relative probe error ``(B,)`` (zeros when P = 0).
         """
         c, B, d, K, P = self.cache, self.B, self.d, self.K, self.P
-        h0 = self.net.embed(z, t)                                     # (B, N', d)
+        tf = self.net.time_features(t)
+        h0 = self.net.embed(z, t, tf)                                 # (B, N', d)
         idx = self._select(z, probes)                                 # (B, k)
         rows = idx[..., None].expand(B, self.k, d)
         hs0 = h0.gather(1, rows)                                      # (B, k, d)
@@ -231,13 +233,14 @@ class CachedStep:
         eps = self.net.head(feat)
         if self.cached_output != "features":
             eps = self._output(z, t, eps, index_mask(idx, self.T, self._sel))
-        return self.net.finish(eps, z, t), err
+        return self.net.finish(eps, z, t, tf), err
 
     def _masked(self, z: Tensor, t: Tensor, probes: Tensor, alpha: Tensor, force: Tensor) -> tuple[Tensor, Tensor]:
         """:meth:`sparse` row for row, computed densely, except that samples with ``force (B,)`` set
         are refreshed completely (their probe error reads 0). Same returns as :meth:`sparse`."""
         c, B, T, d, K, P = self.cache, self.B, self.T, self.d, self.K, self.P
-        h0 = self.net.embed(z, t)
+        tf = self.net.time_features(t)
+        h0 = self.net.embed(z, t, tf)
         idx = self._select(z, probes)
         rule = index_mask(torch.cat([idx[:, :K + 1], idx[:, K + 1 + P:]], dim=1), T, self._rule)
         rule = rule | force[:, None]
@@ -258,7 +261,7 @@ class CachedStep:
         eps = self.net.head(self.feat)
         if self.cached_output != "features":
             eps = self._output(z, t, eps, sel)
-        return self.net.finish(eps, z, t), err
+        return self.net.finish(eps, z, t, tf), err
 
 
 CACHED_OUTPUTS = ("features", "gaussian")
