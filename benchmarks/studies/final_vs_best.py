@@ -1,0 +1,85 @@
+"""Issue 24: which weights a budgeted training should keep — the best-validation checkpoint or the final EMA.
+
+    python benchmarks/studies/final_vs_best.py --run runs/fvb --datasets gunpoint ecg [--num-samples 128]
+
+``pyfdc train`` keeps the checkpoint whose EMA weights had the lowest validation loss; its ``train_state.pt``
+also holds the EMA at the end of the cosine schedule. Per dataset of a suite run (``RUN/D/freq``), both sets
+of weights draw the same uncached EM-1000 series (same seed), scored on the train split's own validation
+series: roughness (mean |Δx|) against the validation and fit series, and the C2ST against the fit series
+(mean of 3 subsamples; validation sets are too small for a C2ST). The decision reads these only; the held-out
+C2ST (5 subsamples, against the held-out split, as ``suite.py --stages score``) is printed after, for the
+record. Samples are saved beside the run (``em1000_best.npy``, ``em1000_final.npy``) and reused.
+"""
+from __future__ import annotations
+
+import argparse
+import sys
+from pathlib import Path
+
+import numpy as np
+import torch
+
+sys.path.insert(0, str(Path(__file__).resolve().parents[1]))
+from suite_data import load_suite_dataset, znorm_like  # noqa: E402
+
+
+def _draw(folder: Path, arm: str, n: int) -> tuple[np.ndarray, int]:
+    from pyfdc.core.checkpoint import load_checkpoint
+    from pyfdc.sampling.sampler import Sampler
+
+    model = load_checkpoint(folder / "freq")
+    state = torch.load(folder / "freq" / "train_state.pt", weights_only=False, map_location="cpu")
+    epoch = int(state["run"]["best_epoch" if arm == "best" else "epoch"])
+    out = folder / f"em1000_{arm}.npy"
+    if out.is_file() and len(np.load(out)) >= n:
+        return np.load(out)[:n], epoch
+    if arm == "final":
+        model.net.load_state_dict(state["ema"])
+    x = Sampler(model, "em").sample(n, steps=1000, batch_size=64, seed=0, progress=False).numpy()
+    np.save(out, x)
+    return x, epoch
+
+
+def _c2st(x: np.ndarray, ref: np.ndarray, seeds: int) -> tuple[float, float]:
+    from pyfdc.evaluation.quality import c2st_report
+
+    reps = []
+    for s in range(seeds):
+        pick = np.random.default_rng(s).choice(len(ref), min(len(ref), len(x)), replace=False)
+        reps.append(c2st_report(x, ref[pick], seed=s))
+    return (float(np.mean([r["hgb"]["accuracy"] for r in reps])),
+            float(np.mean([r["linear"]["accuracy"] for r in reps])))
+
+
+def main() -> None:
+    ap = argparse.ArgumentParser(description=__doc__.splitlines()[0])
+    ap.add_argument("--run", required=True, type=Path)
+    ap.add_argument("--datasets", nargs="+", required=True)
+    ap.add_argument("--num-samples", type=int, default=128)
+    ap.add_argument("--held-out", action="store_true", help="also print the held-out C2ST (not for deciding)")
+    args = ap.parse_args()
+    torch.set_num_threads(1)
+    from pyfdc.training.config import split_indices
+
+    print("| dataset | weights | epoch | roughness gen / val / fit | C2ST vs fit (hgb / linear, 3 subsamples) |"
+          + (" held-out C2ST (hgb / linear, 5 subsamples) |" if args.held_out else ""))
+    print("|---|---|---|---|---|" + ("---|" if args.held_out else ""))
+    for name in args.datasets:
+        ds = load_suite_dataset(name)
+        fit_idx, val_idx = split_indices(len(ds.train), 0.1, 0)   # the suite's TrainConfig: val 0.1, seed 0
+        fit, val = ds.train[fit_idx], ds.train[val_idx]
+        for arm in ("best", "final"):
+            raw, epoch = _draw(args.run / name, arm, args.num_samples)
+            x = znorm_like(ds, raw)
+            rough = [float(np.abs(np.diff(a, axis=1)).mean()) for a in (x, val, fit)]
+            hgb, lin = _c2st(x, fit, 3)
+            row = (f"| {name} | {arm} | {epoch} | {rough[0]:.4f} / {rough[1]:.4f} / {rough[2]:.4f} "
+                   f"({100 * (rough[0] / rough[1] - 1):+.0f}% of val) | {hgb:.3f} / {lin:.3f} |")
+            if args.held_out:
+                h, li = _c2st(x, ds.test, 5)
+                row += f" {h:.3f} / {li:.3f} |"
+            print(row, flush=True)
+
+
+if __name__ == "__main__":
+    main()
