@@ -65,12 +65,16 @@ def _model(name: str) -> Any:
     return load_checkpoint(pretrained_path(name))
 
 
+ISA_FLAGS = ("avx", "fma", "f16c", "amx", "vnni", "bf16", "fp16")   # cpuinfo flags that pick float kernels
+
+
 def machine_kind() -> str:
     """``vendor/capability/cpu``: what decides which float kernels run (e.g. ``AuthenticAMD/AVX512/3f2a9c01``).
 
-    ``cpu`` hashes the model name, the feature flags and the cache size: two Intel AVX-512 machines with
-    other flags (AMX or not) and caches gave other bytes for the time-domain model (MKL and oneDNN block
-    their float32 kernels by what they find), so vendor and ATen capability alone do not name a kind."""
+    ``cpu`` hashes the model name, the instruction-set flags (:data:`ISA_FLAGS`) and the cache size: two Intel
+    AVX-512 machines gave other bytes for the time-domain model (MKL and oneDNN pick and block their float32
+    kernels by what they find), so vendor and ATen capability alone do not name a kind. Flags that come and go
+    with kernels and microcode (mitigations, virtualisation) are left out."""
     vendor, info = platform.processor() or platform.machine(), {}
     try:
         for line in Path("/proc/cpuinfo").read_text().splitlines():
@@ -83,6 +87,7 @@ def machine_kind() -> str:
     except OSError:
         pass
     vendor = info.get("vendor_id", vendor)
+    info["flags"] = " ".join(sorted(f for f in info.get("flags", "").split() if f.startswith(ISA_FLAGS)))
     cpu = hashlib.sha256(repr(sorted(info.items())).encode()).hexdigest()[:8]
     return f"{vendor}/{torch.backends.cpu.get_cpu_capability()}/{cpu}"
 

@@ -91,10 +91,11 @@ def _train_args(*flags: str, out: Path) -> argparse.Namespace:
 
 
 @pytest.mark.parametrize("flags, want", [
-    ((), (3000, 15.0, 300, 0.999, 16)),                               # the recipe: 15 min, EMA, 10% warmup, 16
-    (("--max-minutes", "2"), (3000, 2.0, 300, 0.999, 16)),            # only a budget: the recipe within it
-    (("--epochs", "40"), (40, None, 4, 0.999, 16)),                   # only epochs: exactly that, no budget
-    (("--epochs", "40", "--ema", "off", "--warmup-epochs", "0", "--batch-size", "64"), (40, None, 0, None, 64)),
+    ((), (3000, 15.0, 300, 0.999, 16, "last")),                       # the recipe: 15 min, EMA, 10% warmup, 16
+    (("--max-minutes", "2"), (3000, 2.0, 300, 0.999, 16, "last")),    # only a budget: the recipe within it
+    (("--epochs", "40"), (40, None, 4, 0.999, 16, "last")),           # only epochs: exactly that, no budget
+    (("--epochs", "40", "--ema", "off", "--warmup-epochs", "0", "--batch-size", "64", "--keep", "best"),
+     (40, None, 0, None, 64, "best")),
 ])
 def test_train_default_is_the_suites_recipe(tmp_path: Path, flags: tuple[str, ...], want: tuple) -> None:
     from pyfdc.cli import _train_recipe
@@ -102,7 +103,8 @@ def test_train_default_is_the_suites_recipe(tmp_path: Path, flags: tuple[str, ..
 
     assert _train_recipe(_train_args(*flags, out=tmp_path / "o")) == want
     r = TrainConfig.recipe()  # the same recipe in Python (and in benchmarks/suite.py)
-    assert (r.epochs, r.max_minutes, r.warmup_epochs, r.ema_decay, r.batch_size) == (3000, 15.0, 300, 0.999, 16)
+    assert (r.epochs, r.max_minutes, r.warmup_epochs, r.ema_decay, r.batch_size, r.keep) == \
+        (3000, 15.0, 300, 0.999, 16, "last")
 
 
 def test_train_with_only_a_budget_keeps_an_ema(tmp_path: Path, capsys: pytest.CaptureFixture[str]) -> None:

@@ -152,7 +152,7 @@ def _recipe_model_config(tmp_path: Path, monkeypatch: pytest.MonkeyPatch, *args:
 
     class Done:
         def summary(self) -> dict[str, object]:
-            return {"epochs_run": 1, "wall_seconds": 0.0, "best_val_loss": 0.0, "best_epoch": 1}
+            return {"epochs_run": 1, "wall_seconds": 0.0, "best_val_loss": 0.0, "best_epoch": 1, "kept_epoch": 1}
 
     def fake_train(dataset: object, out: object, model_config: object = None, **kw: object) -> Done:
         seen["model_config"] = model_config

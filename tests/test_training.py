@@ -42,7 +42,7 @@ def _same(a: dict[str, torch.Tensor], b: dict[str, torch.Tensor]) -> bool:
 @pytest.mark.parametrize(("field", "value"), [
     ("epochs", 0), ("batch_size", 0), ("batch_size", 2.5), ("lr", 0.0), ("lr", float("nan")),
     ("weight_decay", -1.0), ("warmup_epochs", 5), ("ema_decay", 1.0), ("val_fraction", 1.0),
-    ("seed", -1), ("grad_clip", 0.0), ("max_minutes", -2.0), ("val_repeats", 0),
+    ("seed", -1), ("grad_clip", 0.0), ("max_minutes", -2.0), ("val_repeats", 0), ("keep", "final"),
 ])
 def test_config_validation_names_the_field(field: str, value: Any) -> None:
     with pytest.raises(ValueError, match=f"TrainConfig.{field}"):
@@ -86,6 +86,23 @@ def test_deterministic_under_seed_and_learns(tmp_path: Path) -> None:
                                rtol=1e-4, atol=1e-8)
     assert read_config(tmp_path / "a")["extra"]["training"]["best_epoch"] == a.best_epoch
     assert len(json.loads((tmp_path / "a" / "history.json").read_text())) == 4
+
+
+@pytest.mark.parametrize("keep", ["best", "last"])
+def test_the_checkpoint_keeps_the_best_or_the_last_epoch(tmp_path: Path, monkeypatch: pytest.MonkeyPatch,
+                                                          keep: str) -> None:
+    """A validation loss that is lowest at epoch 2 of 5: ``keep="best"`` ends with epoch 2's EMA weights,
+    ``keep="last"`` with epoch 5's (those ``train_state.pt`` holds), and the summary says which."""
+    losses = iter([3.0, 1.0, 2.0, 2.5, 2.2])
+    monkeypatch.setattr(training, "_val_loss", lambda *a, **k: next(losses))
+    res = train(_dataset(), tmp_path / keep, TINY, train_config=_cfg(epochs=5, ema_decay=0.9, keep=keep),
+                progress=False)
+    assert res.best_epoch == 2 and res.kept_epoch == (2 if keep == "best" else 5)
+    final_ema = torch.load(tmp_path / keep / training.STATE_FILE, weights_only=False)["ema"]
+    saved = _weights(load_checkpoint(tmp_path / keep))
+    assert _same(saved, _weights(res.model))
+    assert _same(saved, {k: final_ema[k] for k in saved}) == (keep == "last")   # the EMA moved after epoch 2
+    assert read_config(tmp_path / keep)["extra"]["training"]["kept_epoch"] == res.kept_epoch
 
 
 def test_resume_after_crash_equals_straight_run(tmp_path: Path, monkeypatch: pytest.MonkeyPatch) -> None:

@@ -5,8 +5,11 @@
 ``pyfdc train`` keeps the checkpoint whose EMA weights had the lowest validation loss; its ``train_state.pt``
 also holds the EMA at the end of the cosine schedule. Per dataset of a suite run (``RUN/D/freq``), both sets
 of weights draw the same uncached EM-1000 series (same seed), scored on the train split's own validation
-series: roughness (mean |Δx|) against the validation and fit series, and the C2ST against the fit series
-(mean of 3 subsamples; validation sets are too small for a C2ST). The decision reads these only; the held-out
+series: roughness (mean |Δx|) against the validation and fit series, the C2ST against the fit series
+(mean of 3 subsamples; validation sets are too small for a C2ST) and, since a model that copies its fit
+series passes that C2ST too, a copy check: the median distance from a generated series to its nearest fit
+series over the same for the validation series (1 = as far from the fit series as unseen data; well below 1
+= near-copies). The decision reads these only; the held-out
 C2ST (5 subsamples, against the held-out split, as ``suite.py --stages score``) is printed after, for the
 record. Samples are saved beside the run (``em1000_best.npy``, ``em1000_final.npy``) and reused.
 """
@@ -30,6 +33,8 @@ def _draw(folder: Path, arm: str, n: int) -> tuple[np.ndarray, int]:
     model = load_checkpoint(folder / "freq")
     state = torch.load(folder / "freq" / "train_state.pt", weights_only=False, map_location="cpu")
     epoch = int(state["run"]["best_epoch" if arm == "best" else "epoch"])
+    if arm == "final" and epoch == int(state["run"]["best_epoch"]):
+        arm = "best"   # the last epoch was the best: the checkpoint holds the final EMA itself
     out = folder / f"em1000_{arm}.npy"
     if out.is_file() and len(np.load(out)) >= n:
         return np.load(out)[:n], epoch
@@ -51,6 +56,16 @@ def _c2st(x: np.ndarray, ref: np.ndarray, seeds: int) -> tuple[float, float]:
             float(np.mean([r["linear"]["accuracy"] for r in reps])))
 
 
+def _nn_ratio(x: np.ndarray, fit: np.ndarray, val: np.ndarray) -> float:
+    """Median nearest-fit-series distance of ``x (n, N, M)`` over that of ``val`` (Euclidean, whole series)."""
+    f = torch.as_tensor(fit.reshape(len(fit), -1), dtype=torch.float64)
+
+    def nearest(a: np.ndarray) -> float:
+        return float(torch.cdist(torch.as_tensor(a.reshape(len(a), -1), dtype=torch.float64), f).min(dim=1).values.median())
+
+    return nearest(x) / nearest(val)
+
+
 def main() -> None:
     ap = argparse.ArgumentParser(description=__doc__.splitlines()[0])
     ap.add_argument("--run", required=True, type=Path)
@@ -61,9 +76,9 @@ def main() -> None:
     torch.set_num_threads(1)
     from pyfdc.training.config import split_indices
 
-    print("| dataset | weights | epoch | roughness gen / val / fit | C2ST vs fit (hgb / linear, 3 subsamples) |"
-          + (" held-out C2ST (hgb / linear, 5 subsamples) |" if args.held_out else ""))
-    print("|---|---|---|---|---|" + ("---|" if args.held_out else ""))
+    print("| dataset | weights | epoch | roughness gen / val / fit | C2ST vs fit (hgb / linear, 3 subsamples) "
+          "| nearest-fit distance, gen / val |" + (" held-out C2ST (hgb / linear, 5 subsamples) |" if args.held_out else ""))
+    print("|---|---|---|---|---|---|" + ("---|" if args.held_out else ""))
     for name in args.datasets:
         ds = load_suite_dataset(name)
         fit_idx, val_idx = split_indices(len(ds.train), 0.1, 0)   # the suite's TrainConfig: val 0.1, seed 0
@@ -74,7 +89,8 @@ def main() -> None:
             rough = [float(np.abs(np.diff(a, axis=1)).mean()) for a in (x, val, fit)]
             hgb, lin = _c2st(x, fit, 3)
             row = (f"| {name} | {arm} | {epoch} | {rough[0]:.4f} / {rough[1]:.4f} / {rough[2]:.4f} "
-                   f"({100 * (rough[0] / rough[1] - 1):+.0f}% of val) | {hgb:.3f} / {lin:.3f} |")
+                   f"({100 * (rough[0] / rough[1] - 1):+.0f}% of val) | {hgb:.3f} / {lin:.3f} | "
+                   f"{_nn_ratio(x, fit, val):.2f} |")
             if args.held_out:
                 h, li = _c2st(x, ds.test, 5)
                 row += f" {h:.3f} / {li:.3f} |"

@@ -54,12 +54,12 @@ def _train_data(args: argparse.Namespace) -> Any:
                        channels=args.channels or 1, seed=args.seed, length=args.length)
 
 
-def _train_recipe(args: argparse.Namespace) -> tuple[int, float | None, int, float | None, int]:
-    """``(epochs, max_minutes, warmup, ema, batch)`` from the flags over the recipe (:meth:`TrainConfig.recipe`):
-    no --epochs means a budget (default 15 minutes) fitted with at most 3,000 epochs; --epochs alone means
-    exactly that many. Resuming keeps the run's own warmup, EMA and batch size unless a flag sets them (a
-    default is not a change)."""
-    from pyfdc.training.config import RECIPE_BATCH, RECIPE_EMA, RECIPE_EPOCH_CAP, RECIPE_MINUTES
+def _train_recipe(args: argparse.Namespace) -> tuple[int, float | None, int, float | None, int, str]:
+    """``(epochs, max_minutes, warmup, ema, batch, keep)`` from the flags over the recipe
+    (:meth:`TrainConfig.recipe`): no --epochs means a budget (default 15 minutes) fitted with at most 3,000
+    epochs; --epochs alone means exactly that many. Resuming keeps the run's own warmup, EMA, batch size and
+    kept weights unless a flag sets them (a default is not a change)."""
+    from pyfdc.training.config import RECIPE_BATCH, RECIPE_EMA, RECIPE_EPOCH_CAP, RECIPE_KEEP, RECIPE_MINUTES
 
     epochs, minutes = args.epochs, args.max_minutes
     if epochs is None:
@@ -67,8 +67,9 @@ def _train_recipe(args: argparse.Namespace) -> tuple[int, float | None, int, flo
     warmup = args.warmup_epochs if args.warmup_epochs is not None else round(0.1 * epochs)
     ema = RECIPE_EMA if args.ema is None else (None if args.ema == "off" else args.ema)
     batch = RECIPE_BATCH if args.batch_size is None else args.batch_size
+    keep = RECIPE_KEEP if args.keep is None else args.keep
     state = args.out / "train_state.pt"
-    if args.resume and None in (args.warmup_epochs, args.ema, args.batch_size) and state.is_file():
+    if args.resume and None in (args.warmup_epochs, args.ema, args.batch_size, args.keep) and state.is_file():
         from pyfdc.training.state import _load_state
 
         try:
@@ -76,11 +77,12 @@ def _train_recipe(args: argparse.Namespace) -> tuple[int, float | None, int, flo
             warmup = int(old["warmup_epochs"]) if args.warmup_epochs is None else warmup
             ema = old.get("ema_decay") if args.ema is None else ema
             batch = int(old["batch_size"]) if args.batch_size is None else batch
+            keep = str(old.get("keep", "best")) if args.keep is None else keep
         except (ValueError, KeyError, TypeError):
             pass  # train() reports the unreadable state with its own message
     if warmup > epochs:
         raise UsageError(f"--warmup-epochs {warmup} exceeds --epochs {epochs}")
-    return epochs, minutes, warmup, ema, batch
+    return epochs, minutes, warmup, ema, batch, keep
 
 
 def _time_head(args: argparse.Namespace, dataset: Any) -> tuple[int, str]:
@@ -105,7 +107,7 @@ def _time_head(args: argparse.Namespace, dataset: Any) -> tuple[int, str]:
 def cmd_train(args: argparse.Namespace) -> dict[str, Any]:
     from pyfdc.training.trainer import TrainConfig, train
 
-    epochs, minutes, warmup, ema, batch = _train_recipe(args)
+    epochs, minutes, warmup, ema, batch, keep = _train_recipe(args)
     if args.resume and args.overwrite:
         raise UsageError("--resume and --overwrite are mutually exclusive")
     if not args.resume and args.out.is_dir() and not args.overwrite and \
@@ -115,7 +117,7 @@ def cmd_train(args: argparse.Namespace) -> dict[str, Any]:
     cfg = TrainConfig(epochs=epochs, batch_size=batch, lr=args.lr,
                       weight_decay=args.weight_decay, warmup_epochs=warmup, ema_decay=ema,
                       val_fraction=args.val_fraction, seed=args.seed, max_minutes=minutes,
-                      small_t_fraction=args.small_t_fraction,
+                      small_t_fraction=args.small_t_fraction, keep=keep,
                       device=_check_device(args.device))
     dataset = _train_data(args)
     model_config: Any = dict(TINY_MODEL) if args.tiny else {"preset": args.config}
@@ -128,7 +130,8 @@ def cmd_train(args: argparse.Namespace) -> dict[str, Any]:
                    pinning=args.pinning)
     summary = result.summary()
     _echo(f"trained {summary['epochs_run']} epochs in {summary['wall_seconds']:.1f}s; best val loss "
-          f"{summary['best_val_loss']} at epoch {summary['best_epoch']}; {why}; checkpoint: {args.out}")
+          f"{summary['best_val_loss']} at epoch {summary['best_epoch']}; {why}; checkpoint: {args.out} "
+          f"(epoch {summary['kept_epoch']}'s weights, --keep {keep})")
     return summary
 
 

@@ -183,6 +183,9 @@ def _train_parser(sub: Any) -> None:
                    help="linear warmup epochs (default: 10%% of the epochs, as the paper's 20/200)")
     p.add_argument("--ema", type=_ema, metavar="DECAY",
                    help="EMA decay of the weights the checkpoint keeps, or 'off' (default: 0.999)")
+    p.add_argument("--keep", choices=("best", "last"),
+                   help="the weights the checkpoint ends with: the epoch of lowest validation loss, or the last "
+                        "epoch's, at the end of the learning-rate schedule (default: last; on --resume the run's own)")
     p.add_argument("--small-t-fraction", metavar="F", type=unit_float, default=0.0,
                    help="fraction of training draws with t log-uniform instead of uniform, so the "
                         "low-noise end (where fine detail is decided) gets trained (default: 0)")

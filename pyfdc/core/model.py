@@ -92,7 +92,8 @@ class DiffusionModel:
             if self.token_scaler is not None:
                 raise ValueError("pinned coordinates need per-channel scaling (token_scaler=None): the exact "
                                  "noise prediction on them assumes noise white in the transform's tokens")
-            self.net.pin_projector = PinProjector(self.transform, self.pins, self.sde).to(self.net.mask.device)
+            self.net.pin_projector = PinProjector(self.transform, self.pins, self.sde).to(
+                self.net.mask.device, self.net.mask.dtype)
         else:
             self.net.pin_projector = None
         if self.bounds is not None:

@@ -102,7 +102,9 @@ class PinProjector(nn.Module):
         self._build_bases()
 
     def _build_bases(self) -> None:
-        # inside compiled graphs Q is two matmuls (an FFT there is an opaque call, ~2x the time at batch 1)
+        """``to_time (P·T, N)`` and ``from_time (N, P·T)`` in the pins' dtype (see ``time_bases``), or ``None``
+        above ``MATMUL_MAX_N``: inside compiled graphs ``Q`` is two matmuls (an FFT there is an opaque call,
+        ~2x the time at batch 1)."""
         if self.transform.n > MATMUL_MAX_N:
             self.to_time = self.from_time = None
             return
@@ -112,8 +114,9 @@ class PinProjector(nn.Module):
         self.register_buffer("from_time", from_time.to(**like), persistent=False)
 
     def _apply(self, fn: Any, recurse: bool = True) -> "PinProjector":
+        """Moves and casts as ``nn.Module`` does; the bases are made again in float64 and rounded once."""
         super()._apply(fn, recurse)
-        self._build_bases()   # made again in float64 and rounded once, like the time head's
+        self._build_bases()
         return self
 
     def project(self, y: Tensor) -> Tensor:

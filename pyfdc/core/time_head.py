@@ -111,8 +111,8 @@ def _conv(h: Tensor, conv: nn.Conv1d, dilation: int) -> Tensor:
     B, C, n = h.shape
     pad = dilation * (KERNEL // 2)
     hp = F.pad(h, (pad, pad))                                                                # (B, C_in, L)
-    L = n + 2 * pad
-    cols = torch.as_strided(hp, (B, C, KERNEL, n), (C * L, L, dilation, 1), 0)   # hp is fresh: offset 0
+    sb, sc, sn = hp.stride()   # as laid out (a compiler may pad rows); hp is fresh, so its offset is 0
+    cols = torch.as_strided(hp, (B, C, KERNEL, n), (sb, sc, dilation * sn, sn), 0)
     w = conv.weight.reshape(conv.out_channels, -1)                            # (C_out, C_in·K), k fastest
     return torch.matmul(w, cols.reshape(B, C * KERNEL, n)) + conv.bias[:, None]
 

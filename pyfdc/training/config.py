@@ -11,7 +11,9 @@ from typing import Any
 import numpy as np
 
 __all__ = ["TrainConfig", "TrainResult", "resolve_model_config", "lr_factor", "split_indices",
-           "high_frequency_fraction", "recipe_time_head"]
+           "high_frequency_fraction", "recipe_time_head", "KEEP_CHOICES"]
+
+KEEP_CHOICES: tuple[str, ...] = ("best", "last")
 
 
 RECIPE_MINUTES = 15.0   # the suite's full profile: 15 minutes per model
@@ -27,6 +29,11 @@ RECIPE_TIME_HEAD = 32
 # helped or was neutral on six datasets with 0.0002-0.08 of their energy in the upper half, and smoothed
 # away real high-frequency content on ACSF1 (0.68) and BasicMotions (0.19); the cut sits in that gap.
 RECIPE_HEAD_MAX_HF = 0.125
+# The weights a run ends with: the last epoch's (EMA). On the suite's validation splits (8-minute runs) the last
+# epoch's EMA matched the best-validation one where they coincide (4 datasets) and beat it where they did not
+# (ItalyPower, GunPoint, JapaneseVowels, BasicMotions: a 4-series validation split picked epoch 763 of 3,000),
+# with no sign of copied training series (benchmarks/RESULTS.md, "Which weights a run keeps").
+RECIPE_KEEP = "last"
 
 
 @dataclass
@@ -39,6 +46,9 @@ class TrainConfig:
     if an epoch would overrun. Such runs depend on timing, so they are not bit-reproducible.
     ``val_repeats`` draws of (t, noise) per validation series reduce the variance of the
     validation loss; they use a fixed generator, so epochs are compared on identical draws.
+    ``keep``: the weights the checkpoint holds when the run ends — ``"best"`` (the epoch of lowest
+    validation loss) or ``"last"`` (the final epoch's, at the end of the cosine schedule); both mean the
+    EMA weights when EMA is on. Until the run ends the checkpoint is the best epoch so far either way.
     """
 
     epochs: int = 200
@@ -54,15 +64,17 @@ class TrainConfig:
     val_repeats: int = 4
     device: str = "cpu"
     small_t_fraction: float = 0.0
+    keep: str = "best"
 
     @classmethod
     def recipe(cls, max_minutes: float | None = RECIPE_MINUTES, **overrides: Any) -> "TrainConfig":
         """The recipe the development suite trains with, and ``pyfdc train``'s default: an EMA of the weights
         (0.999), a wall-clock budget (``max_minutes``, default 15) that the cosine schedule is fitted to
         (at most 3,000 epochs, so the epoch count follows the data size and the machine), warmup 10% of the
-        fitted epochs, batches of :data:`RECIPE_BATCH` series. ``overrides`` set any other field."""
+        fitted epochs, batches of :data:`RECIPE_BATCH` series, the last epoch's weights kept
+        (:data:`RECIPE_KEEP`). ``overrides`` set any other field."""
         fields = {"epochs": RECIPE_EPOCH_CAP, "warmup_epochs": RECIPE_EPOCH_CAP // 10, "ema_decay": RECIPE_EMA,
-                  "batch_size": RECIPE_BATCH,
+                  "batch_size": RECIPE_BATCH, "keep": RECIPE_KEEP,
                   "max_minutes": max_minutes, **overrides}
         return cls(**fields)
 
@@ -93,6 +105,8 @@ class TrainConfig:
             raise bad("max_minutes", "must be None or a finite number > 0")
         if not _finite(self.small_t_fraction) or not 0 <= self.small_t_fraction <= 1:
             raise bad("small_t_fraction", "must be in [0, 1]")
+        if self.keep not in KEEP_CHOICES:
+            raise bad("keep", f"must be one of {KEEP_CHOICES}")
         if not isinstance(self.device, str):
             raise bad("device", "must be a device string such as 'cpu'")
         from pyfdc._device import check_device
@@ -112,7 +126,8 @@ def _finite(v: object) -> bool:
 
 @dataclass
 class TrainResult:
-    """What :func:`train` returns: the best-validation model and a summary of the run."""
+    """What :func:`train` returns: the model the checkpoint keeps (``TrainConfig.keep``; epoch ``kept_epoch``)
+    and a summary of the run."""
 
     model: Any  # pyfdc.core.model.DiffusionModel
     out_dir: Path
@@ -123,6 +138,7 @@ class TrainResult:
     stopped_by_budget: bool
     wall_seconds: float
     history: list[dict[str, float]] = field(default_factory=list)
+    kept_epoch: int = 0
 
     def summary(self) -> dict[str, Any]:
         """JSON-safe summary (stored in the checkpoint's config.json)."""
@@ -131,6 +147,7 @@ class TrainResult:
             "planned_epochs": self.planned_epochs,
             "best_epoch": self.best_epoch,
             "best_val_loss": self.best_val_loss,
+            "kept_epoch": self.kept_epoch,
             "final_train_loss": self.history[-1]["train_loss"] if self.history else None,
             "stopped_by_budget": self.stopped_by_budget,
             "wall_seconds": round(self.wall_seconds, 3),

@@ -4,7 +4,8 @@ wall-clock budget, the progress bar and the per-epoch checkpoint and resume stat
 Each epoch visits the fit tokens in a seeded order (:func:`pyfdc.training.ddp.epoch_order`), takes one
 optimiser step per batch (diffusion times and noise from the rank's noise generator), then measures the
 validation loss of the evaluated network (the EMA when on), appends a history row, re-fits the schedule
-to the budget in the first epochs, and on rank 0 writes the best-validation checkpoint (when improved),
+to the budget in the first epochs, and on rank 0 writes the checkpoint (when the validation loss improved,
+and at the last epoch when ``TrainConfig.keep`` is ``"last"``),
 ``train_state.pt`` and ``history.json``. Everything random comes from the generators in
 :class:`TrainParts`, which the state file holds, so a resumed run continues bit for bit.
 """
@@ -44,8 +45,15 @@ def _ema_update(ema: nn.Module, net: nn.Module, decay: float, step: int) -> None
     with torch.no_grad():
         for pe, p in zip(ema.parameters(), net.parameters()):
             pe.lerp_(p, 1.0 - d)
-        for be, b in zip(ema.buffers(), net.buffers()):
+        for be, b in zip(_state_buffers(ema), _state_buffers(net)):
             be.copy_(b)
+
+
+def _state_buffers(m: nn.Module) -> list[Tensor]:
+    """``m``'s persistent buffers: the non-persistent ones (the token<->time matrices) are derived constants,
+    ~N² floats each, not worth a copy every step."""
+    return [b for mod in m.modules() for name, b in mod.named_buffers(recurse=False)
+            if name not in mod._non_persistent_buffers_set]
 
 
 @torch.no_grad()
@@ -141,7 +149,7 @@ def build_parts(mcfg: Any, stats: TrainDataStats, transform: TokenTransform, sde
 def new_run(cfg: TrainConfig) -> dict[str, Any]:
     """The mutable run state of a fresh run (everything ``train_state.pt`` holds besides module/optimizer states)."""
     return {"epoch": 0, "step": 0, "planned_epochs": cfg.epochs, "warmup_epochs": cfg.warmup_epochs,
-            "best_val": math.inf, "best_epoch": 0, "history": [], "elapsed": 0.0}
+            "best_val": math.inf, "best_epoch": 0, "kept_epoch": 0, "history": [], "elapsed": 0.0}
 
 
 def resume_run(job: TrainJob, parts: TrainParts, run: dict[str, Any]) -> None:
@@ -156,6 +164,8 @@ def resume_run(job: TrainJob, parts: TrainParts, run: dict[str, Any]) -> None:
     parts.shuffle_gen.set_state(state["shuffle_rng"])
     parts.noise_gen.set_state(rank_noise_state(state, job.world))
     run.update(state["run"])
+    if "kept_epoch" not in state["run"]:   # states written before TrainConfig.keep kept the best epoch
+        run["kept_epoch"] = run["best_epoch"]
     if cfg.epochs != state["config"]["epochs"]:  # user extended/shortened the run
         run["planned_epochs"] = cfg.epochs
 
@@ -168,6 +178,7 @@ def run_summary(job: TrainJob, run: dict[str, Any], stopped: bool) -> dict[str, 
         best_epoch=run["best_epoch"],
         best_val_loss=None if math.isinf(run["best_val"]) else run["best_val"],
         stopped_by_budget=stopped, wall_seconds=run["elapsed"], history=run["history"],
+        kept_epoch=run.get("kept_epoch", run["best_epoch"]),
     ).summary()
 
 
@@ -207,16 +218,16 @@ def _train_epoch(job: TrainJob, parts: TrainParts, run: dict[str, Any], bar: Any
     return loss_sum / seen, lr
 
 
-def _save_epoch(job: TrainJob, parts: TrainParts, run: dict[str, Any], improved: bool, stopped: bool) -> None:
-    """Rank 0 writes the checkpoint (when ``improved``), ``train_state.pt`` and ``history.json``; every rank
-    contributes its noise-generator state."""
+def _save_epoch(job: TrainJob, parts: TrainParts, run: dict[str, Any], write: bool, stopped: bool) -> None:
+    """Rank 0 writes the checkpoint (when ``write``: a better validation loss, or the last epoch of a run that
+    keeps the last), ``train_state.pt`` and ``history.json``; every rank contributes its noise-generator state."""
     from pyfdc.core.checkpoint import save_checkpoint
 
     cfg = job.cfg
     noise_states = gather_noise_states(job.world, parts.noise_gen)
     if not job.world.is_main:
         return
-    if improved:
+    if write:
         save_checkpoint(job.out, job.model_of(parts.eval_net),
                         {"training": {**run_summary(job, run, stopped), "train_config": cfg.to_dict()}})
     _save_state(job.out / STATE_FILE, {
@@ -264,7 +275,11 @@ def _epoch(job: TrainJob, parts: TrainParts, run: dict[str, Any], bar: Any, cloc
         stopped = time.perf_counter() - job.t_start + epoch_s + clock.save_s > budget_s
     if budget_s is not None:  # rank 0's clock decides for every rank
         stopped = agree_on_budget(world, stopped, run)
-    _save_epoch(job, parts, run, improved, stopped)
+    last = stopped or run["epoch"] >= run["planned_epochs"]
+    write = improved or (cfg.keep == "last" and last)
+    if write:
+        run["kept_epoch"] = run["epoch"]
+    _save_epoch(job, parts, run, write, stopped)
     clock.save_s = time.perf_counter() - clock.marks[-1]
     return stopped
 

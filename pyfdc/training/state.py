@@ -132,7 +132,8 @@ def _check_resume(state: dict[str, Any], cfg: TrainConfig, meta: dict[str, Any],
                         "(resume with the same torchrun --nproc_per_node x --nnodes)")
     old = state["config"]
     for key, value in cfg.to_dict().items():
-        if key not in ("epochs", "max_minutes", "device") and old.get(key, _LEGACY_DEFAULTS.get(key)) != value:
+        # free to change: the length, the budget, the device, and which epoch's weights the run ends with
+        if key not in ("epochs", "max_minutes", "device", "keep") and old.get(key, _LEGACY_DEFAULTS.get(key)) != value:
             problems.append(f"{key}: checkpoint {old.get(key)!r} vs now {value!r}")
     legacy = {"scaling": "channel", "pinning": "off", "pinned": 0}  # runs saved before these options
     for key in ("train_fingerprint", "transform_kind", "scaling", "pinning", "pinned", "n_fit", "n_val"):

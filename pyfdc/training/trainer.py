@@ -1,4 +1,4 @@
-"""Training the score network: AdamW, warmup + cosine LR, best-validation checkpoint.
+"""Training the score network: AdamW, warmup + cosine LR, a checkpoint of the best or the last epoch.
 
 ``train`` fits a :class:`~pyfdc.core.model.DiffusionModel` on a
 :class:`~pyfdc.data.TimeSeriesDataset`. Only the dataset's *train* part is touched: a seeded
@@ -7,7 +7,8 @@ remaining (fit) part. The dataset's test split is held out for evaluation and ne
 
 Output folder (a checkpoint directory, see :mod:`pyfdc.core.checkpoint`)::
 
-    model.safetensors + config.json   best-validation model (EMA weights when EMA is on)
+    model.safetensors + config.json   the kept model (``TrainConfig.keep``: best-validation or last epoch;
+                                      EMA weights when EMA is on)
     train_state.pt                    last finished epoch: weights, optimizer, schedule, RNG
     history.json                      per-epoch train/val loss, lr, wall time
 
@@ -107,7 +108,7 @@ def train(
             not. Only with ``scaling="channel"``.
 
     Returns:
-        :class:`TrainResult` whose ``model`` is the best-validation (EMA when enabled) model.
+        :class:`TrainResult` whose ``model`` is the checkpoint's (``TrainConfig.keep``; EMA when enabled).
     """
     lock = FolderLock(out_dir, "pyfdc train")  # held for the whole run: a second run into out_dir fails at once
     try:
@@ -196,4 +197,4 @@ def _train_claimed(dataset: Any, out_dir: str | Path, model_config: Any, transfo
     return TrainResult(model=best, out_dir=out, epochs_run=run["epoch"],
                        planned_epochs=run["planned_epochs"], best_epoch=run["best_epoch"],
                        best_val_loss=final["best_val_loss"], stopped_by_budget=final["stopped_by_budget"],
-                       wall_seconds=run["elapsed"], history=list(run["history"]))
+                       wall_seconds=run["elapsed"], history=list(run["history"]), kept_epoch=run["kept_epoch"])
