@@ -79,7 +79,7 @@ def test_the_compiled_projection_is_the_projection(kind: str, n: int) -> None:
     assert not np.array_equal(pins.pin[:, 0], pins.pin[:, 1])
     tr = make_transform(kind, n, 2)
     proj = PinProjector(tr, pins, VPSDE())
-    assert proj.to_time is not None
+    assert proj.maps.to_time is not None
     y = torch.randn(3, tr.num_tokens, tr.token_dim) * tr.mask()
     compiled = torch.compile(proj.project, fullgraph=True, dynamic=False)
     torch.testing.assert_close(compiled(y), proj.project(y), rtol=1e-5, atol=1e-5)

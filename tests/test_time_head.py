@@ -140,7 +140,7 @@ def test_cli_trains_a_model_with_a_head(tmp_path: Path) -> None:
     assert cli.main(["train", "--tiny", "--epochs", "1", "--time-head", "4", "--out", str(out), "--no-progress"]) == 0
     model = load_checkpoint(out)
     assert model.net.config.time_head == 4 and model.net.config.series_channels == model.transform.m
-    assert model.net.time_head is not None and model.net.time_head.transform is model.transform
+    assert model.net.time_head is not None and model.net.time_head.maps.transform is model.transform
 
 
 def _recipe_model_config(tmp_path: Path, monkeypatch: pytest.MonkeyPatch, *args: str) -> object:
@@ -223,7 +223,7 @@ def test_high_frequency_fraction() -> None:
 def test_the_head_maps_tokens_by_matrices_as_the_transform_does(kind: str, dtype: torch.dtype) -> None:
     """The head's token <-> time matrices are the transform itself (odd N too), and follow ``.to(dtype)``;
     with the matrices dropped it falls back to the transform's FFT, to rounding."""
-    from pyfdc.core.time_head import MATMUL_MAX_N
+    from pyfdc.core.time_maps import MATMUL_MAX_N
 
     for n in (N, N + 1):
         tr = make_transform(kind, n, 3)
@@ -232,17 +232,17 @@ def test_the_head_maps_tokens_by_matrices_as_the_transform_does(kind: str, dtype
         model = DiffusionModel(ScoreTransformer(cfg, tr.mask()).eval(), tr, VPSDE())
         model.net.to(dtype)
         head = model.net.time_head
-        assert head.to_time.dtype == dtype and n <= MATMUL_MAX_N
+        assert head.maps.to_time.dtype == dtype and n <= MATMUL_MAX_N
         x = torch.randn(2, n, 3, dtype=dtype)
         y = tr.to_tokens(x)
         tol = {"atol": 1e-5, "rtol": 1e-5} if dtype == torch.float32 else {"atol": 1e-12, "rtol": 1e-12}
-        torch.testing.assert_close(head._series(y), tr.from_tokens(y).transpose(1, 2), **tol)
-        torch.testing.assert_close(head._tokens(x.transpose(1, 2)), y, **tol)
+        torch.testing.assert_close(head.maps.series(y), tr.from_tokens(y).transpose(1, 2), **tol)
+        torch.testing.assert_close(head.maps.tokens(x.transpose(1, 2)), y, **tol)
         with torch.no_grad():
             head.out.weight.normal_(0, 0.1)
             z, t = torch.randn(2, tr.num_tokens, tr.token_dim, dtype=dtype) * model.net.mask, torch.rand(2, dtype=dtype)
             by_matrix = model.net(z, t)
-            head.to_time = head.from_time = None
+            head.maps.to_time = head.maps.from_time = None
             torch.testing.assert_close(model.net(z, t), by_matrix, **tol)
 
 

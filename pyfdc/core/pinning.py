@@ -19,7 +19,7 @@ import numpy as np
 import torch
 from torch import Tensor, nn
 
-from pyfdc.core.spectral import MATMUL_MAX_N, series_to_tokens, time_bases, tokens_to_series
+from pyfdc.core.time_maps import TimeMaps
 
 __all__ = ["PinnedCoordinates", "PinProjector", "PINNING"]
 
@@ -97,34 +97,14 @@ class PinProjector(nn.Module):
         if pins.shape != (transform.n, transform.m):
             raise ValueError(f"pins are for (N, M) = {pins.shape}, the transform is ({transform.n}, {transform.m})")
         self.transform, self.sde = transform, sde
-        self.parts = transform.token_dim // transform.m
         self.register_buffer("pin", torch.as_tensor(pins.pin, dtype=torch.float32), persistent=False)
-        self._build_bases()
-
-    def _build_bases(self) -> None:
-        """``to_time (P·T, N)`` and ``from_time (N, P·T)`` in the pins' dtype (see ``time_bases``), or ``None``
-        above ``MATMUL_MAX_N``: inside compiled graphs ``Q`` is two matmuls (an FFT there is an opaque call,
-        ~2x the time at batch 1)."""
-        if self.transform.n > MATMUL_MAX_N:
-            self.to_time = self.from_time = None
-            return
-        like = {"dtype": self.pin.dtype, "device": self.pin.device}
-        to_time, from_time = time_bases(self.transform)
-        self.register_buffer("to_time", to_time.to(**like), persistent=False)
-        self.register_buffer("from_time", from_time.to(**like), persistent=False)
-
-    def _apply(self, fn: Any, recurse: bool = True) -> "PinProjector":
-        """Moves and casts as ``nn.Module`` does; the bases are made again in float64 and rounded once."""
-        super()._apply(fn, recurse)
-        self._build_bases()
-        return self
+        self.maps = TimeMaps(transform)   # Q as two matmuls inside compiled graphs (an FFT is an opaque call there)
 
     def project(self, y: Tensor) -> Tensor:
         """``Q y`` for tokens ``y (B, T, C)`` (unchecked transform internals: no host syncs)."""
         pin = self.pin.to(y.dtype)
-        if self.to_time is not None and torch.compiler.is_compiling():
-            x = tokens_to_series(y, self.to_time.to(y.dtype), self.parts) * pin.T   # (B, M, N)
-            return series_to_tokens(x, self.from_time.to(y.dtype), self.parts)
+        if self.maps.to_time is not None and torch.compiler.is_compiling():
+            return self.maps.tokens(self.maps.series(y) * pin.T)
         return self.transform._to_tokens(self.transform._from_tokens(y) * pin)
 
     def forward(self, out: Tensor, z: Tensor, t: Tensor) -> Tensor:

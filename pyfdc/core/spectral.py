@@ -29,15 +29,10 @@ __all__ = [
     "ChartTransform",
     "make_transform",
     "TRANSFORM_KINDS",
-    "MATMUL_MAX_N",
-    "time_bases",
-    "tokens_to_series",
-    "series_to_tokens",
 ]
 
 TRANSFORM_KINDS: tuple[str, ...] = ("freq", "time", "chart")
 _SQRT2 = math.sqrt(2.0)
-MATMUL_MAX_N = 1024   # longest series whose token <-> time maps are kept as matrices (two N x ~N: 8 MB at 1024)
 
 
 def _check_positive_int(name: str, value: object) -> int:
@@ -216,29 +211,3 @@ def make_transform(kind: str, n: int, m: int) -> TokenTransform:
     if cls is None:
         raise ValueError(f"kind must be one of {TRANSFORM_KINDS}, got {kind!r}")
     return cls(n, m)
-
-
-def time_bases(transform: TokenTransform) -> tuple[Tensor, Tensor]:
-    """The transform as two float64 matrices, for matmuls where an FFT is an opaque call (compiled graphs):
-    ``to_time (P·T, N)`` and ``from_time (N, P·T)`` of the one-channel transform (every channel maps alike),
-    with ``P = token_dim / M`` token columns per channel. Used as :func:`tokens_to_series` and
-    :func:`series_to_tokens`; meant for ``N <= MATMUL_MAX_N``."""
-    one = type(transform)(transform.n, 1)
-    T, P, N = one.num_tokens, one.token_dim, one.n
-    unit = torch.eye(P * T, dtype=torch.float64).reshape(P * T, P, T).transpose(1, 2)   # (P·T, T, P)
-    to_time = one._from_tokens(unit)[..., 0]                                            # (P·T, N)
-    from_time = one._to_tokens(torch.eye(N, dtype=torch.float64)[..., None])            # (N, T, P)
-    return to_time, from_time.transpose(1, 2).reshape(N, P * T)
-
-
-def tokens_to_series(y: Tensor, to_time: Tensor, parts: int) -> Tensor:
-    """Tokens ``y (B, T, P·M)`` -> series ``(B, M, N)`` (channels first) with :func:`time_bases`' ``to_time``."""
-    B, T, _ = y.shape
-    cols = y.reshape(B, T, parts, -1).permute(0, 3, 2, 1).reshape(B, -1, parts * T)   # (B, M, P·T)
-    return cols @ to_time
-
-
-def series_to_tokens(x: Tensor, from_time: Tensor, parts: int) -> Tensor:
-    """Series ``x (B, M, N)`` -> tokens ``(B, T, P·M)`` with :func:`time_bases`' ``from_time``."""
-    B, M, _ = x.shape
-    return (x @ from_time).reshape(B, M, parts, -1).permute(0, 3, 2, 1).reshape(B, -1, parts * M)

@@ -22,7 +22,7 @@ import torch
 import torch.nn.functional as F
 from torch import Tensor, nn
 
-from pyfdc.core.spectral import MATMUL_MAX_N, series_to_tokens, time_bases, tokens_to_series
+from pyfdc.core.time_maps import MATMUL_MAX_N, TimeMaps
 
 __all__ = ["TimeHead", "DILATIONS", "KERNEL", "MATMUL_MAX_N"]
 
@@ -47,49 +47,17 @@ class TimeHead(nn.Module):
         self.out = nn.Conv1d(width, channels, 1)
         nn.init.zeros_(self.out.weight)
         nn.init.zeros_(self.out.bias)
-        self.transform: Any = None
-        self.parts = 0   # token columns per channel (2: real and imaginary parts; 1: time or chart tokens)
+        self.maps: TimeMaps | None = None   # tokens <-> time, attached with the transform
 
     def attach(self, transform: Any) -> None:
         """Use ``transform`` (a :class:`~pyfdc.core.spectral.TokenTransform`) between tokens and time: for
-        ``N <= MATMUL_MAX_N`` as two matrices, ``from_time (N, P·T)`` and ``to_time (P·T, N)`` with ``P``
-        token columns per channel (non-persistent buffers: they stay out of checkpoints, and are made again
-        in float64 and rounded once whenever the head moves to another dtype or device)."""
-        self.transform = transform
-        self.parts = transform.token_dim // transform.m
-        self._build_bases()
-
-    def _build_bases(self) -> None:
-        if self.transform.n > MATMUL_MAX_N:
-            self.to_time = self.from_time = None
-            return
-        like = {"dtype": self.film.weight.dtype, "device": self.film.weight.device}
-        to_time, from_time = time_bases(self.transform)
-        self.register_buffer("to_time", to_time.to(**like), persistent=False)
-        self.register_buffer("from_time", from_time.to(**like), persistent=False)
-
-    def _apply(self, fn: Any, recurse: bool = True) -> "TimeHead":
-        super()._apply(fn, recurse)
-        if self.transform is not None:
-            self._build_bases()
-        return self
-
-    def _series(self, y: Tensor) -> Tensor:
-        """Tokens ``(B, T, P·M)`` -> series ``(B, M, N)``."""
-        if self.to_time is None:
-            return self.transform._from_tokens(y).transpose(1, 2)
-        return tokens_to_series(y, self.to_time, self.parts)
-
-    def _tokens(self, x: Tensor) -> Tensor:
-        """Series ``(B, M, N)`` -> tokens ``(B, T, P·M)``."""
-        if self.from_time is None:
-            return self.transform._to_tokens(x.transpose(1, 2).contiguous())
-        return series_to_tokens(x, self.from_time, self.parts)
+        ``N <= MATMUL_MAX_N`` as two matrices (:class:`~pyfdc.core.time_maps.TimeMaps`)."""
+        self.maps = TimeMaps(transform, dtype=self.film.weight.dtype, device=self.film.weight.device)
 
     def forward(self, eps: Tensor, z: Tensor, t_features: Tensor, mask: Tensor) -> Tensor:
-        if self.transform is None:
+        if self.maps is None:
             raise RuntimeError("TimeHead has no token transform: build the model through DiffusionModel")
-        x = self._series(torch.cat([z, eps], dim=0))                                          # (2B, M, N)
+        x = self.maps.series(torch.cat([z, eps], dim=0))                                          # (2B, M, N)
         B = eps.shape[0]
         x = torch.cat([x[:B], x[B:]], dim=1)                                                  # (B, 2M, N)
         film = self.film(t_features).view(B, len(self.convs), 2, -1, 1)                    # (B, L, 2, W, 1)
@@ -99,7 +67,7 @@ class TimeHead(nn.Module):
             u = (_conv(h, conv, d) if torch.compiler.is_compiling() else conv(h)) * (1 + film[:, j, 0]) + film[:, j, 1]
             h = F.gelu(u) if j == 0 else h + F.gelu(u)
         out = _pointwise(h, self.out) if torch.compiler.is_compiling() else self.out(h)
-        return eps + self._tokens(out) * mask
+        return eps + self.maps.tokens(out) * mask
 
 
 def _conv(h: Tensor, conv: nn.Conv1d, dilation: int) -> Tensor:

@@ -83,7 +83,6 @@ class CachedStep:
         self.band = self.arange_t <= K
         # policy_sparse's statistics of this batch: cache hits per token (summed over samples and steps)
         self.hits = torch.zeros(num_tokens, dtype=torch.float64, **kw)
-        self._mark = torch.zeros(batch, num_tokens + 1, dtype=torch.bool, **kw)
         self.no_probes = torch.zeros(batch, 0, dtype=torch.int64, **kw)
         # gaussian output: each token's ε̂ − E[ε | z, t] under the token moments (the non-Gaussian rest)
         # at its last recompute
@@ -161,7 +160,7 @@ class CachedStep:
         eps, err = self._sparse(z, t, self.probe_rows(draw), eq14_step_size(r, tau_safe, alpha_max))
         fold_features(r, prev, prev_sq, self.feat, err if self.P else None, self.eta, have_prev=True)
         torch.gt(r, tau_warn, out=warn)
-        fresh = index_mask(self.idx, self.T, self._mark)
+        fresh = self._sel[:, :self.T]   # the recomputed tokens, as _sparse marked them
         self.hits += (~fresh).sum(dim=0)
         return eps, err, torch.stack([r_used.double(), err.sum().double(), fresh.sum().double()])
 
@@ -231,8 +230,9 @@ class CachedStep:
         feat = torch.add(h0, c.crf, out=self.feat)  # cached tokens: h0 + C
         feat.scatter_(1, rows, hs)                                    # recomputed ones: fresh
         eps = self.net.head(feat)
+        fresh = index_mask(idx, self.T, self._sel)   # (B, N'), kept in _sel: policy_sparse counts hits from it
         if self.cached_output != "features":
-            eps = self._output(z, t, eps, index_mask(idx, self.T, self._sel))
+            eps = self._output(z, t, eps, fresh)
         return self.net.finish(eps, z, t, tf), err
 
     def _masked(self, z: Tensor, t: Tensor, probes: Tensor, alpha: Tensor, force: Tensor) -> tuple[Tensor, Tensor]:
