@@ -132,6 +132,9 @@ def cmd_train(args: argparse.Namespace) -> dict[str, Any]:
     _echo(f"trained {summary['epochs_run']} epochs in {summary['wall_seconds']:.1f}s; best val loss "
           f"{summary['best_val_loss']} at epoch {summary['best_epoch']}; {why}; checkpoint: {args.out} "
           f"(epoch {summary['kept_epoch']}'s weights, --keep {keep})")
+    if result.model.exact is not None:
+        _echo(f"the training series have {result.model.exact.describe()}: samples get the same (--clip off in "
+              "pyfdc sample does without)")
     return summary
 
 
@@ -247,6 +250,7 @@ def _sample_into(args: argparse.Namespace, model: Any, e2cfg: Any, world: Any, c
         "shape": list(samples.shape), "pyfdc_version": __version__,
         "world_size": world.size, "model_id": weights_fingerprint(model),
         "support_clip": None if model.bounds is None or not model.clip else model.bounds.to_dict(),
+        "exact_structure": None if model.exact is None or not model.clip else model.exact.to_dict(),
         "rank_sample_ids": [{"rank": r, "start": a, "stop": b} for r, (a, b) in enumerate(blocks)],
     }
     if stats is not None:

@@ -116,6 +116,7 @@ def save_checkpoint(directory: str | Path, model: Any, extra: dict[str, Any] | N
         "pins": None if getattr(model, "pins", None) is None else model.pins.to_dict(),
         "bounds": None if getattr(model, "bounds", None) is None else model.bounds.to_dict(),
         "token_moments": None if getattr(model, "token_moments", None) is None else model.token_moments.to_dict(),
+        "exact": None if getattr(model, "exact", None) is None else model.exact.to_dict(),
         "dataset": meta.get("dataset"),
         "meta": meta,
         "extra": extra or {},
@@ -247,6 +248,7 @@ class _ModelFields:
     pins: Any               # pyfdc.core.pinning.PinnedCoordinates (n, m) or None
     bounds: Any             # pyfdc.core.support.SupportBounds (M channels) or None
     token_moments: Any      # pyfdc.core.token_moments.TokenMoments or None
+    exact: Any              # pyfdc.core.exact_structure.ExactStructure or None
 
 
 def _check_field_types(config: dict[str, Any]) -> None:
@@ -269,10 +271,11 @@ def _check_field_types(config: dict[str, Any]) -> None:
 def _parse_model_fields(config: dict[str, Any]) -> _ModelFields:
     """The config's model fields, each checked against the transform; raises KeyError/TypeError/ValueError.
 
-    The data statistics added over time (token scaler, pins, bounds, token moments) are ``None`` when a
+    The data statistics added over time (token scaler, pins, bounds, token moments, exact structure) are ``None`` when a
     checkpoint written before them lacks them.
     """
     from pyfdc.data import Standardizer
+    from pyfdc.core.exact_structure import ExactStructure
     from pyfdc.core.pinning import PinnedCoordinates
     from pyfdc.core.score_net import ModelConfig
     from pyfdc.core.sde import VPSDE
@@ -305,11 +308,16 @@ def _parse_model_fields(config: dict[str, Any]) -> _ModelFields:
         raise ValueError(f"bounds are for {bounds.channels} channels, transform.m = {transform.m}")
     tm_cfg = config.get("token_moments")  # absent in checkpoints written before token moments
     token_moments = None if tm_cfg is None else TokenMoments.from_dict(tm_cfg)
+    ex_cfg = config.get("exact")  # absent in checkpoints written before it
+    exact = None if ex_cfg is None else ExactStructure.from_dict(ex_cfg)
+    if exact is not None and exact.channels != transform.m:
+        raise ValueError(f"exact structure is for {exact.channels} channels, transform.m = {transform.m}")
     if token_scaler is not None and token_scaler.shape != (transform.num_tokens, transform.token_dim):
         raise ValueError(f"token_scaler is {token_scaler.shape}, transform gives "
                          f"({transform.num_tokens}, {transform.token_dim})")
     return _ModelFields(transform=transform, mcfg=mcfg, sde=sde, standardizer=standardizer,
-                        token_scaler=token_scaler, pins=pins, bounds=bounds, token_moments=token_moments)
+                        token_scaler=token_scaler, pins=pins, bounds=bounds, token_moments=token_moments,
+                        exact=exact)
 
 
 def _model_fields(config: dict[str, Any], cfg_path: Path) -> _ModelFields:
@@ -382,6 +390,6 @@ def load_checkpoint(directory: str | Path, map_location: str | torch.device = "c
     try:
         return DiffusionModel(net, fields.transform, fields.sde, fields.standardizer, meta=meta,
                               token_scaler=fields.token_scaler, pins=fields.pins, bounds=fields.bounds,
-                              token_moments=fields.token_moments)
+                              token_moments=fields.token_moments, exact=fields.exact)
     except (TypeError, ValueError) as exc:
         raise CheckpointError(f"{cfg_path}: inconsistent model fields ({exc})") from exc

@@ -8,6 +8,7 @@ import torch
 from torch import Tensor
 
 from pyfdc.core.score_net import ScoreTransformer
+from pyfdc.core.exact_structure import ExactStructure
 from pyfdc.core.sde import VPSDE
 from pyfdc.core.spectral import TokenTransform
 from pyfdc.core.pinning import PinnedCoordinates, PinProjector
@@ -40,6 +41,9 @@ class DiffusionModel:
     ``bounds``: the training data's per-channel range (:mod:`pyfdc.core.support`); with ``clip`` (the
     default) samplers clip the denoised estimate to it at every step and :meth:`decode_samples`
     clamps the decoded series to it. No bounds (checkpoints written before them): no clipping.
+
+    ``exact``: the training data's exact band limit and value grid (:mod:`pyfdc.core.exact_structure`), or
+    ``None``; imposed on decoded samples when ``clip`` is on.
     """
 
     net: ScoreTransformer
@@ -52,6 +56,7 @@ class DiffusionModel:
     bounds: SupportBounds | None = None
     clip: bool = True
     token_moments: TokenMoments | None = None
+    exact: ExactStructure | None = None
     # E2-CRF calibrations made for these weights, by (solver, steps) (pyfdc.e2crf.calibrate.model_calibration)
     calibrations: dict[tuple[str, int], Any] = field(default_factory=dict, repr=False)
 
@@ -109,6 +114,12 @@ class DiffusionModel:
             if self.token_moments.shape != want:
                 raise ValueError(f"token_moments are for (T, C) = {self.token_moments.shape} but the "
                                  f"{self.transform.kind!r} transform gives {want}")
+        if self.exact is not None:
+            if not isinstance(self.exact, ExactStructure):
+                raise TypeError(f"exact must be an ExactStructure or None, got {type(self.exact).__name__}")
+            if self.exact.channels != self.transform.m:
+                raise ValueError(f"exact structure is for M = {self.exact.channels} channels, the transform has "
+                                 f"{self.transform.m}")
         if self.clip not in (True, False):
             raise ValueError(f"clip must be a bool, got {self.clip!r}")
 
@@ -167,16 +178,26 @@ class DiffusionModel:
         if self.scaler is not None and getattr(self.scaler, "needs_float64", False):
             x = x.double()  # a large offset over a small spread: float32 would round the signal away
         x = self.scaler.inverse(x) if self.scaler is not None else x
-        if self.pins is not None:  # in original units, so a pad of 0.0 comes back as exactly 0.0
-            pin = torch.as_tensor(self.pins.pin, dtype=x.dtype, device=x.device)
-            x = x * (1 - pin) + torch.as_tensor(self.pins.original, dtype=x.dtype, device=x.device) * pin
-        return x
+        return self._restore_pins(x)
+
+    def _restore_pins(self, x: Tensor) -> Tensor:
+        """Pinned entries of series ``x (B, N, M)`` set to their values in original units (a pad of 0.0 comes
+        back as exactly 0.0)."""
+        if self.pins is None:
+            return x
+        pin = torch.as_tensor(self.pins.pin, dtype=x.dtype, device=x.device)
+        return x * (1 - pin) + torch.as_tensor(self.pins.original, dtype=x.dtype, device=x.device) * pin
 
     def decode_samples(self, z: Tensor) -> Tensor:
-        """Sampled tokens ``(B, T, C)`` -> series ``(B, N, M)``: :meth:`tokens_to_data`, then clamped to
-        the support bounds when ``clip`` is on (what every sampler returns)."""
+        """Sampled tokens ``(B, T, C)`` -> series ``(B, N, M)``: :meth:`tokens_to_data`; with ``clip`` on, the
+        data's exact structure imposed (band limit, value grid; pins restored after) and the series clamped
+        to the support bounds (what every sampler returns)."""
         x = self.tokens_to_data(z)
-        return x if self.bounds is None or not self.clip else self.bounds.clamp(x)
+        if not self.clip:
+            return x
+        if self.exact is not None:
+            x = self._restore_pins(self.exact.apply(x))
+        return x if self.bounds is None else self.bounds.clamp(x)
 
     def data_to_tokens(self, x: Tensor) -> Tensor:
         """Series ``(B, N, M)`` in original units -> model tokens ``(B, T, C)`` (what the SDE runs on)."""

@@ -175,8 +175,8 @@ def run_sampler(model: Any, spec: SamplerSpec, num_samples: int, batch_size: int
 
 
 def model_fingerprint(model: Any) -> str:
-    """SHA-256 prefix over the network's weights, the token scaling and the support clip: saved runs are reused only
-    for the model that drew them."""
+    """SHA-256 prefix over the network's weights, the token scaling, the support clip and the exact structure decoding
+    imposes: saved runs are reused only for the model that drew them."""
     import hashlib
 
     h = hashlib.sha256()
@@ -189,6 +189,9 @@ def model_fingerprint(model: Any) -> str:
     bounds = getattr(model, "bounds", None)
     if bounds is not None and getattr(model, "clip", False):  # clipped samples differ from unclipped ones
         h.update(b"clip" + bounds.low.tobytes() + bounds.high.tobytes())
+    exact = getattr(model, "exact", None)
+    if exact is not None and getattr(model, "clip", False):
+        h.update(b"exact" + json.dumps(exact.to_dict(), sort_keys=True).encode())
     return h.hexdigest()[:16]
 
 

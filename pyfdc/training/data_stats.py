@@ -5,6 +5,7 @@ unseen, the dataset's test split is never read):
 
 * the per-channel :class:`~pyfdc.data.Standardizer` (time domain),
 * the per-channel :class:`~pyfdc.core.support.SupportBounds` samplers keep,
+* the :class:`~pyfdc.core.exact_structure.ExactStructure` (band limit, value grid) decoding imposes, if any,
 * the :class:`~pyfdc.core.pinning.PinnedCoordinates` (``pinning="auto"`` with ``scaling="channel"`` only),
 * the per-token-coordinate :class:`~pyfdc.core.token_scaler.TokenScaler` (``scaling="token"`` only),
 * the :class:`~pyfdc.core.token_moments.TokenMoments` of the resulting model tokens (E2-CRF's gaussian
@@ -30,6 +31,7 @@ if TYPE_CHECKING:
     from pyfdc.core.pinning import PinnedCoordinates
     from pyfdc.core.sde import VPSDE
     from pyfdc.core.spectral import TokenTransform
+    from pyfdc.core.exact_structure import ExactStructure
     from pyfdc.core.support import SupportBounds
     from pyfdc.core.token_moments import TokenMoments
     from pyfdc.core.token_scaler import TokenScaler
@@ -41,7 +43,7 @@ __all__ = ["TrainDataStats", "fit_data_stats"]
 class TrainDataStats:
     """Everything a training run fits on the fit split ``x_fit (n_fit, N, M)`` before optimising.
 
-    ``standardizer`` and ``bounds`` are per channel ``(M,)``; ``pins`` (or ``None``) marks ``(N, M)``
+    ``standardizer``, ``bounds`` and ``exact`` (or ``None``) are per channel ``(M,)``; ``pins`` (or ``None``) marks ``(N, M)``
     coordinates constant over the fit split; ``token_scaler`` (or ``None``) and ``token_moments`` are per
     token coordinate ``(num_tokens, token_dim)`` of the transform.
     """
@@ -51,13 +53,15 @@ class TrainDataStats:
     pins: PinnedCoordinates | None
     token_scaler: TokenScaler | None
     token_moments: TokenMoments
+    exact: ExactStructure | None = None
 
     def model(self, net: nn.Module, transform: TokenTransform, sde: VPSDE, meta: dict[str, Any]) -> DiffusionModel:
         """The :class:`~pyfdc.core.model.DiffusionModel` of ``net`` with these statistics (a copy of ``meta``)."""
         from pyfdc.core.model import DiffusionModel
 
         return DiffusionModel(net, transform, sde, self.standardizer, meta=dict(meta), token_scaler=self.token_scaler,
-                              pins=self.pins, bounds=self.bounds, token_moments=self.token_moments)
+                              pins=self.pins, bounds=self.bounds, token_moments=self.token_moments,
+                              exact=self.exact)
 
 
 def _raw_tokens(x: np.ndarray, standardizer: Standardizer, pins: PinnedCoordinates | None,
@@ -103,6 +107,7 @@ def fit_data_stats(train_x: np.ndarray, fit_idx: np.ndarray, val_idx: np.ndarray
         (float32 on ``device``, ``T, C = transform.num_tokens, transform.token_dim``).
     """
     from pyfdc.data import Standardizer
+    from pyfdc.core.exact_structure import ExactStructure
     from pyfdc.core.pinning import PinnedCoordinates
     from pyfdc.core.support import SupportBounds
     from pyfdc.core.token_moments import TokenMoments
@@ -110,6 +115,7 @@ def fit_data_stats(train_x: np.ndarray, fit_idx: np.ndarray, val_idx: np.ndarray
 
     standardizer = Standardizer.fit(train_x[fit_idx])
     bounds = SupportBounds.fit(train_x[fit_idx])  # the range samplers keep (pyfdc.core.support)
+    exact = ExactStructure.fit(train_x[fit_idx])   # in the data's own dtype: its storage precision counts
     pins = (PinnedCoordinates.fit(standardizer.transform(train_x[fit_idx]), original=train_x[fit_idx])
             if pinning == "auto" and scaling == "channel" else None)
     # fitted on the fit split only, like the standardizer (validation stays unseen)
@@ -119,5 +125,5 @@ def fit_data_stats(train_x: np.ndarray, fit_idx: np.ndarray, val_idx: np.ndarray
                     for idx in (fit_idx, val_idx))
     token_moments = TokenMoments.fit(z_fit)  # for E2-CRF's gaussian cached output (pyfdc.core.token_moments)
     stats = TrainDataStats(standardizer=standardizer, bounds=bounds, pins=pins, token_scaler=token_scaler,
-                           token_moments=token_moments)
+                           token_moments=token_moments, exact=exact)
     return stats, z_fit, z_val

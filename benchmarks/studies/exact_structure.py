@@ -1,0 +1,88 @@
+"""Issue 24: samples with and without the training data's exact structure (band limit, value grid).
+
+    python benchmarks/studies/exact_structure.py --run runs/fvb --datasets japanesevowels [--num-samples 128]
+
+Per dataset of a suite run (``RUN/D/freq``, the recipe's last-epoch EMA weights from ``train_state.pt``):
+:class:`pyfdc.core.exact_structure.ExactStructure` fitted on the train split's fit series (what
+``pyfdc train`` now records), one set of uncached EM-1000 tokens (seed 0), decoded without and with it.
+Scored on the train split only for the decision — C2ST against the fit series (mean of 3 subsamples),
+roughness against the validation series, the strongest single statistic — and, with ``--held-out``, the
+held-out C2ST (5 subsamples, as ``suite.py --stages score``) printed after. Datasets where the fit split
+shows no exact structure are reported as such (their samples do not change).
+"""
+from __future__ import annotations
+
+import argparse
+import sys
+from pathlib import Path
+
+import numpy as np
+import torch
+
+sys.path.insert(0, str(Path(__file__).resolve().parents[1]))
+sys.path.insert(0, str(Path(__file__).resolve().parent))
+from c2st_features import feature_aucs  # noqa: E402
+from final_vs_best import _c2st  # noqa: E402
+from suite_data import load_suite_dataset, znorm_like  # noqa: E402
+
+
+def _tokens(folder: Path, n: int) -> tuple[object, torch.Tensor]:
+    """The run's last-epoch EMA model and ``n`` EM-1000 token sets (seed 0), cached beside the run."""
+    from pyfdc.core.checkpoint import load_checkpoint
+    from pyfdc.sampling.sampler import Sampler
+
+    model = load_checkpoint(folder / "freq")
+    state = torch.load(folder / "freq" / "train_state.pt", weights_only=False, map_location="cpu")
+    model.net.load_state_dict(state["ema"])
+    out = folder / "em1000_final_tokens.pt"
+    if out.is_file():
+        z = torch.load(out)
+        if len(z) >= n:
+            return model, z[:n]
+    z = Sampler(model, "em").sample_tokens(n, steps=1000, batch_size=64, seed=0, progress=False)
+    torch.save(z, out)
+    return model, z
+
+
+def main() -> None:
+    ap = argparse.ArgumentParser(description=__doc__.splitlines()[0])
+    ap.add_argument("--run", required=True, type=Path)
+    ap.add_argument("--datasets", nargs="+", required=True)
+    ap.add_argument("--num-samples", type=int, default=128)
+    ap.add_argument("--held-out", action="store_true", help="also print the held-out C2ST (not for deciding)")
+    args = ap.parse_args()
+    torch.set_num_threads(1)
+    from pyfdc.core.exact_structure import ExactStructure
+    from pyfdc.training.config import split_indices
+
+    print("| dataset | structure found (fit split) | decoded | C2ST vs fit hgb / linear (3 subsamples) | roughness gen / val "
+          "| strongest statistic (AUC) |" + (" held-out C2ST hgb / linear (5 subsamples) |" if args.held_out else ""))
+    print("|---|---|---|---|---|---|" + ("---|" if args.held_out else ""))
+    for name in args.datasets:
+        ds = load_suite_dataset(name)
+        fit_idx, val_idx = split_indices(len(ds.train), 0.1, 0)   # the suite's TrainConfig: val 0.1, seed 0
+        fit, val = ds.train[fit_idx], ds.train[val_idx]
+        exact = ExactStructure.fit(fit)
+        if exact is None:
+            print(f"| {name} | none | (unchanged) | | | |" + (" |" if args.held_out else ""), flush=True)
+            continue
+        found = ", ".join(filter(None, [
+            None if exact.band_limit is None else f"band limit (tau {exact.band_limit.tau:.3g})",
+            None if exact.grid is None else f"grid decimals {sorted(set(map(str, exact.grid.decimals)))}"]))
+        model, z = _tokens(args.run / name, args.num_samples)
+        for label, ex in (("without", None), ("with", exact)):
+            model.exact = ex
+            x = znorm_like(ds, model.decode_samples(z).numpy())
+            hgb, lin = _c2st(x, fit, 3)
+            rough = float(np.abs(np.diff(x, axis=1)).mean()), float(np.abs(np.diff(val, axis=1)).mean())
+            auc, stat, _, _ = feature_aucs(x, fit)[0]
+            row = (f"| {name} | {found} | {label} | {hgb:.3f} / {lin:.3f} | {rough[0]:.4f} / {rough[1]:.4f} "
+                   f"| {stat} ({auc:.3f}) |")
+            if args.held_out:
+                h, li = _c2st(x, ds.test, 5)
+                row += f" {h:.3f} / {li:.3f} |"
+            print(row, flush=True)
+
+
+if __name__ == "__main__":
+    main()
