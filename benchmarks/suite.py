@@ -51,10 +51,8 @@ DONE = "suite_done.json"
 
 def train_one(ds: Any, folder: Path, domain: str, minutes: float, seed: int,
               time_head: int | None = None, scaling: str = "channel",
-              small_t_fraction: float = 0.0, train_batch: int | None = None,
-              freq_transform: str = "freq") -> dict[str, Any]:
-    """Train (or resume, or skip when done) one model; the budget counts over every resumed session. The
-    frequency model's tokens are ``freq_transform`` (``"freq"``: the half spectrum; ``"dct"``: cosine pairs)."""
+              small_t_fraction: float = 0.0, train_batch: int | None = None) -> dict[str, Any]:
+    """Train (or resume, or skip when done) one model; the budget counts over every resumed session."""
     from pyfdc.training.config import TrainConfig, recipe_time_head
     from pyfdc.training.state import STATE_FILE, _load_state
     from pyfdc.training.trainer import train
@@ -70,12 +68,11 @@ def train_one(ds: Any, folder: Path, domain: str, minutes: float, seed: int,
         cfg = TrainConfig.recipe(max_minutes=max(left, 0.05), seed=seed,  # pyfdc train's default recipe
                                  small_t_fraction=small_t_fraction,
                                  **({"batch_size": train_batch} if train_batch else {}))
-        kind = freq_transform if domain == "freq" else domain
         if time_head is None:  # pyfdc train's default: the recipe's choice for this data
-            time_head, why = recipe_time_head(ds.train, kind)
-            print(f"[suite] {getattr(ds, 'name', '?')} {domain} ({kind} tokens): {why}", flush=True)
+            time_head, why = recipe_time_head(ds.train, domain)
+            print(f"[suite] {getattr(ds, 'name', '?')} {domain}: {why}", flush=True)
         model_config: Any = {"preset": "small", "time_head": time_head} if time_head else "small"
-        result = train(ds, folder, model_config=model_config, transform_kind=kind, train_config=cfg,
+        result = train(ds, folder, model_config=model_config, transform_kind=domain, train_config=cfg,
                        resume=resume, overwrite=not resume and folder.exists(), scaling=scaling)
         summary = {k: v for k, v in result.summary().items() if k != "history"}
     else:
@@ -112,8 +109,6 @@ def main(argv: list[str] | None = None) -> int:
                    help="share of training draws log-uniform in t (pyfdc train --small-t-fraction; default 0)")
     p.add_argument("--train-batch", type=int, default=None,
                    help="training batch size (default: the recipe's)")
-    p.add_argument("--freq-transform", choices=("freq", "dct"), default="freq",
-                   help="the frequency model's tokens: freq (half spectrum, default) or dct (cosine pairs)")
     args = p.parse_args(argv)
     torch.set_num_threads(args.threads)
     for name in args.datasets:
@@ -138,7 +133,7 @@ def run_dataset(name: str, ds: Any, args: argparse.Namespace) -> None:
     if "train" in args.stages:
         for domain in args.domains:
             s = train_one(ds, folder / domain, domain, args.minutes, args.seed, args.time_head,
-                          args.scaling, args.small_t_fraction, args.train_batch, args.freq_transform)
+                          args.scaling, args.small_t_fraction, args.train_batch)
             print(f"suite: {name}/{domain}: trained {s.get('epochs_run', '?')} epochs in {s['wall_seconds']:.0f}s")
     if set(args.stages) == {"train"}:
         return

@@ -55,7 +55,7 @@ def test_config_validation(kwargs: dict, match: str) -> None:
         ModelConfig(**{**base, **kwargs})
 
 
-@pytest.mark.parametrize("kind", ["freq", "time", "chart", "dct"])
+@pytest.mark.parametrize("kind", ["freq", "time", "chart"])
 def test_forward_shapes_and_pinned_outputs(kind: str) -> None:
     net = _net(kind)
     z, t = _inputs(net)

@@ -14,7 +14,7 @@ from pyfdc.core.spectral import (
     make_transform,
 )
 
-KINDS = ["freq", "time", "chart", "dct"]
+KINDS = ["freq", "time", "chart"]
 NS = [1, 2, 3, 8, 9, 16]
 
 
@@ -34,7 +34,7 @@ def test_shapes_and_mask(kind: str) -> None:
     for n in NS:
         tr = make_transform(kind, n, 3)
         assert tr.kind == kind and (tr.n, tr.m) == (n, 3)
-        expected = {"freq": (n // 2 + 1, 6), "time": (n, 3), "chart": (n, 3), "dct": ((n + 1) // 2, 6)}[kind]
+        expected = {"freq": (n // 2 + 1, 6), "time": (n, 3), "chart": (n, 3)}[kind]
         assert (tr.num_tokens, tr.token_dim) == expected
         mask = tr.mask()
         assert mask.shape == expected and mask.dtype == torch.float32

@@ -49,7 +49,7 @@ def test_a_fresh_head_leaves_the_prediction_unchanged(kind: str) -> None:
     assert torch.equal(with_head, without)
 
 
-@pytest.mark.parametrize("kind", ["freq", "time", "chart", "dct"])
+@pytest.mark.parametrize("kind", ["freq", "time", "chart"])
 @pytest.mark.parametrize("dtype", [torch.float32, torch.float64])
 def test_the_head_is_local_in_time(kind: str, dtype: torch.dtype) -> None:
     """A change of the noisy series at one time step moves the head's correction only within its reach."""
@@ -218,7 +218,7 @@ def test_high_frequency_fraction() -> None:
         high_frequency_fraction(np.zeros((3, 1, 1)))
 
 
-@pytest.mark.parametrize("kind", ["freq", "time", "chart", "dct"])
+@pytest.mark.parametrize("kind", ["freq", "time", "chart"])
 @pytest.mark.parametrize("dtype", [torch.float32, torch.float64])
 def test_the_head_maps_tokens_by_matrices_as_the_transform_does(kind: str, dtype: torch.dtype) -> None:
     """The head's token <-> time matrices are the transform itself (odd N too), and follow ``.to(dtype)``;

@@ -2,7 +2,7 @@
 
     python benchmarks/studies/exact_structure.py --run runs/fvb --datasets japanesevowels [--num-samples 128]
 
-Per dataset of a suite run (``RUN/D/freq``, the recipe's last-epoch EMA weights from ``train_state.pt``):
+Per dataset of a suite run (``RUN/D/freq``, or ``RUN/D/time`` with ``--domain time``; the recipe's last-epoch EMA weights from ``train_state.pt``):
 :class:`pyfdc.core.exact_structure.ExactStructure` fitted on the train split's fit series (what
 ``pyfdc train`` now records), one set of uncached EM-1000 tokens (seed 0), decoded without and with it.
 Scored on the train split only for the decision — C2ST against the fit series (mean of 3 subsamples),
@@ -26,15 +26,15 @@ from final_vs_best import _c2st  # noqa: E402
 from suite_data import load_suite_dataset, znorm_like  # noqa: E402
 
 
-def _tokens(folder: Path, n: int) -> tuple[object, torch.Tensor]:
-    """The run's last-epoch EMA model and ``n`` EM-1000 token sets (seed 0), cached beside the run."""
+def _tokens(folder: Path, n: int, domain: str) -> tuple[object, torch.Tensor]:
+    """The run's ``domain`` model (last-epoch EMA) and ``n`` EM-1000 token sets (seed 0), cached beside the run."""
     from pyfdc.core.checkpoint import load_checkpoint
     from pyfdc.sampling.sampler import Sampler
 
-    model = load_checkpoint(folder / "freq")
-    state = torch.load(folder / "freq" / "train_state.pt", weights_only=False, map_location="cpu")
+    model = load_checkpoint(folder / domain)
+    state = torch.load(folder / domain / "train_state.pt", weights_only=False, map_location="cpu")
     model.net.load_state_dict(state["ema"])
-    out = folder / "em1000_final_tokens.pt"
+    out = folder / ("em1000_final_tokens.pt" if domain == "freq" else f"{domain}_em1000_final_tokens.pt")
     if out.is_file():
         z = torch.load(out)
         if len(z) >= n:
@@ -49,6 +49,7 @@ def main() -> None:
     ap.add_argument("--run", required=True, type=Path)
     ap.add_argument("--datasets", nargs="+", required=True)
     ap.add_argument("--num-samples", type=int, default=128)
+    ap.add_argument("--domain", choices=("freq", "time"), default="freq", help="which of the run's models")
     ap.add_argument("--held-out", action="store_true", help="also print the held-out C2ST (not for deciding)")
     args = ap.parse_args()
     torch.set_num_threads(1)
@@ -69,7 +70,7 @@ def main() -> None:
         found = ", ".join(filter(None, [
             None if exact.band_limit is None else f"band limit (tau {exact.band_limit.tau:.3g})",
             None if exact.grid is None else f"grid decimals {sorted(set(map(str, exact.grid.decimals)))}"]))
-        model, z = _tokens(args.run / name, args.num_samples)
+        model, z = _tokens(args.run / name, args.num_samples, args.domain)
         for label, ex in (("without", None), ("with", exact)):
             model.exact = ex
             x = znorm_like(ds, model.decode_samples(z).numpy())

@@ -159,13 +159,12 @@ def _train_parser(sub: Any) -> None:
                    help="CSV long format: one time step (M values) per line, every N lines one series")
     p.add_argument("--config", choices=("small", "paper"), default="small",
                    help="network size: small (CPU) or paper (10 layers, 3.2M params) (default: small)")
-    p.add_argument("--domain", choices=("freq", "time", "chart", "dct"), default="freq",
-                   help="token layout: freq (half-spectrum, default), time, chart (N-token spectrum) or dct "
-                        "(cosine coefficients in pairs: no wrap-around jump between the series' ends)")
+    p.add_argument("--domain", choices=("freq", "time", "chart"), default="freq",
+                   help="token layout: freq (half-spectrum, default), time or chart (N-token spectrum)")
     p.add_argument("--time-head", metavar="W", type=nonneg_int,
                    help="width of the time-domain head: dilated convolutions over the series that refine the "
                         "transformer's noise prediction locally in time, so samples get the data's sharp "
-                        "changes and smooth stretches; 0: none (default: 32 for --domain freq or dct on data with at most "
+                        "changes and smooth stretches; 0: none (default: 32 for --domain freq on data with at most "
                         "12.5%% of its energy in the upper half of the spectrum, else none; the last line says which)")
     p.add_argument("--scaling", choices=("channel", "token"), default="channel",
                    help="standardise per channel in time only, or also every token coordinate after the "

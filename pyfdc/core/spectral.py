@@ -1,6 +1,6 @@
 """Isometric token transforms between time series ``(B, N, M)`` and model tokens ``(B, T, C)``.
 
-Four layouts share one interface (:class:`TokenTransform`):
+Three layouts share one interface (:class:`TokenTransform`):
 
 * ``"freq"`` (:class:`HalfSpectrumTransform`): ``T = N//2 + 1`` tokens of width ``C = 2M``,
   ``z_k = w_k [Re X_k || Im X_k]`` with ``X = rfft(x, dim=1, norm="ortho")`` and ``w_k = sqrt(2)``
@@ -10,14 +10,8 @@ Four layouts share one interface (:class:`TokenTransform`):
 * ``"chart"`` (:class:`ChartTransform`): Crabbé et al.'s ``N`` tokens of width ``M``: the scaled real
   parts of bins ``0..N//2`` followed by the scaled imaginary parts of the free bins
   ``1..(N-1)//2``. Same information as ``"freq"``, twice the tokens.
-* ``"dct"`` (:class:`CosineTransform`): the orthonormal DCT-II coefficients ``c_0..c_{N-1}`` in pairs,
-  ``T = ceil(N/2)`` tokens of width ``2M``, ``z_k = [c_{2k} || c_{2k+1}]`` (odd ``N``: the last token's
-  second half pinned at 0). The DFT sees a series as periodic, so a series that ends elsewhere than it
-  starts carries a jump at the wrap, spread over every bin as a slowly decaying (~1/k) tail whose phases
-  must all be right for the ends to come out smooth; the DCT's even extension has no jump, and a smooth
-  series' coefficients decay like 1/k².
 
-All four are orthogonal maps onto their free coordinates: ``||x|| == ||z||``, and white noise in
+All three are orthogonal maps onto their free coordinates: ``||x|| == ||z||``, and white noise in
 time is white noise on the free token coordinates. ``from_tokens`` ignores pinned coordinates, so
 its output is exactly real whatever the input.
 """
@@ -33,12 +27,11 @@ __all__ = [
     "HalfSpectrumTransform",
     "IdentityTransform",
     "ChartTransform",
-    "CosineTransform",
     "make_transform",
     "TRANSFORM_KINDS",
 ]
 
-TRANSFORM_KINDS: tuple[str, ...] = ("freq", "time", "chart", "dct")
+TRANSFORM_KINDS: tuple[str, ...] = ("freq", "time", "chart")
 _SQRT2 = math.sqrt(2.0)
 
 
@@ -205,66 +198,15 @@ class ChartTransform(TokenTransform):
         return torch.fft.irfft(torch.complex(re, im), n=self.n, dim=1, norm="ortho")
 
 
-def dct_matrix(n: int, device: torch.device | str | None = None, dtype: torch.dtype = torch.float64) -> Tensor:
-    """``(N, N)`` orthonormal DCT-II: ``D[k, j] = s_k cos(pi k (2j + 1) / 2N)``, ``s_0 = 1/sqrt(N)``, else
-    ``sqrt(2/N)``; built in float64, then cast."""
-    k = torch.arange(n, dtype=torch.float64)[:, None]
-    j = torch.arange(n, dtype=torch.float64)[None, :]
-    d = torch.cos(math.pi * k * (2 * j + 1) / (2 * n)) * math.sqrt(2.0 / n)
-    d[0] /= _SQRT2
-    return d.to(device=device, dtype=dtype)
-
-
-class CosineTransform(TokenTransform):
-    """DCT-II tokens: ``(B, N, M) <-> (B, ceil(N/2), 2M)``, coefficient ``2k`` in the first ``M`` columns of
-    token ``k``, ``2k + 1`` in the last ``M`` (zero and pinned past ``N - 1`` when ``N`` is odd)."""
-
-    kind = "dct"
-
-    def __init__(self, n: int, m: int) -> None:
-        super().__init__(n, m)
-        self.num_tokens = (n + 1) // 2
-        self.token_dim = 2 * m
-        self._d: dict[tuple[str, torch.dtype], Tensor] = {}
-
-    def _matrix(self, like: Tensor) -> Tensor:
-        key = (str(like.device), like.dtype)
-        if key not in self._d:
-            self._d[key] = dct_matrix(self.n, like.device, like.dtype)
-        return self._d[key]
-
-    def mask(self, device: torch.device | str | None = None, dtype: torch.dtype = torch.float32) -> Tensor:
-        out = torch.ones(self.num_tokens, self.token_dim, device=device, dtype=dtype)
-        if self.n % 2 == 1:
-            out[-1, self.m:] = 0.0
-        return out
-
-    def _to_tokens(self, x: Tensor) -> Tensor:
-        c = torch.matmul(self._matrix(x), x)                                   # (B, N, M)
-        if self.n % 2 == 1:
-            c = torch.cat([c, torch.zeros_like(c[:, :1])], dim=1)
-        B = c.shape[0]
-        return c.reshape(B, self.num_tokens, 2, self.m).reshape(B, self.num_tokens, self.token_dim)
-
-    def _from_tokens(self, z: Tensor) -> Tensor:
-        B = z.shape[0]
-        c = z.reshape(B, 2 * self.num_tokens, self.m)[:, : self.n]
-        return torch.matmul(self._matrix(z).transpose(0, 1), c)
-
-    def __getstate__(self) -> dict:
-        return {**self.__dict__, "_d": {}}   # matrices are rebuilt, never pickled
-
-
 _KINDS: dict[str, type[TokenTransform]] = {
     "freq": HalfSpectrumTransform,
     "time": IdentityTransform,
     "chart": ChartTransform,
-    "dct": CosineTransform,
 }
 
 
 def make_transform(kind: str, n: int, m: int) -> TokenTransform:
-    """Build the transform for ``kind`` in ``{"freq", "time", "chart", "dct"}`` and series shape ``(N=n, M=m)``."""
+    """Build the transform for ``kind`` in ``{"freq", "time", "chart"}`` and series shape ``(N=n, M=m)``."""
     cls = _KINDS.get(kind) if isinstance(kind, str) else None
     if cls is None:
         raise ValueError(f"kind must be one of {TRANSFORM_KINDS}, got {kind!r}")

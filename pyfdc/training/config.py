@@ -210,9 +210,9 @@ def high_frequency_fraction(series: Any) -> float:
 
 def recipe_time_head(series: Any, domain: str) -> tuple[int, str]:
     """The recipe's time-head width for training ``series (S, N, M)`` in ``domain``, and why in a few words:
-    :data:`RECIPE_TIME_HEAD` for frequency models (``freq`` or ``dct`` tokens) of data with at most :data:`RECIPE_HEAD_MAX_HF` of its
+    :data:`RECIPE_TIME_HEAD` for frequency models of data with at most :data:`RECIPE_HEAD_MAX_HF` of its
     energy in the upper half of the spectrum (:func:`high_frequency_fraction`), else 0 (no head)."""
-    if domain not in ("freq", "dct"):
+    if domain != "freq":
         return 0, f"no time head ({domain}-domain tokens)"
     hf = high_frequency_fraction(series)
     if hf <= RECIPE_HEAD_MAX_HF:
