@@ -177,3 +177,27 @@ def test_training_fits_the_structure_on_the_fit_split(tmp_path) -> None:
           train_config=cfg, progress=False)
     fit_idx, _ = split_indices(len(x), cfg.val_fraction, cfg.seed)
     assert load_checkpoint(tmp_path / "m").exact.to_dict() == ExactStructure.fit(ds.train[fit_idx]).to_dict()
+
+
+def test_cli_train_says_so_and_samples_carry_it(tmp_path, capsys) -> None:
+    """``pyfdc train --data`` on band-limited data stored with 4 decimals names what it found; ``pyfdc sample``
+    records it and its samples are on the grid; ``--clip off`` samples are not."""
+    from pyfdc.cli import SAMPLE_INFO_FILE, SAMPLES_FILE, main
+
+    x, _ = _band_limited(120, 24, 2, decimals=4)
+    np.save(tmp_path / "limited.npy", x)
+    assert main(["train", "--tiny", "--data", str(tmp_path / "limited.npy"), "--epochs", "1", "--out",
+                 str(tmp_path / "m"), "--no-progress"]) == 0
+    cap = capsys.readouterr()
+    assert "a per-series band limit and values on a 1e-4 grid (2 of 2 channels)" in cap.out + cap.err
+    for clip in ("auto", "off"):
+        out = tmp_path / f"s_{clip}"
+        assert main(["sample", "--checkpoint", str(tmp_path / "m"), "--num-samples", "4", "--steps", "5",
+                     "--clip", clip, "--out", str(out), "--no-progress"]) == 0
+        s = np.load(out / SAMPLES_FILE).astype(np.float64)
+        info = json.loads((out / SAMPLE_INFO_FILE).read_text())
+        off_grid = float(np.abs(s - np.round(s, 4)).max())
+        if clip == "auto":
+            assert info["exact_structure"]["grid"]["decimals"] == [4, 4] and off_grid < 1e-6
+        else:
+            assert info["exact_structure"] is None and off_grid > 1e-6
