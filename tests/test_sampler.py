@@ -4,6 +4,7 @@ from __future__ import annotations
 
 import argparse
 import json
+import mmap
 from pathlib import Path
 
 import numpy as np
@@ -22,7 +23,7 @@ class _LeakyCache:
     name = "leaky"
 
     def __init__(self) -> None:
-        self.kept: list[torch.Tensor] = []
+        self.kept: list[mmap.mmap] = []
 
     def bind(self, model, *, steps, method, compile, progress):  # noqa: ANN001 - the Sampler's protocol
         self.model = model
@@ -35,7 +36,11 @@ class _LeakyCache:
             cache_bytes = 123
 
             def __call__(self, z, t, i):  # noqa: ANN001
-                cache.kept.append(torch.ones(1 << 18))  # 1 MiB of float32, touched
+                # 1 MiB of fresh anonymous pages, touched: RSS grows whatever free heap earlier tests left
+                # behind (a malloc'd tensor may reuse resident pages once glibc's mmap threshold has risen)
+                page = mmap.mmap(-1, 1 << 20)
+                page.write(b"\x01" * (1 << 20))
+                cache.kept.append(page)
                 return cache.model.net(z, t)
         return _Policy()
 

@@ -3,6 +3,7 @@ applied on every E2-CRF step, and absent from configs that do not use it."""
 from __future__ import annotations
 
 import json
+import types
 from pathlib import Path
 
 import numpy as np
@@ -151,6 +152,8 @@ def _recipe_model_config(tmp_path: Path, monkeypatch: pytest.MonkeyPatch, *args:
     seen: dict[str, object] = {}
 
     class Done:
+        model = types.SimpleNamespace(exact=None)   # what the CLI reads of the trained model
+
         def summary(self) -> dict[str, object]:
             return {"epochs_run": 1, "wall_seconds": 0.0, "best_val_loss": 0.0, "best_epoch": 1, "kept_epoch": 1}
 

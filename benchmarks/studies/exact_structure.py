@@ -12,7 +12,6 @@ shows no exact structure are reported as such (their samples do not change).
 """
 from __future__ import annotations
 
-import argparse
 import sys
 from pathlib import Path
 
@@ -22,8 +21,8 @@ import torch
 sys.path.insert(0, str(Path(__file__).resolve().parents[1]))
 sys.path.insert(0, str(Path(__file__).resolve().parent))
 from c2st_features import feature_aucs  # noqa: E402
-from final_vs_best import _c2st  # noqa: E402
-from suite_data import load_suite_dataset, znorm_like  # noqa: E402
+from final_vs_best import _c2st, study_parser, train_splits  # noqa: E402
+from suite_data import znorm_like  # noqa: E402
 
 
 def _tokens(folder: Path, n: int, domain: str) -> tuple[object, torch.Tensor]:
@@ -45,24 +44,17 @@ def _tokens(folder: Path, n: int, domain: str) -> tuple[object, torch.Tensor]:
 
 
 def main() -> None:
-    ap = argparse.ArgumentParser(description=__doc__.splitlines()[0])
-    ap.add_argument("--run", required=True, type=Path)
-    ap.add_argument("--datasets", nargs="+", required=True)
-    ap.add_argument("--num-samples", type=int, default=128)
+    ap = study_parser(__doc__)
     ap.add_argument("--domain", choices=("freq", "time"), default="freq", help="which of the run's models")
-    ap.add_argument("--held-out", action="store_true", help="also print the held-out C2ST (not for deciding)")
     args = ap.parse_args()
     torch.set_num_threads(1)
     from pyfdc.core.exact_structure import ExactStructure
-    from pyfdc.training.config import split_indices
 
     print("| dataset | structure found (fit split) | decoded | C2ST vs fit hgb / linear (3 subsamples) | roughness gen / val "
           "| strongest statistic (AUC) |" + (" held-out C2ST hgb / linear (5 subsamples) |" if args.held_out else ""))
     print("|---|---|---|---|---|---|" + ("---|" if args.held_out else ""))
     for name in args.datasets:
-        ds = load_suite_dataset(name)
-        fit_idx, val_idx = split_indices(len(ds.train), 0.1, 0)   # the suite's TrainConfig: val 0.1, seed 0
-        fit, val = ds.train[fit_idx], ds.train[val_idx]
+        ds, fit, val = train_splits(name)
         exact = ExactStructure.fit(fit)
         if exact is None:
             print(f"| {name} | none | (unchanged) | | | |" + (" |" if args.held_out else ""), flush=True)

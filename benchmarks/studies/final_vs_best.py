@@ -66,23 +66,34 @@ def _nn_ratio(x: np.ndarray, fit: np.ndarray, val: np.ndarray) -> float:
     return nearest(x) / nearest(val)
 
 
-def main() -> None:
-    ap = argparse.ArgumentParser(description=__doc__.splitlines()[0])
+def study_parser(doc: str) -> argparse.ArgumentParser:
+    """The options every study over a suite run shares: ``--run``, ``--datasets``, ``--num-samples``, ``--held-out``."""
+    ap = argparse.ArgumentParser(description=doc.splitlines()[0])
     ap.add_argument("--run", required=True, type=Path)
     ap.add_argument("--datasets", nargs="+", required=True)
     ap.add_argument("--num-samples", type=int, default=128)
     ap.add_argument("--held-out", action="store_true", help="also print the held-out C2ST (not for deciding)")
-    args = ap.parse_args()
-    torch.set_num_threads(1)
+    return ap
+
+
+def train_splits(name: str) -> tuple[object, np.ndarray, np.ndarray]:
+    """``(dataset, fit, val)``: the suite dataset and its train split's fit and validation series (the suite's
+    TrainConfig: val 0.1, seed 0)."""
     from pyfdc.training.config import split_indices
 
+    ds = load_suite_dataset(name)
+    fit_idx, val_idx = split_indices(len(ds.train), 0.1, 0)
+    return ds, ds.train[fit_idx], ds.train[val_idx]
+
+
+def main() -> None:
+    args = study_parser(__doc__).parse_args()
+    torch.set_num_threads(1)
     print("| dataset | weights | epoch | roughness gen / val / fit | C2ST vs fit (hgb / linear, 3 subsamples) "
           "| nearest-fit distance, gen / val |" + (" held-out C2ST (hgb / linear, 5 subsamples) |" if args.held_out else ""))
     print("|---|---|---|---|---|---|" + ("---|" if args.held_out else ""))
     for name in args.datasets:
-        ds = load_suite_dataset(name)
-        fit_idx, val_idx = split_indices(len(ds.train), 0.1, 0)   # the suite's TrainConfig: val 0.1, seed 0
-        fit, val = ds.train[fit_idx], ds.train[val_idx]
+        ds, fit, val = train_splits(name)
         for arm in ("best", "final"):
             raw, epoch = _draw(args.run / name, arm, args.num_samples)
             x = znorm_like(ds, raw)

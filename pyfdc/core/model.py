@@ -101,12 +101,7 @@ class DiffusionModel:
                 self.net.mask.device, self.net.mask.dtype)
         else:
             self.net.pin_projector = None
-        if self.bounds is not None:
-            if not isinstance(self.bounds, SupportBounds):
-                raise TypeError(f"bounds must be SupportBounds or None, got {type(self.bounds).__name__}")
-            if self.bounds.channels != self.transform.m:
-                raise ValueError(f"bounds are for M = {self.bounds.channels} channels, the transform has "
-                                 f"{self.transform.m}")
+        self._check_per_channel("bounds", SupportBounds)
         if self.token_moments is not None:
             if not isinstance(self.token_moments, TokenMoments):
                 raise TypeError(f"token_moments must be TokenMoments or None, got {type(self.token_moments).__name__}")
@@ -114,14 +109,19 @@ class DiffusionModel:
             if self.token_moments.shape != want:
                 raise ValueError(f"token_moments are for (T, C) = {self.token_moments.shape} but the "
                                  f"{self.transform.kind!r} transform gives {want}")
-        if self.exact is not None:
-            if not isinstance(self.exact, ExactStructure):
-                raise TypeError(f"exact must be an ExactStructure or None, got {type(self.exact).__name__}")
-            if self.exact.channels != self.transform.m:
-                raise ValueError(f"exact structure is for M = {self.exact.channels} channels, the transform has "
-                                 f"{self.transform.m}")
+        self._check_per_channel("exact", ExactStructure)
         if self.clip not in (True, False):
             raise ValueError(f"clip must be a bool, got {self.clip!r}")
+
+    def _check_per_channel(self, name: str, cls: type) -> None:
+        """``self.<name>`` is ``None`` or a ``cls`` for the transform's ``M`` channels (else a one-line error)."""
+        value = getattr(self, name)
+        if value is None:
+            return
+        if not isinstance(value, cls):
+            raise TypeError(f"{name} must be a {cls.__name__} or None, got {type(value).__name__}")
+        if value.channels != self.transform.m:
+            raise ValueError(f"{name} is for M = {value.channels} channels, the transform has {self.transform.m}")
 
     def support_clip(self) -> SupportClip | None:
         """The per-step clip of the denoised estimate samplers apply, or ``None`` (no bounds, or ``clip`` off)."""
