@@ -21,7 +21,7 @@ import torch
 sys.path.insert(0, str(Path(__file__).resolve().parents[1]))
 sys.path.insert(0, str(Path(__file__).resolve().parent))
 from c2st_features import feature_aucs  # noqa: E402
-from final_vs_best import _c2st, study_parser, train_splits  # noqa: E402
+from final_vs_best import _c2st, held_out_cell, print_header, study_parser, train_splits  # noqa: E402
 from suite_data import znorm_like  # noqa: E402
 
 
@@ -50,9 +50,8 @@ def main() -> None:
     torch.set_num_threads(1)
     from pyfdc.core.exact_structure import ExactStructure
 
-    print("| dataset | structure found (fit split) | decoded | C2ST vs fit hgb / linear (3 subsamples) | roughness gen / val "
-          "| strongest statistic (AUC) |" + (" held-out C2ST hgb / linear (5 subsamples) |" if args.held_out else ""))
-    print("|---|---|---|---|---|---|" + ("---|" if args.held_out else ""))
+    print_header(["dataset", "structure found (fit split)", "decoded", "C2ST vs fit hgb / linear (3 subsamples)",
+                  "roughness gen / val", "strongest statistic (AUC)"], args.held_out)
     for name in args.datasets:
         ds, fit, val = train_splits(name)
         exact = ExactStructure.fit(fit)
@@ -71,10 +70,7 @@ def main() -> None:
             auc, stat, _, _ = feature_aucs(x, fit)[0]
             row = (f"| {name} | {found} | {label} | {hgb:.3f} / {lin:.3f} | {rough[0]:.4f} / {rough[1]:.4f} "
                    f"| {stat} ({auc:.3f}) |")
-            if args.held_out:
-                h, li = _c2st(x, ds.test, 5)
-                row += f" {h:.3f} / {li:.3f} |"
-            print(row, flush=True)
+            print(row + held_out_cell(x, ds.test, args.held_out), flush=True)
 
 
 if __name__ == "__main__":

@@ -66,6 +66,21 @@ def _nn_ratio(x: np.ndarray, fit: np.ndarray, val: np.ndarray) -> float:
     return nearest(x) / nearest(val)
 
 
+def print_header(columns: list[str], held_out: bool) -> None:
+    """A markdown table's header for ``columns``, plus the held-out column when ``held_out``."""
+    heads = columns + (["held-out C2ST (hgb / linear, 5 subsamples)"] if held_out else [])
+    print("| " + " | ".join(heads) + " |")
+    print("|" + "---|" * len(heads))
+
+
+def held_out_cell(x: np.ndarray, test: np.ndarray, on: bool) -> str:
+    """The held-out C2ST cell (hgb / linear, 5 subsamples) of a table row, or nothing when ``on`` is false."""
+    if not on:
+        return ""
+    hgb, lin = _c2st(x, test, 5)
+    return f" {hgb:.3f} / {lin:.3f} |"
+
+
 def study_parser(doc: str) -> argparse.ArgumentParser:
     """The options every study over a suite run shares: ``--run``, ``--datasets``, ``--num-samples``, ``--held-out``."""
     ap = argparse.ArgumentParser(description=doc.splitlines()[0])
@@ -89,9 +104,8 @@ def train_splits(name: str) -> tuple[object, np.ndarray, np.ndarray]:
 def main() -> None:
     args = study_parser(__doc__).parse_args()
     torch.set_num_threads(1)
-    print("| dataset | weights | epoch | roughness gen / val / fit | C2ST vs fit (hgb / linear, 3 subsamples) "
-          "| nearest-fit distance, gen / val |" + (" held-out C2ST (hgb / linear, 5 subsamples) |" if args.held_out else ""))
-    print("|---|---|---|---|---|---|" + ("---|" if args.held_out else ""))
+    print_header(["dataset", "weights", "epoch", "roughness gen / val / fit", "C2ST vs fit (hgb / linear, 3 subsamples)",
+                  "nearest-fit distance, gen / val"], args.held_out)
     for name in args.datasets:
         ds, fit, val = train_splits(name)
         for arm in ("best", "final"):
@@ -102,10 +116,7 @@ def main() -> None:
             row = (f"| {name} | {arm} | {epoch} | {rough[0]:.4f} / {rough[1]:.4f} / {rough[2]:.4f} "
                    f"({100 * (rough[0] / rough[1] - 1):+.0f}% of val) | {hgb:.3f} / {lin:.3f} | "
                    f"{_nn_ratio(x, fit, val):.2f} |")
-            if args.held_out:
-                h, li = _c2st(x, ds.test, 5)
-                row += f" {h:.3f} / {li:.3f} |"
-            print(row, flush=True)
+            print(row + held_out_cell(x, ds.test, args.held_out), flush=True)
 
 
 if __name__ == "__main__":
