@@ -8,7 +8,7 @@ import pytest
 import torch
 
 from pyfdc.core.checkpoint import CheckpointError, load_checkpoint, save_checkpoint
-from pyfdc.core.exact_structure import BandLimit, ExactStructure, ValueGrid
+from pyfdc.core.exact_structure import BandLimit, ExactStructure, SeriesNorm, ValueGrid
 from pyfdc.core.model import DiffusionModel
 from pyfdc.core.pinning import PinnedCoordinates
 from pyfdc.core.score_net import ModelConfig, ScoreTransformer
@@ -99,7 +99,33 @@ def test_value_grid_rounds_each_channel_to_its_own_decimals() -> None:
     torch.testing.assert_close(out, want, rtol=0, atol=0)
 
 
+@pytest.mark.parametrize("ddof", [0, 1])
+def test_series_norm_is_found_and_imposed_per_channel(ddof: int) -> None:
+    rng = np.random.default_rng(4)
+    raw = np.cumsum(rng.normal(size=(60, 30, 3)), axis=1)
+    x = raw.copy()
+    x[..., :2] = (raw[..., :2] - raw[..., :2].mean(axis=1, keepdims=True)) / raw[..., :2].std(axis=1, ddof=ddof, keepdims=True)
+    x = x.astype(np.float32)                      # stored as float32, like the archives
+    found = ExactStructure.fit(x)
+    assert found.norm.ddof == [ddof, ddof, None] and found.band_limit is None and found.grid is None
+    assert f"every series z-normalised (sd with ddof {ddof}; 2 of 3 channels)" in found.describe()
+    samples = torch.as_tensor(1.7 * raw[:5] + 0.3, dtype=torch.float32)
+    out = found.apply(samples).double()
+    torch.testing.assert_close(out[..., :2].mean(dim=1), torch.zeros(5, 2, dtype=torch.float64), rtol=0, atol=1e-6)
+    torch.testing.assert_close(out[..., :2].std(dim=1, correction=ddof), torch.ones(5, 2, dtype=torch.float64),
+                               rtol=0, atol=1e-6)
+    assert torch.equal(out[..., 2], samples[..., 2].double())   # the channel that is not normalised: untouched
+    assert SeriesNorm.fit(x[..., :1] * np.float32(1.001)) is None          # sd 1.001: not normalised
+    assert SeriesNorm.fit(x[..., :1] + np.float32(1e-3)) is None           # mean 1e-3: not normalised
+
+
+def test_structures_written_before_the_norm_load() -> None:
+    back = ExactStructure.from_dict({"band_limit": None, "grid": {"decimals": [2]}})
+    assert back.norm is None and back.grid.decimals == [2]
+
+
 @pytest.mark.parametrize("bad, match", [
+    (lambda: SeriesNorm([2]), "None, 0 or 1"),
     (lambda: BandLimit([0.0], [0.0], 0.1), "positive finite sds"),
     (lambda: BandLimit([0.0], [1.0], -1.0), "tau"),
     (lambda: ValueGrid([12]), "0..9"),

@@ -10,6 +10,9 @@ Two kinds, both measured on the fit split at training time and imposed on decode
   added to real JapaneseVowels series is told apart with 85% accuracy. The generated series' own
   cutoff is read off its spectrum (the highest bin whose amplitude reaches ``tau``) and everything above
   it is set to zero.
+* :class:`SeriesNorm` — every series is z-normalised per channel (many UCR archives are: mean 0, sd 1 with
+  ``ddof`` 0 or 1): each decoded sample is normalised the same way. A generator never hits that constraint
+  exactly, and the series' own mean and sd then tell its samples from the data (a C2ST of 1.0 on ItalyPower).
 * :class:`ValueGrid` — a channel's values lie on a decimal grid (stored with d decimals, or counts):
   the decoded values are rounded to it, so the samples carry the data's own storage precision.
 
@@ -26,13 +29,14 @@ import numpy as np
 import torch
 from torch import Tensor
 
-__all__ = ["BandLimit", "ValueGrid", "ExactStructure"]
+__all__ = ["BandLimit", "SeriesNorm", "ValueGrid", "ExactStructure"]
 
 ZERO_AMPLITUDE = 1e-3   # a data bin counts as zero below this relative amplitude (what storage leaves:
                         # ~1e-6 for 6 decimals on JapaneseVowels, ~1e-7 for float32 rounding)
 BAND_LIMITED_SHARE = 0.5   # band-limited data: at least this share of series has a zero top bin
 TAU_FRACTION = 0.25     # tau = this fraction of the data's smallest in-band top amplitude (1% quantile)
 MIN_TAU = 1e-2          # below it no clear gap between zero and in-band bins (a sampler leaves ~1e-3)
+NORM_TOLERANCE = 1e-5  # a series counts as z-normalised when |mean| and |sd - 1| are below this
 MAX_DECIMALS = 9
 MIN_GRID_VALUES = 100
 
@@ -110,6 +114,52 @@ class BandLimit:
         return cls(d["mean"], d["sd"], d["tau"])
 
 
+class SeriesNorm:
+    """Per channel the ``ddof`` (0 or 1) its series are z-normalised with, or ``None`` (not normalised)."""
+
+    def __init__(self, ddof: Any) -> None:
+        self.ddof = [None if d is None else int(d) for d in ddof]
+        if not self.ddof or any(d not in (None, 0, 1) for d in self.ddof):
+            raise ValueError(f"series norm needs one entry per channel, each None, 0 or 1, got {ddof!r}")
+
+    @classmethod
+    def fit(cls, x: np.ndarray) -> SeriesNorm | None:
+        """Per channel of ``x (n, N, M)`` (``N >= 3``): the ``ddof`` with which every series has mean 0 and sd 1
+        to within :data:`NORM_TOLERANCE`; ``None`` when no channel is normalised."""
+        arr = np.asarray(x, dtype=np.float64)
+        if arr.ndim != 3 or arr.shape[0] < 1 or arr.shape[1] < 3:
+            return None
+        found = []
+        for ch in range(arr.shape[2]):
+            v = arr[..., ch]
+            centred = np.abs(v.mean(axis=1)).max() <= NORM_TOLERANCE
+            unit = [d for d in (1, 0) if np.abs(v.std(axis=1, ddof=d) - 1).max() <= NORM_TOLERANCE]
+            found.append(unit[0] if centred and unit else None)
+        return None if all(d is None for d in found) else cls(found)
+
+    def apply(self, x: Tensor) -> Tensor:
+        """``x (B, N, M)`` with every series z-normalised on the channels that are (float64; ``x.dtype`` out)."""
+        if x.shape[-1] != len(self.ddof):
+            raise ValueError(f"series have M = {x.shape[-1]} channels, the series norm {len(self.ddof)}")
+        xd = x.to(torch.float64)
+        out = xd.clone()
+        for ch, d in enumerate(self.ddof):
+            if d is not None:
+                v = xd[..., ch]
+                sd = v.std(dim=1, correction=d, keepdim=True)
+                out[..., ch] = (v - v.mean(dim=1, keepdim=True)) / torch.where(sd > 0, sd, torch.ones_like(sd))
+        return out.to(x.dtype)
+
+    def to_dict(self) -> dict[str, Any]:
+        return {"ddof": list(self.ddof)}
+
+    @classmethod
+    def from_dict(cls, d: Any) -> SeriesNorm:
+        if not isinstance(d, dict) or "ddof" not in d or not isinstance(d["ddof"], list):
+            raise ValueError(f"series norm needs a list under 'ddof', got {d!r:.80}")
+        return cls(d["ddof"])
+
+
 class ValueGrid:
     """Per channel the number of decimals its values are stored with, or ``None`` (not on a grid)."""
 
@@ -167,33 +217,51 @@ class ValueGrid:
 
 
 class ExactStructure:
-    """The :class:`BandLimit` and :class:`ValueGrid` of a training set (either may be ``None``)."""
+    """The :class:`BandLimit`, :class:`SeriesNorm` and :class:`ValueGrid` of a training set (each may be ``None``),
+    applied in that order: the band limit changes every value, the norm every series, the grid rounds last."""
 
-    def __init__(self, band_limit: BandLimit | None = None, grid: ValueGrid | None = None) -> None:
-        if band_limit is not None and not isinstance(band_limit, BandLimit):
-            raise TypeError(f"band_limit must be a BandLimit or None, got {type(band_limit).__name__}")
-        if grid is not None and not isinstance(grid, ValueGrid):
-            raise TypeError(f"grid must be a ValueGrid or None, got {type(grid).__name__}")
-        if band_limit is not None and grid is not None and band_limit.mean.size != len(grid.decimals):
-            raise ValueError(f"band limit is for {band_limit.mean.size} channels, the value grid for "
-                             f"{len(grid.decimals)}")
-        self.band_limit, self.grid = band_limit, grid
+    PARTS: tuple[tuple[str, type], ...] = (("band_limit", BandLimit), ("norm", SeriesNorm), ("grid", ValueGrid))
+
+    def __init__(self, band_limit: BandLimit | None = None, grid: ValueGrid | None = None,
+                 norm: SeriesNorm | None = None) -> None:
+        self.band_limit, self.norm, self.grid = band_limit, norm, grid
+        sizes = set()
+        for name, cls in self.PARTS:
+            part = getattr(self, name)
+            if part is not None and not isinstance(part, cls):
+                raise TypeError(f"{name} must be a {cls.__name__} or None, got {type(part).__name__}")
+            if part is not None:
+                sizes.add(self._size(part))
+        if len(sizes) > 1:
+            raise ValueError(f"the parts of an exact structure are for different numbers of channels: {sorted(sizes)}")
+
+    @staticmethod
+    def _size(part: Any) -> int:
+        if isinstance(part, BandLimit):
+            return int(part.mean.size)
+        return len(part.ddof) if isinstance(part, SeriesNorm) else len(part.decimals)
+
+    def _parts(self) -> list[Any]:
+        return [p for p in (self.band_limit, self.norm, self.grid) if p is not None]
 
     @property
     def channels(self) -> int | None:
-        if self.band_limit is not None:
-            return int(self.band_limit.mean.size)
-        return None if self.grid is None else len(self.grid.decimals)
+        parts = self._parts()
+        return self._size(parts[0]) if parts else None
 
     @classmethod
     def fit(cls, x: np.ndarray) -> ExactStructure | None:
-        """Both of ``x (n, N, M)`` (the fit split, the data's own units and dtype); ``None`` if neither holds."""
-        found = cls(BandLimit.fit(x), ValueGrid.fit(x))
-        return None if found.band_limit is None and found.grid is None else found
+        """Every part of ``x (n, N, M)`` (the fit split, the data's own units and dtype); ``None`` if none holds."""
+        found = cls(BandLimit.fit(x), ValueGrid.fit(x), SeriesNorm.fit(x))
+        return found if found._parts() else None
 
     def describe(self) -> str:
         """One phrase for messages, e.g. ``"a per-series band limit and values on a 1e-6 grid (12 of 12 channels)"``."""
         parts = [] if self.band_limit is None else ["a per-series band limit"]
+        if self.norm is not None:
+            on = [d for d in self.norm.ddof if d is not None]
+            ddofs = " and ".join(f"ddof {d}" for d in sorted(set(on)))
+            parts.append(f"every series z-normalised (sd with {ddofs}; {len(on)} of {len(self.norm.ddof)} channels)")
         if self.grid is not None:
             on = [d for d in self.grid.decimals if d is not None]
             steps = ", ".join(f"1e-{d}" if d else "1" for d in sorted(set(on)))
@@ -201,18 +269,17 @@ class ExactStructure:
         return " and ".join(parts)
 
     def apply(self, x: Tensor) -> Tensor:
-        """Series ``(B, N, M)``: the band limit first (it changes every value), then the grid."""
-        if self.band_limit is not None:
-            x = self.band_limit.apply(x)
-        return x if self.grid is None else self.grid.apply(x)
+        """Series ``(B, N, M)`` with every part imposed, in :attr:`PARTS` order."""
+        for part in self._parts():
+            x = part.apply(x)
+        return x
 
     def to_dict(self) -> dict[str, Any]:
-        return {"band_limit": None if self.band_limit is None else self.band_limit.to_dict(),
-                "grid": None if self.grid is None else self.grid.to_dict()}
+        return {name: None if getattr(self, name) is None else getattr(self, name).to_dict() for name, _ in self.PARTS}
 
     @classmethod
     def from_dict(cls, d: Any) -> ExactStructure:
         if not isinstance(d, dict) or not {"band_limit", "grid"} <= set(d):
             raise ValueError(f"exact structure needs keys 'band_limit' and 'grid', got {d!r:.80}")
-        return cls(None if d["band_limit"] is None else BandLimit.from_dict(d["band_limit"]),
-                   None if d["grid"] is None else ValueGrid.from_dict(d["grid"]))
+        parts = {name: None if d.get(name) is None else kind.from_dict(d[name]) for name, kind in cls.PARTS}
+        return cls(**parts)
