@@ -133,8 +133,8 @@ def cmd_train(args: argparse.Namespace) -> dict[str, Any]:
           f"{summary['best_val_loss']} at epoch {summary['best_epoch']}; {why}; checkpoint: {args.out} "
           f"(epoch {summary['kept_epoch']}'s weights, --keep {keep})")
     if result.model.exact is not None:
-        _echo(f"the training series have {result.model.exact.describe()}: samples get the same (--clip off in "
-              "pyfdc sample does without)")
+        _echo(f"exact structure in the training series: {result.model.exact.describe()}; samples get the same "
+              "(pyfdc sample --clip off does without)")
     return summary
 
 
