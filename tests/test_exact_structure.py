@@ -1,4 +1,5 @@
-"""Exact structure of the training data: per-series band limits and decimal value grids, imposed on samples."""
+"""Exact structure of the training data: per-series band limits, per-series normalisation and decimal value
+grids, imposed on samples."""
 from __future__ import annotations
 
 import json
@@ -43,8 +44,13 @@ def test_fit_finds_the_band_limit_and_the_grid(N: int, dtype: type) -> None:
     found = ExactStructure.fit(x)
     assert found is not None and found.band_limit is not None
     assert found.grid.decimals == [4, 4, 4]       # the coarsest grid, not any finer one
-    # tau sits far above what storage leaves in the zero bins and below the data's in-band amplitudes
-    assert 1e-3 < found.band_limit.tau < 0.1
+    # tau: a quarter of the 1% quantile of the series' last in-band amplitudes, far above what storage leaves
+    from pyfdc.core.exact_structure import _relative_amplitude
+
+    a64 = x.astype(np.float64)
+    amp = _relative_amplitude(a64, a64.mean(axis=(0, 1)), a64.std(axis=(0, 1)))
+    edge = np.array([row[row >= 1e-3][-1] for row in amp])
+    assert found.band_limit.tau == pytest.approx(0.25 * np.quantile(edge, 0.01), rel=1e-9)
 
 
 @pytest.mark.parametrize("dtype", [np.float32, np.float64])
@@ -58,6 +64,21 @@ def test_data_without_the_structure_gets_none(dtype: type) -> None:
     mixed = walk.copy()
     mixed[..., 1] = np.round(mixed[..., 1], 2)
     assert ValueGrid.fit(mixed).decimals == [None, 2]
+
+
+def test_full_band_series_mixed_in_turn_the_band_limit_off() -> None:
+    """Most series band-limited, a few full-band ones whose upper bins sit between zero and tau: cutting at
+    tau would change real series, so there is no band limit; flat series do not spoil a real one."""
+    x, _ = _band_limited(100, 32, 1, decimals=None, dtype=np.float64)
+    assert BandLimit.fit(x) is not None
+    k = np.arange(17)
+    rng = np.random.default_rng(5)
+    full = np.fft.irfft(rng.normal(size=(10, 17)) * 0.3 / (1 + k) ** 1.5 * np.exp(2j * np.pi * rng.uniform(size=(10, 17))),
+                        n=32, axis=1)[..., None] * 10
+    assert BandLimit.fit(np.concatenate([x, full])) is None
+    # constant series a little off the channel mean: band-limited too, and their DC is no band edge
+    flat = np.full((5, 32, 1), x.mean() + 0.003 * x.std())
+    assert BandLimit.fit(np.concatenate([x, flat])) is not None
 
 
 def test_a_few_band_limited_series_or_no_gap_are_not_enough() -> None:
@@ -119,6 +140,22 @@ def test_series_norm_is_found_and_imposed_per_channel(ddof: int) -> None:
     assert SeriesNorm.fit(x[..., :1] + np.float32(1e-3)) is None           # mean 1e-3: not normalised
 
 
+def test_checkpoint_keeps_the_series_norm(tmp_path) -> None:
+    rng = np.random.default_rng(6)
+    raw = np.cumsum(rng.normal(size=(80, 24, 1)), axis=1)
+    x = ((raw - raw.mean(axis=1, keepdims=True)) / raw.std(axis=1, ddof=1, keepdims=True)).astype(np.float32)
+    model = _model(x)
+    assert model.exact.norm.ddof == [1]
+    save_checkpoint(tmp_path / "ck", model)
+    back = load_checkpoint(tmp_path / "ck")
+    assert back.exact.to_dict() == model.exact.to_dict()
+    z = torch.randn(6, back.num_tokens, back.token_dim, dtype=torch.float64, generator=torch.Generator().manual_seed(2))
+    back.bounds = None                             # the clamp, which comes last, would win where it acts
+    out = back.decode_samples(z)
+    torch.testing.assert_close(out.mean(dim=1), torch.zeros(6, 1, dtype=torch.float64), rtol=0, atol=1e-9)
+    torch.testing.assert_close(out.std(dim=1, correction=1), torch.ones(6, 1, dtype=torch.float64), rtol=0, atol=1e-9)
+
+
 def test_structures_written_before_the_norm_load() -> None:
     back = ExactStructure.from_dict({"band_limit": None, "grid": {"decimals": [2]}})
     assert back.norm is None and back.grid.decimals == [2]
@@ -129,7 +166,10 @@ def test_structures_written_before_the_norm_load() -> None:
     (lambda: BandLimit([0.0], [0.0], 0.1), "positive finite sds"),
     (lambda: BandLimit([0.0], [1.0], -1.0), "tau"),
     (lambda: ValueGrid([12]), "0..9"),
-    (lambda: ExactStructure(BandLimit([0.0, 0.0], [1.0, 1.0], 0.1), ValueGrid([3])), "channels"),
+    (lambda: ExactStructure(band_limit=BandLimit([0.0, 0.0], [1.0, 1.0], 0.1), grid=ValueGrid([3])), "channels"),
+    (lambda: ExactStructure(), "at least one part"),
+    (lambda: ValueGrid([2.7]), "0..9"),
+    (lambda: SeriesNorm([0.5]), "None, 0 or 1"),
     (lambda: ExactStructure.from_dict({"grid": None}), "band_limit"),
 ])
 def test_bad_structures_are_refused(bad, match: str) -> None:

@@ -212,7 +212,8 @@ def _sample_parser(sub: Any) -> None:
     p.add_argument("--clip", choices=("auto", "off"), default="auto",
                    help="auto (default): keep samples inside the training data's per-channel range recorded in "
                         "the checkpoint (the denoised estimate is clipped at every step, the series at the end) and "
-                        "give them the data's exact band limit and value grid where the checkpoint records them; "
+                        "give them the data's exact band limit, per-series normalisation and stored decimals where the "
+                        "checkpoint records them; "
                         "off: sample the network as it is")
     _add_device(p)
     _add_out(p)

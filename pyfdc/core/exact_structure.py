@@ -1,7 +1,8 @@
 """Exact structure of the training data that a continuous sampler does not hit on its own.
 
-Two kinds, both measured on the fit split at training time and imposed on decoded samples
-(:meth:`pyfdc.core.model.DiffusionModel.decode_samples`), like the support bounds:
+Three kinds, each measured on the fit split at training time and imposed on decoded samples
+(:meth:`pyfdc.core.model.DiffusionModel.decode_samples`, before the support bounds' clamp, which wins
+where a sample leaves the data's range), like the support bounds:
 
 * :class:`BandLimit` — every series is band-limited: above a cutoff of its own the spectrum is exactly
   zero (series resampled to a common length by Fourier interpolation carry this; UEA JapaneseVowels'
@@ -16,10 +17,12 @@ Two kinds, both measured on the fit split at training time and imposed on decode
 * :class:`ValueGrid` — a channel's values lie on a decimal grid (stored with d decimals, or counts):
   the decoded values are rounded to it, so the samples carry the data's own storage precision.
 
-Both are ``None`` (off) unless the fit split shows them; the tests that decide are in the ``fit``
-methods. Data stored so coarsely that rounding leaves more than ``ZERO_AMPLITUDE`` in the zero bins (a
-grid step above ~1e-3 of a channel's sd) is not recognised as band-limited. Amplitudes are those of the orthonormal DFT of each channel standardised over the fit split,
-the largest over channels: a relative scale, the same for data and samples.
+Each is ``None`` (off) unless the fit split shows it; the tests that decide are in the ``fit`` methods.
+Data stored so coarsely that rounding leaves more than ``ZERO_AMPLITUDE`` in the zero bins (a grid step
+above ~1e-3 of a channel's sd) is not recognised as band-limited. Amplitudes are those of the orthonormal
+DFT of each channel standardised over the fit split, the largest over channels: a relative scale, the
+same for data and samples. The fits read the data a block of series at a time (``FIT_BLOCK``), so they
+hold a few float64 copies of a block, not of the whole set.
 """
 from __future__ import annotations
 
@@ -33,11 +36,13 @@ __all__ = ["BandLimit", "SeriesNorm", "ValueGrid", "ExactStructure"]
 
 ZERO_AMPLITUDE = 1e-3   # a data bin counts as zero below this relative amplitude (what storage leaves:
                         # ~1e-6 for 6 decimals on JapaneseVowels, ~1e-7 for float32 rounding)
-BAND_LIMITED_SHARE = 0.5   # band-limited data: at least this share of series has a zero top bin
+BAND_LIMITED_SHARE = 0.5   # band-limited data: at least this share of series has a zero top bin ...
+CUT_CLEAN_SHARE = 0.99  # ... and the cut at tau leaves at least this share of the fit series as they are
 TAU_FRACTION = 0.25     # tau = this fraction of the data's smallest in-band top amplitude (1% quantile)
 MIN_TAU = 1e-2          # below it no clear gap between zero and in-band bins (a sampler leaves ~1e-3)
 NORM_TOLERANCE = 1e-5  # a series counts as z-normalised when |mean| and |sd - 1| are below this
 MAX_DECIMALS = 9
+FIT_BLOCK = 4096        # series per block when fitting
 MIN_GRID_VALUES = 100
 
 
@@ -49,6 +54,11 @@ def _relative_amplitude(x: np.ndarray | Tensor, mean: Any, sd: Any) -> Any:
         s = torch.as_tensor(sd, dtype=x.dtype, device=x.device)
         return torch.fft.rfft((x - m) / s, dim=1, norm="ortho").abs().amax(dim=2)
     return np.abs(np.fft.rfft((x - mean) / sd, axis=1, norm="ortho")).max(axis=2)
+
+
+def _last(flags: np.ndarray) -> np.ndarray:
+    """``(S, K)`` booleans -> ``(S,)`` index of each row's last true entry (0 when none)."""
+    return flags.shape[1] - 1 - np.argmax(flags[:, ::-1], axis=1)
 
 
 class BandLimit:
@@ -71,24 +81,31 @@ class BandLimit:
     def fit(cls, x: np.ndarray) -> BandLimit | None:
         """The band limit of ``x (n, N, M)``, or ``None`` when fewer than half its series have an exactly
         zero top bin, when ``tau`` would fall below ``MIN_TAU`` (in-band amplitudes that come near zero: no
-        gap a sampler's residual could be cut at) or when the series are too short (``N < 4``)."""
-        arr = np.asarray(x, dtype=np.float64)
+        gap a sampler's residual could be cut at), when the cut at ``tau`` would change more than 1% of the
+        fit series themselves (full-band series mixed in), or when the series are too short (``N < 4``)."""
+        arr = np.asarray(x)
         if arr.ndim != 3 or arr.shape[0] < 1 or arr.shape[1] < 4:
             return None
-        mean, sd = arr.mean(axis=(0, 1)), arr.std(axis=(0, 1))
+        mean = arr.mean(axis=(0, 1), dtype=np.float64)
+        sd = arr.std(axis=(0, 1), dtype=np.float64)
         sd = np.where(sd > 0, sd, 1.0)
-        amp = _relative_amplitude(arr, mean, sd)               # (n, K)
+        amp = np.concatenate([_relative_amplitude(arr[i:i + FIT_BLOCK].astype(np.float64), mean, sd)
+                              for i in range(0, len(arr), FIT_BLOCK)])            # (n, K)
         nonzero = amp >= ZERO_AMPLITUDE
         nonzero[:, 0] = True                                   # DC: the mean, never cut
         if (~nonzero[:, -1]).mean() < BAND_LIMITED_SHARE:
             return None
-        cutoff = nonzero.shape[1] - 1 - np.argmax(nonzero[:, ::-1], axis=1)   # highest nonzero bin per series
-        limited = cutoff < nonzero.shape[1] - 1
+        cutoff = _last(nonzero)                                # highest nonzero bin per series
+        limited = (cutoff > 0) & (cutoff < nonzero.shape[1] - 1)   # a flat series has no band edge
         top = amp[np.flatnonzero(limited), cutoff[limited]]
-        top = top[top >= ZERO_AMPLITUDE]                       # a series with only its mean has no band edge
         tau = TAU_FRACTION * float(np.quantile(top, 0.01)) if top.size else 0.0
-        # no clear gap between zero and the in-band amplitudes: a sampler's residual could not be told apart
-        return cls(mean, sd, tau) if tau >= MIN_TAU else None
+        if tau < MIN_TAU:   # no clear gap between zero and the in-band amplitudes
+            return None
+        keep = amp >= tau
+        keep[:, 0] = True
+        above = np.arange(amp.shape[1])[None, :] > _last(keep)[:, None]
+        clean = ~(above & nonzero).any(axis=1)                 # the cut removes nothing but zeros
+        return cls(mean, sd, tau) if clean.mean() >= CUT_CLEAN_SHARE else None
 
     def apply(self, x: Tensor) -> Tensor:
         """Series ``(B, N, M)`` in the data's units with each series' spectrum cut above its own cutoff
@@ -118,20 +135,20 @@ class SeriesNorm:
     """Per channel the ``ddof`` (0 or 1) its series are z-normalised with, or ``None`` (not normalised)."""
 
     def __init__(self, ddof: Any) -> None:
-        self.ddof = [None if d is None else int(d) for d in ddof]
-        if not self.ddof or any(d not in (None, 0, 1) for d in self.ddof):
+        self.ddof = list(ddof)
+        if not self.ddof or any(d is not None and (isinstance(d, bool) or d not in (0, 1)) for d in self.ddof):
             raise ValueError(f"series norm needs one entry per channel, each None, 0 or 1, got {ddof!r}")
 
     @classmethod
     def fit(cls, x: np.ndarray) -> SeriesNorm | None:
         """Per channel of ``x (n, N, M)`` (``N >= 3``): the ``ddof`` with which every series has mean 0 and sd 1
         to within :data:`NORM_TOLERANCE`; ``None`` when no channel is normalised."""
-        arr = np.asarray(x, dtype=np.float64)
+        arr = np.asarray(x)
         if arr.ndim != 3 or arr.shape[0] < 1 or arr.shape[1] < 3:
             return None
         found = []
         for ch in range(arr.shape[2]):
-            v = arr[..., ch]
+            v = arr[..., ch].astype(np.float64)               # one channel at a time
             centred = np.abs(v.mean(axis=1)).max() <= NORM_TOLERANCE
             unit = [d for d in (1, 0) if np.abs(v.std(axis=1, ddof=d) - 1).max() <= NORM_TOLERANCE]
             found.append(unit[0] if centred and unit else None)
@@ -164,8 +181,9 @@ class ValueGrid:
     """Per channel the number of decimals its values are stored with, or ``None`` (not on a grid)."""
 
     def __init__(self, decimals: Any) -> None:
-        self.decimals = [None if d is None else int(d) for d in decimals]
-        if not self.decimals or any(d is not None and not 0 <= d <= MAX_DECIMALS for d in self.decimals):
+        self.decimals = list(decimals)
+        if not self.decimals or any(d is not None and (isinstance(d, bool) or not isinstance(d, (int, np.integer))
+                                                       or not 0 <= d <= MAX_DECIMALS) for d in self.decimals):
             raise ValueError(f"value grid needs one entry per channel, each None or 0..{MAX_DECIMALS}, "
                              f"got {decimals!r}")
 
@@ -181,10 +199,9 @@ class ValueGrid:
             return None
         # relative: half an ulp of the stored dtype, plus two of float64 for the check's own arithmetic
         half_ulp = 0.5 * float(np.finfo(arr.dtype).eps) + 2 * float(np.finfo(np.float64).eps)
-        arr = arr.astype(np.float64)
         found = []
         for ch in range(arr.shape[2]):
-            v = arr[..., ch].ravel()
+            v = arr[..., ch].astype(np.float64).ravel()       # one channel at a time
             tol = half_ulp * np.abs(v)
             d_found = None
             for d in range(MAX_DECIMALS + 1):
@@ -222,9 +239,11 @@ class ExactStructure:
 
     PARTS: tuple[tuple[str, type], ...] = (("band_limit", BandLimit), ("norm", SeriesNorm), ("grid", ValueGrid))
 
-    def __init__(self, band_limit: BandLimit | None = None, grid: ValueGrid | None = None,
-                 norm: SeriesNorm | None = None) -> None:
+    def __init__(self, *, band_limit: BandLimit | None = None, norm: SeriesNorm | None = None,
+                 grid: ValueGrid | None = None) -> None:
         self.band_limit, self.norm, self.grid = band_limit, norm, grid
+        if band_limit is None and norm is None and grid is None:
+            raise ValueError("an exact structure needs at least one part (band_limit, norm or grid)")
         sizes = set()
         for name, cls in self.PARTS:
             part = getattr(self, name)
@@ -252,8 +271,8 @@ class ExactStructure:
     @classmethod
     def fit(cls, x: np.ndarray) -> ExactStructure | None:
         """Every part of ``x (n, N, M)`` (the fit split, the data's own units and dtype); ``None`` if none holds."""
-        found = cls(BandLimit.fit(x), ValueGrid.fit(x), SeriesNorm.fit(x))
-        return found if found._parts() else None
+        parts = {"band_limit": BandLimit.fit(x), "norm": SeriesNorm.fit(x), "grid": ValueGrid.fit(x)}
+        return cls(**parts) if any(p is not None for p in parts.values()) else None
 
     def describe(self) -> str:
         """One phrase for messages, e.g. ``"a per-series band limit and values on a 1e-6 grid (12 of 12 channels)"``."""

@@ -42,8 +42,8 @@ class DiffusionModel:
     default) samplers clip the denoised estimate to it at every step and :meth:`decode_samples`
     clamps the decoded series to it. No bounds (checkpoints written before them): no clipping.
 
-    ``exact``: the training data's exact band limit and value grid (:mod:`pyfdc.core.exact_structure`), or
-    ``None``; imposed on decoded samples when ``clip`` is on.
+    ``exact``: the training data's exact band limit, per-series normalisation and value grid
+    (:mod:`pyfdc.core.exact_structure`), or ``None``; imposed on decoded samples when ``clip`` is on.
     """
 
     net: ScoreTransformer
@@ -190,8 +190,9 @@ class DiffusionModel:
 
     def decode_samples(self, z: Tensor) -> Tensor:
         """Sampled tokens ``(B, T, C)`` -> series ``(B, N, M)``: :meth:`tokens_to_data`; with ``clip`` on, the
-        data's exact structure imposed (band limit, value grid; pins restored after) and the series clamped
-        to the support bounds (what every sampler returns)."""
+        data's exact structure imposed (band limit, series norm, value grid; pins restored after) and the
+        series clamped to the support bounds (what every sampler returns). The clamp comes last: a sample that
+        leaves the data's range keeps the range, at the cost of its normalisation there."""
         x = self.tokens_to_data(z)
         if not self.clip:
             return x

@@ -5,7 +5,7 @@ unseen, the dataset's test split is never read):
 
 * the per-channel :class:`~pyfdc.data.Standardizer` (time domain),
 * the per-channel :class:`~pyfdc.core.support.SupportBounds` samplers keep,
-* the :class:`~pyfdc.core.exact_structure.ExactStructure` (band limit, value grid) decoding imposes, if any,
+* the :class:`~pyfdc.core.exact_structure.ExactStructure` (band limit, series norm, value grid) decoding imposes, if any,
 * the :class:`~pyfdc.core.pinning.PinnedCoordinates` (``pinning="auto"`` with ``scaling="channel"`` only),
 * the per-token-coordinate :class:`~pyfdc.core.token_scaler.TokenScaler` (``scaling="token"`` only),
 * the :class:`~pyfdc.core.token_moments.TokenMoments` of the resulting model tokens (E2-CRF's gaussian
