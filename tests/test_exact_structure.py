@@ -73,8 +73,8 @@ def test_full_band_series_mixed_in_turn_the_band_limit_off() -> None:
     assert BandLimit.fit(x) is not None
     k = np.arange(17)
     rng = np.random.default_rng(5)
-    full = np.fft.irfft(rng.normal(size=(10, 17)) * 0.3 / (1 + k) ** 1.5 * np.exp(2j * np.pi * rng.uniform(size=(10, 17))),
-                        n=32, axis=1)[..., None] * 10
+    spec = rng.normal(size=(10, 17)) * 0.3 / (1 + k) ** 1.5 * np.exp(2j * np.pi * rng.uniform(size=(10, 17)))
+    full = np.fft.irfft(spec, n=32, axis=1)[..., None] * 10
     assert BandLimit.fit(np.concatenate([x, full])) is None
     # constant series a little off the channel mean: band-limited too, and their DC is no band edge
     flat = np.full((5, 32, 1), x.mean() + 0.003 * x.std())
@@ -125,7 +125,8 @@ def test_series_norm_is_found_and_imposed_per_channel(ddof: int) -> None:
     rng = np.random.default_rng(4)
     raw = np.cumsum(rng.normal(size=(60, 30, 3)), axis=1)
     x = raw.copy()
-    x[..., :2] = (raw[..., :2] - raw[..., :2].mean(axis=1, keepdims=True)) / raw[..., :2].std(axis=1, ddof=ddof, keepdims=True)
+    two = raw[..., :2]
+    x[..., :2] = (two - two.mean(axis=1, keepdims=True)) / two.std(axis=1, ddof=ddof, keepdims=True)
     x = x.astype(np.float32)                      # stored as float32, like the archives
     found = ExactStructure.fit(x)
     assert found.norm.ddof == [ddof, ddof, None] and found.band_limit is None and found.grid is None

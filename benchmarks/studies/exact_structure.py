@@ -2,7 +2,8 @@
 
     python benchmarks/studies/exact_structure.py --run runs/fvb --datasets japanesevowels [--num-samples 128]
 
-Per dataset of a suite run (``RUN/D/freq``, or ``RUN/D/time`` with ``--domain time``; the recipe's last-epoch EMA weights from ``train_state.pt``):
+Per dataset of a suite run (``RUN/D/freq``, or ``RUN/D/time`` with ``--domain time``; the recipe's
+last-epoch EMA weights from ``train_state.pt``):
 :class:`pyfdc.core.exact_structure.ExactStructure` fitted on the train split's fit series (what
 ``pyfdc train`` now records), one set of uncached EM-1000 tokens (seed 0), decoded without and with it.
 Scored on the train split only for the decision — C2ST against the fit series (mean of 3 subsamples),
