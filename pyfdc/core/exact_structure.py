@@ -131,8 +131,26 @@ class BandLimit:
         return cls(d["mean"], d["sd"], d["tau"])
 
 
-class SeriesNorm:
+class _PerChannelList:
+    """A part that is one list entry per channel under ``KEY`` (its attribute and its key in the checkpoint)."""
+
+    KEY: str = ""
+    LABEL: str = ""
+
+    def to_dict(self) -> dict[str, Any]:
+        return {self.KEY: list(getattr(self, self.KEY))}
+
+    @classmethod
+    def from_dict(cls, d: Any) -> Any:
+        if not isinstance(d, dict) or not isinstance(d.get(cls.KEY), list):
+            raise ValueError(f"{cls.LABEL} needs a list under '{cls.KEY}', got {d!r:.80}")
+        return cls(d[cls.KEY])
+
+
+class SeriesNorm(_PerChannelList):
     """Per channel the ``ddof`` (0 or 1) its series are z-normalised with, or ``None`` (not normalised)."""
+
+    KEY, LABEL = "ddof", "series norm"
 
     def __init__(self, ddof: Any) -> None:
         self.ddof = list(ddof)
@@ -167,18 +185,12 @@ class SeriesNorm:
                 out[..., ch] = (v - v.mean(dim=1, keepdim=True)) / torch.where(sd > 0, sd, torch.ones_like(sd))
         return out.to(x.dtype)
 
-    def to_dict(self) -> dict[str, Any]:
-        return {"ddof": list(self.ddof)}
-
-    @classmethod
-    def from_dict(cls, d: Any) -> SeriesNorm:
-        if not isinstance(d, dict) or "ddof" not in d or not isinstance(d["ddof"], list):
-            raise ValueError(f"series norm needs a list under 'ddof', got {d!r:.80}")
-        return cls(d["ddof"])
 
 
-class ValueGrid:
+class ValueGrid(_PerChannelList):
     """Per channel the number of decimals its values are stored with, or ``None`` (not on a grid)."""
+
+    KEY, LABEL = "decimals", "value grid"
 
     def __init__(self, decimals: Any) -> None:
         self.decimals = list(decimals)
@@ -223,14 +235,6 @@ class ValueGrid:
         xd = x.to(torch.float64)
         return torch.where(on, torch.round(xd * scale) / scale, xd).to(x.dtype)
 
-    def to_dict(self) -> dict[str, Any]:
-        return {"decimals": list(self.decimals)}
-
-    @classmethod
-    def from_dict(cls, d: Any) -> ValueGrid:
-        if not isinstance(d, dict) or "decimals" not in d or not isinstance(d["decimals"], list):
-            raise ValueError(f"value grid needs a list under 'decimals', got {d!r:.80}")
-        return cls(d["decimals"])
 
 
 class ExactStructure:
