@@ -46,14 +46,10 @@ FIT_BLOCK = 4096        # series per block when fitting
 MIN_GRID_VALUES = 100
 
 
-def _relative_amplitude(x: np.ndarray | Tensor, mean: Any, sd: Any) -> Any:
-    """``(S, N, M)`` -> ``(S, N//2 + 1)``: per bin, the largest orthonormal-DFT amplitude over channels
-    of the standardised series (numpy in, numpy out; tensor in, tensor out)."""
-    if isinstance(x, Tensor):
-        m = torch.as_tensor(mean, dtype=x.dtype, device=x.device)
-        s = torch.as_tensor(sd, dtype=x.dtype, device=x.device)
-        return torch.fft.rfft((x - m) / s, dim=1, norm="ortho").abs().amax(dim=2)
-    return np.abs(np.fft.rfft((x - mean) / sd, axis=1, norm="ortho")).max(axis=2)
+def _relative_amplitude(x: np.ndarray, sd: np.ndarray) -> np.ndarray:
+    """``(S, N, M)`` -> ``(S, N//2 + 1)``: per bin, the largest orthonormal-DFT amplitude over channels, in
+    units of each channel's ``sd (M,)``. The DC bin carries the series' mean and is never cut."""
+    return (np.abs(np.fft.rfft(x, axis=1, norm="ortho")) / sd).max(axis=2)
 
 
 def _last(flags: np.ndarray) -> np.ndarray:
@@ -62,20 +58,20 @@ def _last(flags: np.ndarray) -> np.ndarray:
 
 
 class BandLimit:
-    """Per-channel ``mean (M,)`` and ``sd (M,)`` of the fit split (the relative scale) and ``tau``: bins of
-    a sample above its highest bin of relative amplitude ``>= tau`` are set to zero (DC is never cut)."""
+    """Per-channel ``sd (M,)`` of the fit split (the relative scale) and ``tau``: bins of a sample above its
+    highest bin of relative amplitude ``>= tau`` are set to zero (DC is never cut)."""
 
-    def __init__(self, mean: Any, sd: Any, tau: float) -> None:
-        self.mean = np.asarray(mean, dtype=np.float64).reshape(-1)
+    def __init__(self, sd: Any, tau: float) -> None:
         self.sd = np.asarray(sd, dtype=np.float64).reshape(-1)
         self.tau = float(tau)
-        if self.mean.shape != self.sd.shape or self.mean.size == 0:
-            raise ValueError(f"band limit needs mean and sd of the same length M >= 1, got {self.mean.shape} "
-                             f"and {self.sd.shape}")
-        if not (np.isfinite(self.mean).all() and np.isfinite(self.sd).all() and (self.sd > 0).all()):
-            raise ValueError("band limit needs finite means and positive finite sds")
+        if self.sd.size == 0 or not (np.isfinite(self.sd).all() and (self.sd > 0).all()):
+            raise ValueError(f"band limit needs one positive finite sd per channel, got {self.sd.tolist()}")
         if not (np.isfinite(self.tau) and self.tau > 0):
             raise ValueError(f"band limit tau must be a positive number, got {tau!r}")
+
+    @property
+    def channels(self) -> int:
+        return int(self.sd.size)
 
     @classmethod
     def fit(cls, x: np.ndarray) -> BandLimit | None:
@@ -86,10 +82,9 @@ class BandLimit:
         arr = np.asarray(x)
         if arr.ndim != 3 or arr.shape[0] < 1 or arr.shape[1] < 4:
             return None
-        mean = arr.mean(axis=(0, 1), dtype=np.float64)
         sd = arr.std(axis=(0, 1), dtype=np.float64)
         sd = np.where(sd > 0, sd, 1.0)
-        amp = np.concatenate([_relative_amplitude(arr[i:i + FIT_BLOCK].astype(np.float64), mean, sd)
+        amp = np.concatenate([_relative_amplitude(arr[i:i + FIT_BLOCK].astype(np.float64), sd)
                               for i in range(0, len(arr), FIT_BLOCK)])            # (n, K)
         nonzero = amp >= ZERO_AMPLITUDE
         nonzero[:, 0] = True                                   # DC: the mean, never cut
@@ -105,30 +100,30 @@ class BandLimit:
         keep[:, 0] = True
         above = np.arange(amp.shape[1])[None, :] > _last(keep)[:, None]
         clean = ~(above & nonzero).any(axis=1)                 # the cut removes nothing but zeros
-        return cls(mean, sd, tau) if clean.mean() >= CUT_CLEAN_SHARE else None
+        return cls(sd, tau) if clean.mean() >= CUT_CLEAN_SHARE else None
 
     def apply(self, x: Tensor) -> Tensor:
         """Series ``(B, N, M)`` in the data's units with each series' spectrum cut above its own cutoff
         (computed in float64; returned in ``x.dtype``)."""
-        if x.shape[-1] != self.mean.size:
-            raise ValueError(f"series have M = {x.shape[-1]} channels, the band limit {self.mean.size}")
-        xd = x.to(torch.float64)
-        spec = torch.fft.rfft(xd, dim=1)                       # (B, K, M)
-        keep = _relative_amplitude(xd, self.mean, self.sd) >= self.tau   # (B, K)
+        if x.shape[-1] != self.sd.size:
+            raise ValueError(f"series have M = {x.shape[-1]} channels, the band limit {self.sd.size}")
+        spec = torch.fft.rfft(x.to(torch.float64), dim=1, norm="ortho")           # (B, K, M)
+        sd = torch.as_tensor(self.sd, dtype=torch.float64, device=x.device)
+        keep = (spec.abs() / sd).amax(dim=2) >= self.tau                       # (B, K): _relative_amplitude
         keep[:, 0] = True
         bins = torch.arange(keep.shape[1], device=x.device)
         cutoff = torch.where(keep, bins, torch.zeros_like(bins)).amax(dim=1)   # (B,)
         inside = (bins[None, :] <= cutoff[:, None]).to(spec.dtype)[:, :, None]
-        return torch.fft.irfft(spec * inside, n=x.shape[1], dim=1).to(x.dtype)
+        return torch.fft.irfft(spec * inside, n=x.shape[1], dim=1, norm="ortho").to(x.dtype)
 
     def to_dict(self) -> dict[str, Any]:
-        return {"mean": self.mean.tolist(), "sd": self.sd.tolist(), "tau": self.tau}
+        return {"sd": self.sd.tolist(), "tau": self.tau}
 
     @classmethod
     def from_dict(cls, d: Any) -> BandLimit:
-        if not isinstance(d, dict) or not {"mean", "sd", "tau"} <= set(d):
-            raise ValueError(f"band limit needs keys 'mean', 'sd' and 'tau', got {d!r:.80}")
-        return cls(d["mean"], d["sd"], d["tau"])
+        if not isinstance(d, dict) or not {"sd", "tau"} <= set(d):
+            raise ValueError(f"band limit needs keys 'sd' and 'tau', got {d!r:.80}")
+        return cls(d["sd"], d["tau"])
 
 
 class _PerChannelList:
@@ -136,6 +131,10 @@ class _PerChannelList:
 
     KEY: str = ""
     LABEL: str = ""
+
+    @property
+    def channels(self) -> int:
+        return len(getattr(self, self.KEY))
 
     def to_dict(self) -> dict[str, Any]:
         return {self.KEY: list(getattr(self, self.KEY))}
@@ -254,15 +253,9 @@ class ExactStructure:
             if part is not None and not isinstance(part, cls):
                 raise TypeError(f"{name} must be a {cls.__name__} or None, got {type(part).__name__}")
             if part is not None:
-                sizes.add(self._size(part))
+                sizes.add(part.channels)
         if len(sizes) > 1:
             raise ValueError(f"the parts of an exact structure are for different numbers of channels: {sorted(sizes)}")
-
-    @staticmethod
-    def _size(part: Any) -> int:
-        if isinstance(part, BandLimit):
-            return int(part.mean.size)
-        return len(part.ddof) if isinstance(part, SeriesNorm) else len(part.decimals)
 
     def _parts(self) -> list[Any]:
         return [p for p in (self.band_limit, self.norm, self.grid) if p is not None]
@@ -270,7 +263,7 @@ class ExactStructure:
     @property
     def channels(self) -> int | None:
         parts = self._parts()
-        return self._size(parts[0]) if parts else None
+        return parts[0].channels if parts else None
 
     @classmethod
     def fit(cls, x: np.ndarray) -> ExactStructure | None:
