@@ -10,6 +10,7 @@ only and re-raises its exception on every rank, so no rank waits in a collective
 """
 from __future__ import annotations
 
+import faulthandler
 import os
 from dataclasses import dataclass
 from datetime import timedelta
@@ -83,6 +84,8 @@ def join(device: str | torch.device, timeout_s: float = DEFAULT_TIMEOUT_S) -> tu
             dev = check_device(f"cuda:{local_rank}")
         torch.cuda.set_device(dev)
     backend = "nccl" if dev.type == "cuda" else "gloo"
+    if not faulthandler.is_enabled():  # a rank killed by a signal (SIGABRT in a C++ teardown) says where it was
+        faulthandler.enable()
     if not dist.is_initialized():
         kwargs: dict[str, Any] = {"backend": backend, "timeout": timedelta(seconds=timeout_s)}
         if dev.type == "cuda":
@@ -151,6 +154,7 @@ def all_reduce_(world: World, tensor: torch.Tensor, op: str = "sum") -> torch.Te
 
 
 def barrier(world: World) -> None:
+    """Wait until every rank gets here (no-op in one process)."""
     if world.active:
         dist.barrier()
 

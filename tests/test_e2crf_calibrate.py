@@ -282,3 +282,39 @@ def test_default_config_is_remembered_per_weights(monkeypatch: pytest.MonkeyPatc
     assert made == [1, 1] and torch.isfinite(x).all()
     with pytest.raises(ValueError, match="steps must be a positive int"):
         default_config(model, 0)
+
+
+def test_clip_off_keeps_its_own_calibration(tmp_path: Path, capsys: pytest.CaptureFixture[str],
+                                            monkeypatch: pytest.MonkeyPatch) -> None:
+    """The support clip changes every step's estimate: a calibration made with it is not reused with
+    --clip off (nor the other way round); each setting keeps its own file, neither overwrites the other."""
+    import pyfdc.e2crf.calibrate as ec
+    from pyfdc.core.model import weights_fingerprint
+    from pyfdc.core.support import SupportBounds
+
+    made: list[int] = []
+    real = ec.calibrate
+    monkeypatch.setattr(ec, "calibrate", lambda *a, **k: made.append(1) or real(*a, **{**k, "num_shadow": SHADOW}))
+    model = tiny_model()
+    model.bounds = SupportBounds(np.full(model.transform.m, -1.0), np.full(model.transform.m, 1.0))
+    ckpt = tmp_path / "ck"
+    save_checkpoint(ckpt, model)
+    base = ["sample", "--checkpoint", str(ckpt), "--sampler", "e2crf", "--num-samples", "2", "--steps", str(STEPS),
+            "--no-progress"]
+    assert cli.main(base + ["--out", str(tmp_path / "on")]) == 0 and made == [1]
+    assert cli.main(base + ["--clip", "off", "--out", str(tmp_path / "off")]) == 0 and made == [1, 1]
+    on, off = ec.calibration_file(ckpt, STEPS), ec.calibration_file(ckpt, STEPS, tag="-noclip")
+    assert Calibration.load(on).model_id == weights_fingerprint(model)
+    assert Calibration.load(off).model_id == weights_fingerprint(model) + "-noclip"
+    assert cli.main(base + ["--out", str(tmp_path / "on2")]) == 0
+    assert cli.main(base + ["--clip", "off", "--out", str(tmp_path / "off2")]) == 0
+    assert made == [1, 1] and "calibrating" not in capsys.readouterr().err[-400:]  # each setting reused its own
+    # an explicit calibration file made with the clip on is refused for sampling with it off
+    assert cli.main(base + ["--clip", "off", "--e2crf-config", str(on), "--out", str(tmp_path / "x")]) == 2
+    assert "clip setting" in capsys.readouterr().err and not (tmp_path / "x").exists()
+    assert cli.main(["calibrate", "--checkpoint", str(ckpt), "--steps", str(STEPS), "--shadow", str(SHADOW),
+                     "--budgets", "0.5", "--min-speedup", "0", "--max-shift", "100", "--clip", "off",
+                     "--out", str(tmp_path / "cal"), "--no-progress"]) == 0
+    made_off = tmp_path / "cal" / cli.CALIBRATION_FILE
+    assert Calibration.load(made_off).model_id.endswith("-noclip")
+    assert cli.main(base + ["--clip", "off", "--e2crf-config", str(made_off), "--out", str(tmp_path / "y")]) == 0

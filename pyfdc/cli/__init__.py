@@ -286,6 +286,7 @@ def cmd_calibrate(args: argparse.Namespace) -> dict[str, Any]:
     budgets = [c["budget"] for c in DEFAULT_CANDIDATES] if args.budgets is None else sorted(set(args.budgets))
     candidates = [{"budget": b, "tail": tail} for b in budgets]
     model = load_checkpoint(args.checkpoint or pretrained_path(), map_location=_check_device(args.device))
+    model.clip = args.clip == "auto"
     with OutputSet(args.out, args.overwrite, CALIBRATE_OUTPUTS, "pyfdc calibrate") as claim:
         cal = calibrate(model, args.steps, solver=args.solver, candidates=candidates, num_shadow=args.shadow,
                         batch_size=args.batch_size, progress=args.progress, all_candidates=args.all_candidates,
@@ -411,6 +412,9 @@ def main(argv: Sequence[str] | None = None) -> int:
             set_quiet(True)
             args.progress = False
         COMMANDS[args.command](args)
+        # every rank finishes before any tears the group down: a rank whose peer closed its gloo connections
+        # while it was still writing could abort in its own teardown (seen once in ~50 budgeted 2-rank runs)
+        distributed.barrier(world)
     except KeyboardInterrupt:
         _echo(f"pyfdc {args.command}: interrupted")
         return 130

@@ -166,9 +166,10 @@ def _train_parser(sub: Any) -> None:
                         "transformer's noise prediction locally in time, so samples get the data's sharp "
                         "changes and smooth stretches; 0: none (default: 32 for --domain freq on data with at most "
                         "12.5%% of its energy in the upper half of the spectrum, else none; the last line says which)")
-    p.add_argument("--scaling", choices=("channel", "token"), default="channel",
-                   help="standardise per channel in time only, or also every token coordinate after the "
-                        "transform (equal SNR across frequencies) (default: channel)")
+    p.add_argument("--scaling", choices=("channel", "token", "position"), default="channel",
+                   help="standardise per channel in time only; per time step of each channel (position: a "
+                        "step where the series agree gets less of the model's error); or also every token "
+                        "coordinate after the transform (token: equal SNR across frequencies) (default: channel)")
     p.add_argument("--pinning", choices=("auto", "off"), default="auto",
                    help="auto: coordinates constant over the training series (a zero pad, a fixed start) "
                         "get their exact noise prediction and are restored exactly; ignored with --scaling token "
@@ -209,14 +210,20 @@ def _sample_parser(sub: Any) -> None:
                    help="checkpoint folder, or the name of a shipped one (e.g. ecg_small_time)")
     p.add_argument("--num-samples", metavar="S", type=pos_int, default=1000, help="series to draw (default: 1000)")
     _add_sampler_args(p, auto=True)
+    _add_clip(p)
+    _add_device(p)
+    _add_out(p)
+
+
+def _add_clip(p: Any, calibrating: bool = False) -> None:
+    extra = (" (a calibration is kept for one clip setting: sample with the one you calibrate with)"
+             if calibrating else "")
     p.add_argument("--clip", choices=("auto", "off"), default="auto",
                    help="auto (default): keep samples inside the training data's per-channel range recorded in "
                         "the checkpoint (the denoised estimate is clipped at every step, the series at the end) and "
                         "give them the data's exact band limit, per-series normalisation and stored decimals where the "
                         "checkpoint records them; "
-                        "off: sample the network as it is")
-    _add_device(p)
-    _add_out(p)
+                        "off: sample the network as it is" + extra)
 
 
 def _calibrate_parser(sub: Any) -> None:
@@ -246,6 +253,7 @@ def _calibrate_parser(sub: Any) -> None:
                    help="also gate on the largest |relative band power error| (default: not a gate)")
     p.add_argument("--min-speedup", metavar="X", type=nonneg_float,
                    help="required speedup over uncached on the shadow batch (default: 1.1)")
+    _add_clip(p, calibrating=True)
     p.add_argument("--all-candidates", action="store_true",
                    help="measure every candidate (a table) instead of stopping at the first that passes")
     p.add_argument("--shadow", metavar="S", type=_typed(int, lambda v: v >= 4, "an integer >= 4"), default=32,

@@ -101,6 +101,10 @@ class DiffusionModel:
                 self.net.mask.device, self.net.mask.dtype)
         else:
             self.net.pin_projector = None
+        positions = getattr(self.scaler, "positions", None)
+        if positions is not None and positions != self.transform.n:
+            raise ValueError(f"the scaler is fitted per position for N = {positions} steps, the transform has "
+                             f"{self.transform.n}")
         self._check_per_channel("bounds", SupportBounds)
         if self.token_moments is not None:
             if not isinstance(self.token_moments, TokenMoments):
@@ -166,8 +170,11 @@ class DiffusionModel:
 
     @property
     def scaling(self) -> str:
-        """``"token"`` when tokens are standardised per coordinate, else ``"channel"``."""
-        return "channel" if self.token_scaler is None else "token"
+        """``"token"`` when tokens are standardised per coordinate, ``"position"`` when the series are
+        standardised per time step, else ``"channel"``."""
+        if self.token_scaler is not None:
+            return "token"
+        return "position" if getattr(self.scaler, "positions", None) is not None else "channel"
 
     def tokens_to_data(self, z: Tensor) -> Tensor:
         """Model tokens ``(B, T, C)`` -> series ``(B, N, M)`` in original units (both scalings inverted);
@@ -210,6 +217,18 @@ class DiffusionModel:
         if self.token_scaler is not None:
             z = self.token_scaler.transform(z) * self.transform.mask(device=z.device, dtype=z.dtype)
         return z
+
+
+def clip_tag(model: Any) -> str:
+    """``"-noclip"`` when the model has support bounds but samples with the clip off, else ``""``."""
+    return "-noclip" if getattr(model, "bounds", None) is not None and not getattr(model, "clip", True) else ""
+
+
+def sampling_fingerprint(model: Any) -> str:
+    """What a sampling choice (an E2-CRF calibration, ``--sampler auto``'s pick) is made for: the weights'
+    fingerprint, tagged (:func:`clip_tag`) when the support clip is off — the clip changes every step's
+    estimate and the decoded series, so a choice made with it does not carry over to sampling without it."""
+    return weights_fingerprint(model) + clip_tag(model)
 
 
 def weights_fingerprint(model: Any) -> str:

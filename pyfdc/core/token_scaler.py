@@ -20,7 +20,8 @@ from torch import Tensor
 
 __all__ = ["TokenScaler", "SCALINGS"]
 
-SCALINGS: tuple[str, ...] = ("channel", "token")
+# "position": per-position time-domain standardisation (pyfdc.data.Standardizer.fit(per_position=True))
+SCALINGS: tuple[str, ...] = ("channel", "token", "position")
 
 
 class TokenScaler:

@@ -70,7 +70,7 @@ class Calibration:
     rows: list[dict[str, Any]] = field(default_factory=list)
     num_shadow: int = 0
     seed: int = CALIBRATION_SEED
-    model_id: str | None = None  # pyfdc.core.model.weights_fingerprint of the model it was made for
+    model_id: str | None = None  # pyfdc.core.model.sampling_fingerprint of the model it was made for
     statistics: str | None = SHADOW_STATISTICS  # the shift gate's statistics (None: before they were named)
 
     def to_dict(self) -> dict[str, Any]:
@@ -81,14 +81,15 @@ class Calibration:
                 "model_id": self.model_id, "statistics": self.statistics}
 
     def check_model(self, model: Any, source: str = "calibration") -> None:
-        """A one-line ValueError unless this calibration was made for ``model`` (same weights)."""
-        from pyfdc.core.model import weights_fingerprint
+        """A one-line ValueError unless this calibration was made for ``model`` (same weights, same clip)."""
+        from pyfdc.core.model import sampling_fingerprint
 
         if self.model_id is None:
             raise ValueError(f"{source} records no model (written by an older pyfdc): calibrate this model again")
-        if self.model_id != weights_fingerprint(model):
-            raise ValueError(f"{source} was calibrated for another model ({self.model_id}, this one is "
-                             f"{weights_fingerprint(model)}); calibrate this model: pyfdc calibrate --checkpoint ...")
+        if self.model_id != sampling_fingerprint(model):
+            raise ValueError(f"{source} was calibrated for another model or clip setting ({self.model_id}, this "
+                             f"one is {sampling_fingerprint(model)}; -noclip: support clip off); calibrate this "
+                             "model: pyfdc calibrate --checkpoint ...")
 
     @classmethod
     def from_dict(cls, d: Any, source: str = "calibration") -> "Calibration":
@@ -223,10 +224,10 @@ def calibrate(model: Any, steps: int, solver: str = "em", base: E2CRFConfig | No
     if bar is not None:
         bar.close()
     fallback, config = chosen is None, chosen
-    from pyfdc.core.model import weights_fingerprint
+    from pyfdc.core.model import sampling_fingerprint
 
     return Calibration(config=config, fallback=fallback, steps=steps, solver=solver, targets=targets,
-                       rows=rows, num_shadow=num_shadow, seed=seed, model_id=weights_fingerprint(model))
+                       rows=rows, num_shadow=num_shadow, seed=seed, model_id=sampling_fingerprint(model))
 
 
 def _measure(model: Any, cfg: E2CRFConfig, solver: str, steps: int, num_shadow: int, batch_size: int, seed: int,
@@ -260,9 +261,10 @@ def _measure(model: Any, cfg: E2CRFConfig, solver: str, steps: int, num_shadow: 
 CALIBRATIONS_DIR = "calibrations"
 
 
-def calibration_file(checkpoint: str | Path, steps: int, solver: str = "em") -> Path:
-    """Where a checkpoint folder keeps its calibration for ``steps`` ``solver`` steps."""
-    return Path(checkpoint) / CALIBRATIONS_DIR / f"{solver}-{steps}.json"
+def calibration_file(checkpoint: str | Path, steps: int, solver: str = "em", tag: str = "") -> Path:
+    """Where a checkpoint folder keeps its calibration for ``steps`` ``solver`` steps (``tag``:
+    :func:`pyfdc.core.model.clip_tag`, so sampling with the clip off keeps its own)."""
+    return Path(checkpoint) / CALIBRATIONS_DIR / f"{solver}-{steps}{tag}.json"
 
 
 def model_calibration(model: Any, steps: int, solver: str = "em", progress: bool = True,
@@ -270,22 +272,23 @@ def model_calibration(model: Any, steps: int, solver: str = "em", progress: bool
     """The calibration that E2-CRF samples ``model`` with by default at ``steps`` ``solver`` steps.
 
     Looked up in the model's memory, then in its checkpoint folder (``calibrations/SOLVER-STEPS.json``),
-    and only for these exact weights (:func:`pyfdc.core.model.weights_fingerprint`); on first use it is made
+    and only for these exact weights and clip setting (:func:`pyfdc.core.model.sampling_fingerprint`); on first
+    use it is made
     here (:func:`calibrate`, default targets) and kept in both places — a checkpoint folder that cannot be
     written keeps it in memory only. ``say(line)`` reports what happened (default: nothing).
     """
-    from pyfdc.core.model import weights_fingerprint
+    from pyfdc.core.model import clip_tag, sampling_fingerprint
 
     if isinstance(steps, bool) or not isinstance(steps, int) or steps < 1:
         raise ValueError(f"steps must be a positive int, got {steps!r}")
     say = say or (lambda line: None)
-    mid, key = weights_fingerprint(model), (solver, steps)
+    mid, key = sampling_fingerprint(model), (solver, steps, clip_tag(model))
     cal = model.calibrations.get(key)
     if cal is not None and cal.model_id == mid:
         return cal
     cal = None  # none remembered, or made for weights this model no longer has
     folder = model.meta.get("checkpoint")
-    path = None if folder is None else calibration_file(folder, steps, solver)
+    path = None if folder is None else calibration_file(folder, steps, solver, clip_tag(model))
     def problem(c: Calibration) -> str | None:
         if c.model_id != mid or c.steps != steps or c.solver != solver:
             return "made for other weights (the checkpoint was retrained)"
@@ -320,9 +323,9 @@ def calibration_for(model: Any, steps: int, solver: str = "em", base: E2CRFConfi
     base = base or E2CRFConfig()
     if base == E2CRFConfig():
         return model_calibration(model, steps, solver, progress=progress, say=say)
-    from pyfdc.core.model import weights_fingerprint
+    from pyfdc.core.model import sampling_fingerprint
 
-    key = (solver, steps, tuple(sorted(base.to_dict().items())), weights_fingerprint(model))
+    key = (solver, steps, tuple(sorted(base.to_dict().items())), sampling_fingerprint(model))
     if key not in model.calibrations:
         (say or (lambda line: None))(f"calibrating the budget of {base.describe()} at {steps} {solver} steps "
                                      "(kept in memory only)")

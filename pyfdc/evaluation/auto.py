@@ -200,7 +200,7 @@ def choose_sampler(model: Any, num_shadow: int = AUTO_SHADOW, candidates: Sequen
     EM-1000) on ``model``: two C2STs within the gate against a shadow set of ``num_shadow`` reference series.
     ``gate`` None: :func:`permutation_gate` of the shadow set and the first draw tried. Candidates as dear as the
     reference are never tried; nothing passing chooses the reference. ``say(line)`` reports each trial."""
-    from pyfdc.core.model import weights_fingerprint
+    from pyfdc.core.model import sampling_fingerprint
     from pyfdc.evaluation.quality import c2st_report
 
     if isinstance(num_shadow, bool) or not isinstance(num_shadow, int) or num_shadow < 16:
@@ -245,7 +245,7 @@ def choose_sampler(model: Any, num_shadow: int = AUTO_SHADOW, candidates: Sequen
             break
     if gates.value is None:   # nothing was tried, so no null was needed: the binomial bound is recorded
         gates.value = c2st_gate(num_shadow)
-    return AutoChoice(chosen, weights_fingerprint(model), num_shadow, reference, gates.value, ref_s,
+    return AutoChoice(chosen, sampling_fingerprint(model), num_shadow, reference, gates.value, ref_s,
                       time.perf_counter() - t_start, trials, gate_null=gates.null, shadow=ref.x)
 
 
@@ -291,27 +291,28 @@ def _bar(progress: bool, total: int, desc: str) -> Any:
     return tqdm(total=total, desc=desc, unit="step", leave=False)
 
 
-def auto_file(checkpoint: str | Path, num_shadow: int) -> Path:
-    """Where a checkpoint folder keeps its auto choice for ``num_shadow`` shadow series."""
+def auto_file(checkpoint: str | Path, num_shadow: int, tag: str = "") -> Path:
+    """Where a checkpoint folder keeps its auto choice for ``num_shadow`` shadow series (``tag``:
+    :func:`pyfdc.core.model.clip_tag`, so sampling with the clip off keeps its own)."""
     from pyfdc.e2crf.calibrate import CALIBRATIONS_DIR
 
-    return Path(checkpoint) / CALIBRATIONS_DIR / f"auto-{num_shadow}.json"
+    return Path(checkpoint) / CALIBRATIONS_DIR / f"auto-{num_shadow}{tag}.json"
 
 
 def model_auto_choice(model: Any, num_shadow: int = AUTO_SHADOW, progress: bool = True,
                       say: Callable[[str], None] | None = None) -> AutoChoice:
-    """The auto choice for ``model``: from its memory, else its checkpoint folder (for these exact weights),
+    """The auto choice for ``model``: from its memory, else its checkpoint folder (for these exact weights and clip),
     else made here by :func:`choose_sampler` and kept in both (memory only for a shipped or read-only one)."""
-    from pyfdc.core.model import weights_fingerprint
+    from pyfdc.core.model import clip_tag, sampling_fingerprint
     from pyfdc.e2crf.calibrate import keep_in_checkpoint, load_kept
 
     say = say or (lambda line: None)
-    mid, key = weights_fingerprint(model), ("auto", num_shadow)
+    mid, key = sampling_fingerprint(model), ("auto", num_shadow, clip_tag(model))
     choice = model.calibrations.get(key)
     if choice is not None and choice.model_id == mid:
         return choice
     folder = model.meta.get("checkpoint")
-    path = None if folder is None else auto_file(folder, num_shadow)
+    path = None if folder is None else auto_file(folder, num_shadow, clip_tag(model))
     def problem(c: AutoChoice) -> str | None:
         if c.model_id != mid:
             return "made for other weights (the checkpoint was retrained)"
