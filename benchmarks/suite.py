@@ -103,7 +103,7 @@ def main(argv: list[str] | None = None) -> int:
     p.add_argument("--seed", type=int, default=0)
     p.add_argument("--time-head", type=int, default=None, metavar="WIDTH",
                    help="the frequency models' time-domain head width; 0: none (default: pyfdc train's choice for the data)")
-    p.add_argument("--scaling", choices=("channel", "token", "position"), default="channel",
+    p.add_argument("--scaling", choices=("channel", "token"), default="channel",
                    help="token scaling of the models (pyfdc train --scaling; default: channel, the recipe's)")
     p.add_argument("--small-t-fraction", type=float, default=0.0,
                    help="share of training draws log-uniform in t (pyfdc train --small-t-fraction; default 0)")

@@ -2,6 +2,9 @@
 
     python benchmarks/studies/position_scaling.py --run runs/pos --base runs/fvb --datasets gunpoint sines [--held-out]
 
+Tried in stop 38 and removed: ``--scaling position`` exists at commit 163c502 only; the position arm's models
+(``runs/pos``) were trained and sampled there. Results: ``benchmarks/results/stop38/position_scaling*.md``.
+
 Per dataset: the baseline is ``BASE/D/freq`` (the recipe, per-channel scaling) at its last epoch's EMA, whose
 128 EM-1000 series (seed 0) ``final_vs_best.py`` saved beside it (``em1000_final.npy``, or ``em1000_best.npy``
 when the last epoch was the best); they were decoded before the exact structure existed, so it is applied to

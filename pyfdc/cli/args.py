@@ -166,10 +166,9 @@ def _train_parser(sub: Any) -> None:
                         "transformer's noise prediction locally in time, so samples get the data's sharp "
                         "changes and smooth stretches; 0: none (default: 32 for --domain freq on data with at most "
                         "12.5%% of its energy in the upper half of the spectrum, else none; the last line says which)")
-    p.add_argument("--scaling", choices=("channel", "token", "position"), default="channel",
-                   help="standardise per channel in time only; per time step of each channel (position: a "
-                        "step where the series agree gets less of the model's error); or also every token "
-                        "coordinate after the transform (token: equal SNR across frequencies) (default: channel)")
+    p.add_argument("--scaling", choices=("channel", "token"), default="channel",
+                   help="standardise per channel in time only, or also every token coordinate after the "
+                        "transform (equal SNR across frequencies) (default: channel)")
     p.add_argument("--pinning", choices=("auto", "off"), default="auto",
                    help="auto: coordinates constant over the training series (a zero pad, a fixed start) "
                         "get their exact noise prediction and are restored exactly; ignored with --scaling token "

@@ -101,10 +101,6 @@ class DiffusionModel:
                 self.net.mask.device, self.net.mask.dtype)
         else:
             self.net.pin_projector = None
-        positions = getattr(self.scaler, "positions", None)
-        if positions is not None and positions != self.transform.n:
-            raise ValueError(f"the scaler is fitted per position for N = {positions} steps, the transform has "
-                             f"{self.transform.n}")
         self._check_per_channel("bounds", SupportBounds)
         if self.token_moments is not None:
             if not isinstance(self.token_moments, TokenMoments):
@@ -170,11 +166,8 @@ class DiffusionModel:
 
     @property
     def scaling(self) -> str:
-        """``"token"`` when tokens are standardised per coordinate, ``"position"`` when the series are
-        standardised per time step, else ``"channel"``."""
-        if self.token_scaler is not None:
-            return "token"
-        return "position" if getattr(self.scaler, "positions", None) is not None else "channel"
+        """``"token"`` when tokens are standardised per coordinate, else ``"channel"``."""
+        return "channel" if self.token_scaler is None else "token"
 
     def tokens_to_data(self, z: Tensor) -> Tensor:
         """Model tokens ``(B, T, C)`` -> series ``(B, N, M)`` in original units (both scalings inverted);

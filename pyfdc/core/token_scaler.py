@@ -20,8 +20,7 @@ from torch import Tensor
 
 __all__ = ["TokenScaler", "SCALINGS"]
 
-# "position": per-position time-domain standardisation (pyfdc.data.Standardizer.fit(per_position=True))
-SCALINGS: tuple[str, ...] = ("channel", "token", "position")
+SCALINGS: tuple[str, ...] = ("channel", "token")
 
 
 class TokenScaler:

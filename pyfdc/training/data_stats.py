@@ -3,10 +3,10 @@
 :func:`fit_data_stats` fits, in this order, on ``train_x[fit_idx]`` only (the validation split stays
 unseen, the dataset's test split is never read):
 
-* the per-channel (``scaling="position"``: per-position) :class:`~pyfdc.data.Standardizer` (time domain),
+* the per-channel :class:`~pyfdc.data.Standardizer` (time domain),
 * the per-channel :class:`~pyfdc.core.support.SupportBounds` samplers keep,
 * the :class:`~pyfdc.core.exact_structure.ExactStructure` (band limit, series norm, value grid) decoding imposes, if any,
-* the :class:`~pyfdc.core.pinning.PinnedCoordinates` (``pinning="auto"``, not with ``scaling="token"``),
+* the :class:`~pyfdc.core.pinning.PinnedCoordinates` (``pinning="auto"`` with ``scaling="channel"`` only),
 * the per-token-coordinate :class:`~pyfdc.core.token_scaler.TokenScaler` (``scaling="token"`` only),
 * the :class:`~pyfdc.core.token_moments.TokenMoments` of the resulting model tokens (E2-CRF's gaussian
   cached output),
@@ -98,9 +98,8 @@ def fit_data_stats(train_x: np.ndarray, fit_idx: np.ndarray, val_idx: np.ndarray
         train_x: the dataset's train part ``(n, N, M)`` (checked by the caller).
         fit_idx, val_idx: the seeded split of ``range(n)`` (:func:`~pyfdc.training.config.split_indices`).
         transform: the token transform for ``(N, M)``.
-        scaling: ``"channel"``, ``"position"`` (the standardizer per time step) or ``"token"`` (a
-            :class:`~pyfdc.core.token_scaler.TokenScaler` is fitted).
-        pinning: ``"auto"`` (fit pins; not with ``scaling="token"``) or ``"off"``.
+        scaling: ``"channel"`` or ``"token"`` (a :class:`~pyfdc.core.token_scaler.TokenScaler` is fitted).
+        pinning: ``"auto"`` (fit pins; only with ``scaling="channel"``) or ``"off"``.
         device: where the tokens go.
 
     Returns:
@@ -114,11 +113,11 @@ def fit_data_stats(train_x: np.ndarray, fit_idx: np.ndarray, val_idx: np.ndarray
     from pyfdc.core.token_moments import TokenMoments
     from pyfdc.core.token_scaler import TokenScaler
 
-    standardizer = Standardizer.fit(train_x[fit_idx], per_position=scaling == "position")
+    standardizer = Standardizer.fit(train_x[fit_idx])
     bounds = SupportBounds.fit(train_x[fit_idx])  # the range samplers keep (pyfdc.core.support)
     exact = ExactStructure.fit(train_x[fit_idx])   # in the data's own dtype: its storage precision counts
     pins = (PinnedCoordinates.fit(standardizer.transform(train_x[fit_idx]), original=train_x[fit_idx])
-            if pinning == "auto" and scaling != "token" else None)
+            if pinning == "auto" and scaling == "channel" else None)
     # fitted on the fit split only, like the standardizer (validation stays unseen)
     token_scaler = (TokenScaler.fit(_raw_tokens(train_x[fit_idx], standardizer, pins, transform), transform.mask())
                     if scaling == "token" else None)

@@ -101,12 +101,11 @@ def train(
             ``max_minutes`` may change).
         progress: show a tqdm bar with the running loss.
         overwrite: replace an existing checkpoint in ``out_dir``.
-        scaling: ``"channel"`` (per-channel standardisation in time only), ``"position"`` (per time step
-            and channel, sds smoothed over time; :mod:`pyfdc.data.standardize`) or ``"token"`` (also
+        scaling: ``"channel"`` (per-channel standardisation in time only) or ``"token"`` (also
             standardise every token coordinate after the transform; see :mod:`pyfdc.core.token_scaler`).
         pinning: ``"auto"`` pins coordinates that are constant over the fit split (exact noise
             prediction there, values restored on decoding; :mod:`pyfdc.core.pinning`), ``"off"`` does
-            not. Not with ``scaling="token"``.
+            not. Only with ``scaling="channel"``.
 
     Returns:
         :class:`TrainResult` whose ``model`` is the checkpoint's (``TrainConfig.keep``; EMA when enabled).
