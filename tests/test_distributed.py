@@ -177,3 +177,19 @@ def test_single_process_commands_refuse_torchrun(monkeypatch: pytest.MonkeyPatch
     code = cli.main(["evaluate", "--checkpoint", str(tmp_path), "--samples", str(tmp_path), "--out", str(tmp_path / "o")])
     assert code == 2
     assert "only train and sample run under torchrun" in capsys.readouterr().err
+
+
+def test_ranks_meet_before_the_group_is_torn_down(ddp_run: tuple[Path, Path], tmp_path: Path,
+                                                 monkeypatch: pytest.MonkeyPatch) -> None:
+    """A finished command waits for every rank before leaving the group (a rank tearing gloo down while
+    another still writes could abort it); a failed one leaves at once (its peers fail the same way)."""
+    _, ckpt = ddp_run
+    calls: list[str] = []
+    monkeypatch.setattr(distributed, "barrier", lambda world: calls.append("barrier"))
+    monkeypatch.setattr(distributed, "leave", lambda world: calls.append("leave"))
+    args = ["sample", "--checkpoint", str(ckpt), "--num-samples", "2", "--steps", "3", "--no-progress"]
+    assert cli.main(args + ["--out", str(tmp_path / "a")]) == 0 and calls == ["barrier", "leave"]
+    calls.clear()
+    (tmp_path / "file").write_text("not a folder")
+    assert cli.main(args + ["--out", str(tmp_path / "file")]) == 2
+    assert calls == ["leave"]
