@@ -413,7 +413,7 @@ def main(argv: Sequence[str] | None = None) -> int:
             args.progress = False
         COMMANDS[args.command](args)
         # every rank finishes before any tears the group down: a rank whose peer closed its gloo connections
-        # while it was still writing could abort in its own teardown (seen once in ~50 budgeted 2-rank runs)
+        # while it was still writing could abort in its own teardown (about once in 100 budgeted 2-rank runs)
         distributed.barrier(world)
     except KeyboardInterrupt:
         _echo(f"pyfdc {args.command}: interrupted")
