@@ -57,8 +57,9 @@ class DiffusionModel:
     clip: bool = True
     token_moments: TokenMoments | None = None
     exact: ExactStructure | None = None
-    # E2-CRF calibrations made for these weights, by (solver, steps) (pyfdc.e2crf.calibrate.model_calibration)
-    calibrations: dict[tuple[str, int], Any] = field(default_factory=dict, repr=False)
+    # sampling choices made for these weights: E2-CRF calibrations by (solver, steps, clip_tag)
+    # (pyfdc.e2crf.calibrate.model_calibration), --sampler auto's by ("auto", shadow series, clip_tag)
+    calibrations: dict[tuple[Any, ...], Any] = field(default_factory=dict, repr=False)
 
     def __post_init__(self) -> None:
         if not isinstance(self.transform, TokenTransform):
