@@ -85,7 +85,10 @@ def join(device: str | torch.device, timeout_s: float = DEFAULT_TIMEOUT_S) -> tu
         torch.cuda.set_device(dev)
     backend = "nccl" if dev.type == "cuda" else "gloo"
     if not faulthandler.is_enabled():  # a rank killed by a signal (SIGABRT in a C++ teardown) says where it was
-        faulthandler.enable()
+        try:
+            faulthandler.enable()
+        except (OSError, ValueError, AttributeError):  # stderr without a file descriptor: go on without it
+            pass
     if not dist.is_initialized():
         kwargs: dict[str, Any] = {"backend": backend, "timeout": timedelta(seconds=timeout_s)}
         if dev.type == "cuda":

@@ -143,7 +143,8 @@ def _fake_choice(model: Any, spec: str = "em:7") -> AutoChoice:
 
     trial = {"spec": spec, "seconds": 0.1, "c2st": 0.5, "c2st_confirm": 0.51, "verdict": "chosen"}
     n = auto.AUTO_SHADOW
-    return AutoChoice(spec, weights_fingerprint(model), n, auto.REFERENCE, c2st_gate(n), 1.0, 2.0, [trial])
+    return AutoChoice(spec, weights_fingerprint(model), n, auto.REFERENCE, c2st_gate(n), 1.0, 2.0, [trial],
+                      clip_tag="")
 
 
 def test_the_choice_is_kept_per_weights(tmp_path: Path, monkeypatch: pytest.MonkeyPatch) -> None:
@@ -168,6 +169,11 @@ def test_the_choice_is_kept_per_weights(tmp_path: Path, monkeypatch: pytest.Monk
     kept.write_text(json.dumps(older))
     model_auto_choice(load_checkpoint(tmp_path / "ck"), progress=False, say=said.append)
     assert made == [1, 1, 1, 1] and any("made by an older pyfdc" in line for line in said)
+    older = json.loads(kept.read_text())
+    del older["clip_tag"]   # an older pyfdc kept a --clip off choice under this name too: made again
+    kept.write_text(json.dumps(older))
+    model_auto_choice(load_checkpoint(tmp_path / "ck"), progress=False, say=said.append)
+    assert made == [1, 1, 1, 1, 1] and any("did not record the clip setting" in line for line in said)
 
 
 def test_cli_auto_samples_with_the_choice(tmp_path: Path, monkeypatch: pytest.MonkeyPatch,

@@ -72,13 +72,16 @@ class Calibration:
     seed: int = CALIBRATION_SEED
     model_id: str | None = None  # pyfdc.core.model.sampling_fingerprint of the model it was made for
     statistics: str | None = SHADOW_STATISTICS  # the shift gate's statistics (None: before they were named)
+    # pyfdc.core.model.clip_tag of the model it was made for ("" clip on, "-noclip"); None: an older pyfdc,
+    # which kept a --clip off calibration under the clip-on name
+    clip_tag: str | None = None
 
     def to_dict(self) -> dict[str, Any]:
         return {"format": FORMAT, "config": None if self.config is None else self.config.to_dict(),
                 "fallback": self.fallback,
                 "steps": self.steps, "solver": self.solver, "targets": dict(self.targets),
                 "rows": list(self.rows), "num_shadow": self.num_shadow, "seed": self.seed,
-                "model_id": self.model_id, "statistics": self.statistics}
+                "model_id": self.model_id, "statistics": self.statistics, "clip_tag": self.clip_tag}
 
     def check_model(self, model: Any, source: str = "calibration") -> None:
         """A one-line ValueError unless this calibration was made for ``model`` (same weights, same clip)."""
@@ -87,9 +90,11 @@ class Calibration:
         if self.model_id is None:
             raise ValueError(f"{source} records no model (written by an older pyfdc): calibrate this model again")
         if self.model_id != sampling_fingerprint(model):
+            mid = sampling_fingerprint(model)
+            how = "pyfdc calibrate --checkpoint ... --clip off" if mid.endswith("-noclip") else \
+                "pyfdc calibrate --checkpoint ..."
             raise ValueError(f"{source} was calibrated for another model or clip setting ({self.model_id}, this "
-                             f"one is {sampling_fingerprint(model)}; -noclip: support clip off); calibrate this "
-                             "model: pyfdc calibrate --checkpoint ...")
+                             f"one is {mid}; -noclip: support clip off); calibrate this model: {how}")
 
     @classmethod
     def from_dict(cls, d: Any, source: str = "calibration") -> "Calibration":
@@ -104,7 +109,8 @@ class Calibration:
                        solver=str(d["solver"]), targets=dict(d["targets"]), rows=list(d.get("rows", [])),
                        num_shadow=int(d.get("num_shadow", 0)), seed=int(d.get("seed", CALIBRATION_SEED)),
                        model_id=None if d.get("model_id") is None else str(d["model_id"]),
-                       statistics=None if d.get("statistics") is None else str(d["statistics"]))
+                       statistics=None if d.get("statistics") is None else str(d["statistics"]),
+                       clip_tag=None if d.get("clip_tag") is None else str(d["clip_tag"]))
         except (KeyError, TypeError, ValueError) as exc:
             raise ValueError(f"{source}: corrupt calibration ({type(exc).__name__}: {exc})") from None
 
@@ -224,10 +230,11 @@ def calibrate(model: Any, steps: int, solver: str = "em", base: E2CRFConfig | No
     if bar is not None:
         bar.close()
     fallback, config = chosen is None, chosen
-    from pyfdc.core.model import sampling_fingerprint
+    from pyfdc.core.model import clip_tag, sampling_fingerprint
 
     return Calibration(config=config, fallback=fallback, steps=steps, solver=solver, targets=targets,
-                       rows=rows, num_shadow=num_shadow, seed=seed, model_id=sampling_fingerprint(model))
+                       rows=rows, num_shadow=num_shadow, seed=seed, model_id=sampling_fingerprint(model),
+                       clip_tag=clip_tag(model))
 
 
 def _measure(model: Any, cfg: E2CRFConfig, solver: str, steps: int, num_shadow: int, batch_size: int, seed: int,
@@ -290,6 +297,8 @@ def model_calibration(model: Any, steps: int, solver: str = "em", progress: bool
     folder = model.meta.get("checkpoint")
     path = None if folder is None else calibration_file(folder, steps, solver, clip_tag(model))
     def problem(c: Calibration) -> str | None:
+        if c.clip_tag is None:
+            return "made by an older pyfdc that did not record the clip setting"
         if c.model_id != mid or c.steps != steps or c.solver != solver:
             return "made for other weights (the checkpoint was retrained)"
         if c.statistics != SHADOW_STATISTICS:

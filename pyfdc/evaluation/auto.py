@@ -104,6 +104,8 @@ class AutoChoice:
     trials: list[dict[str, Any]] = field(default_factory=list)
     rules: str | None = AUTO_RULES   # None: made before the rules were named
     gate_null: list[float] = field(default_factory=list)   # the permutation null's headlines behind ``gate``
+    # pyfdc.core.model.clip_tag of the model it was made for; None: an older pyfdc (clip setting unrecorded)
+    clip_tag: str | None = None
     # the shadow reference set (S, N, M) of the run that made the choice; not saved
     shadow: Any = field(default=None, repr=False, compare=False)
 
@@ -140,9 +142,9 @@ class AutoChoice:
         if not isinstance(d, dict) or d.get("format") != FORMAT:
             raise ValueError(f"{source}: not a pyfdc auto-sampler choice (format != {FORMAT!r})")
         try:
-            optional = ("shadow", "rules", "gate_null")
+            optional = ("shadow", "rules", "gate_null", "clip_tag")
             choice = cls(**{f.name: d[f.name] for f in dataclasses.fields(cls) if f.name not in optional},
-                         rules=d.get("rules"), gate_null=list(d.get("gate_null", [])))
+                         rules=d.get("rules"), gate_null=list(d.get("gate_null", [])), clip_tag=d.get("clip_tag"))
             parse_spec(choice.spec)
         except (KeyError, TypeError, ValueError) as exc:
             raise ValueError(f"{source}: invalid auto choice ({type(exc).__name__}: {exc})") from exc
@@ -200,7 +202,7 @@ def choose_sampler(model: Any, num_shadow: int = AUTO_SHADOW, candidates: Sequen
     EM-1000) on ``model``: two C2STs within the gate against a shadow set of ``num_shadow`` reference series.
     ``gate`` None: :func:`permutation_gate` of the shadow set and the first draw tried. Candidates as dear as the
     reference are never tried; nothing passing chooses the reference. ``say(line)`` reports each trial."""
-    from pyfdc.core.model import sampling_fingerprint
+    from pyfdc.core.model import clip_tag, sampling_fingerprint
     from pyfdc.evaluation.quality import c2st_report
 
     if isinstance(num_shadow, bool) or not isinstance(num_shadow, int) or num_shadow < 16:
@@ -246,7 +248,8 @@ def choose_sampler(model: Any, num_shadow: int = AUTO_SHADOW, candidates: Sequen
     if gates.value is None:   # nothing was tried, so no null was needed: the binomial bound is recorded
         gates.value = c2st_gate(num_shadow)
     return AutoChoice(chosen, sampling_fingerprint(model), num_shadow, reference, gates.value, ref_s,
-                      time.perf_counter() - t_start, trials, gate_null=gates.null, shadow=ref.x)
+                      time.perf_counter() - t_start, trials, gate_null=gates.null, clip_tag=clip_tag(model),
+                      shadow=ref.x)
 
 
 class _Gate:
@@ -314,6 +317,8 @@ def model_auto_choice(model: Any, num_shadow: int = AUTO_SHADOW, progress: bool 
     folder = model.meta.get("checkpoint")
     path = None if folder is None else auto_file(folder, num_shadow, clip_tag(model))
     def problem(c: AutoChoice) -> str | None:
+        if c.clip_tag is None:
+            return "made by an older pyfdc that did not record the clip setting"
         if c.model_id != mid:
             return "made for other weights (the checkpoint was retrained)"
         if c.rules != AUTO_RULES:
