@@ -12,9 +12,10 @@ from __future__ import annotations
 
 import faulthandler
 import os
+import sys
 from dataclasses import dataclass
 from datetime import timedelta
-from typing import Any, Callable, TypeVar
+from typing import Any, Callable, NoReturn, TypeVar
 
 import torch
 import torch.distributed as dist
@@ -109,6 +110,23 @@ def leave(world: World) -> None:
     """Tear the default group down (end of a command)."""
     if world.active and dist.is_initialized():
         dist.destroy_process_group()
+
+
+def exit_now(code: int) -> NoReturn:
+    """End this process with ``code`` at once (stdout and stderr flushed), skipping interpreter finalization.
+
+    What a torchrun rank does after its command: gloo's worker threads release the last collectives' tensors
+    after the collective has returned, and one that needs the GIL while the interpreter is finalizing ends
+    the process with SIGABRT ("terminate called without an active exception"; a core dump here showed
+    ``ProcessGroupGloo::runLoop`` destroying a barrier's work during ``Py_FinalizeEx``), after all output
+    was written — torchrun then reports the job failed. Everything pyfdc writes is committed before this.
+    """
+    for stream in (sys.stdout, sys.stderr):
+        try:
+            stream.flush()
+        except (OSError, ValueError, AttributeError):  # closed or replaced streams: nothing left to flush
+            pass
+    os._exit(code)
 
 
 def broadcast(world: World, obj: T) -> T:

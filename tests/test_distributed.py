@@ -193,3 +193,12 @@ def test_ranks_meet_before_the_group_is_torn_down(ddp_run: tuple[Path, Path], tm
     (tmp_path / "file").write_text("not a folder")
     assert cli.main(args + ["--out", str(tmp_path / "file")]) == 2
     assert calls == ["leave"]
+
+
+def test_exit_now_flushes_and_ends_with_the_code() -> None:
+    """A torchrun rank ends through exit_now (no interpreter finalization, where gloo's worker threads could
+    abort the process): what it printed must still arrive, and the status must be the command's."""
+    code = ("import sys; from pyfdc import distributed; print('to stdout', end=''); "
+            "print('to stderr', end='', file=sys.stderr); distributed.exit_now(3)")
+    res = subprocess.run([sys.executable, "-c", code], capture_output=True, text=True, timeout=120)
+    assert (res.returncode, res.stdout, res.stderr) == (3, "to stdout", "to stderr")

@@ -399,7 +399,7 @@ def main(argv: Sequence[str] | None = None) -> int:
     args = parser.parse_args(argv)  # exits 2 with a usage message on bad arguments
     from pyfdc.core.checkpoint import CheckpointError
 
-    world = distributed.World()
+    world, code = distributed.World(), 0
     try:
         if args.command in DISTRIBUTED_COMMANDS:
             world, device = distributed.join(args.device)  # torchrun's group, or one process
@@ -412,21 +412,21 @@ def main(argv: Sequence[str] | None = None) -> int:
             set_quiet(True)
             args.progress = False
         COMMANDS[args.command](args)
-        # every rank finishes before any tears the group down: a rank whose peer closed its gloo connections
-        # while it was still writing could abort in its own teardown (about once in 100 budgeted 2-rank runs)
-        distributed.barrier(world)
+        distributed.barrier(world)  # every rank is done with the group before any leaves it
     except KeyboardInterrupt:
         _echo(f"pyfdc {args.command}: interrupted")
-        return 130
+        code = 130
     except (UsageError, CheckpointError, ValueError, TypeError, FileExistsError, FloatingPointError,
             FileNotFoundError, NotADirectoryError, PermissionError) as exc:
         if os.environ.get("PYFDC_DEBUG"):
             raise
         _echo(f"pyfdc {args.command}: error: {exc}")
-        return 2
+        code = 2
     finally:
         distributed.leave(world)
-    return 0
+    if world.active:
+        distributed.exit_now(code)  # a torchrun rank ends here, without interpreter finalization
+    return code
 
 
 if __name__ == "__main__":  # pragma: no cover
