@@ -200,5 +200,7 @@ def test_exit_now_flushes_and_ends_with_the_code() -> None:
     abort the process): what it printed must still arrive, and the status must be the command's."""
     code = ("import sys; from pyfdc import distributed; print('to stdout', end=''); "
             "print('to stderr', end='', file=sys.stderr); distributed.exit_now(3)")
-    res = subprocess.run([sys.executable, "-c", code], capture_output=True, text=True, timeout=120)
+    env = {k: v for k, v in os.environ.items() if k != "PYTHONUNBUFFERED"}  # buffered, as a rank's pipes are
+    res = subprocess.run([sys.executable, "-W", "ignore", "-c", code], capture_output=True, text=True, timeout=120,
+                         env=env)
     assert (res.returncode, res.stdout, res.stderr) == (3, "to stdout", "to stderr")
