@@ -81,6 +81,12 @@ def held_out_cell(x: np.ndarray, test: np.ndarray, on: bool) -> str:
     return f" {hgb:.3f} / {lin:.3f} |"
 
 
+def c2st_cells(x: np.ndarray, fit: np.ndarray, test: np.ndarray, held_out: bool) -> str:
+    """A table row's C2ST cells: against the fit series (hgb / linear, 3 subsamples), then the held-out cell."""
+    hgb, lin = _c2st(x, fit, 3)
+    return f" {hgb:.3f} / {lin:.3f} |" + held_out_cell(x, test, held_out)
+
+
 def study_parser(doc: str) -> argparse.ArgumentParser:
     """The options every study over a suite run shares: ``--run``, ``--datasets``, ``--num-samples``, ``--held-out``."""
     ap = argparse.ArgumentParser(description=doc.splitlines()[0])

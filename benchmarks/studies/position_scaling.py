@@ -26,7 +26,7 @@ import torch
 
 sys.path.insert(0, str(Path(__file__).resolve().parents[1]))
 sys.path.insert(0, str(Path(__file__).resolve().parent))
-from final_vs_best import _c2st, _nn_ratio, held_out_cell, print_header, study_parser, train_splits  # noqa: E402
+from final_vs_best import _nn_ratio, c2st_cells, held_out_cell, print_header, study_parser, train_splits  # noqa: E402
 from suite_data import znorm_like  # noqa: E402
 
 
@@ -86,10 +86,11 @@ def main() -> None:
             x = znorm_like(ds, raw)
             ratios = [f"{_rough(x, p) / _rough(val, p) - 1:+.0%}" if _rough(val, p) > 0 else "flat"  # a zero pad
                       for p in (slice(None), slice(0, tenth), slice(-tenth, None))]
-            hgb, lin = _c2st(x, fit, 3)
-            row = (f"| {name} | {arm} | {_rough(x):.4f} / {_rough(val):.4f} ({ratios[0]}; "
-                   f"{ratios[1]}, {ratios[2]}) | {hgb:.3f} / {lin:.3f} | {_nn_ratio(x, fit, val):.2f} |")
-            print(row + held_out_cell(x, ds.test, args.held_out), flush=True)
+            rough = f"{_rough(x):.4f} / {_rough(val):.4f} ({ratios[0]}; {ratios[1]}, {ratios[2]})"
+            # column order of the stop-38 tables: roughness, C2ST vs fit, copy check, held-out
+            cells = c2st_cells(x, fit, ds.test, False)
+            print(f"| {name} | {arm} | {rough} |{cells} {_nn_ratio(x, fit, val):.2f} |"
+                  + held_out_cell(x, ds.test, args.held_out), flush=True)
 
 
 if __name__ == "__main__":

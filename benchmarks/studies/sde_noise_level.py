@@ -21,7 +21,7 @@ import torch
 
 sys.path.insert(0, str(Path(__file__).resolve().parents[1]))
 sys.path.insert(0, str(Path(__file__).resolve().parent))
-from final_vs_best import _c2st, held_out_cell, print_header, study_parser, train_splits  # noqa: E402
+from final_vs_best import c2st_cells, print_header, study_parser, train_splits  # noqa: E402
 from suite_data import znorm_like  # noqa: E402
 
 
@@ -63,16 +63,16 @@ def main() -> None:
         model = load_checkpoint(folder)
         model.net.load_state_dict(torch.load(folder / "train_state.pt", weights_only=False, map_location="cpu")["ema"])
         model.net.eval()
-        sd_fit = fit.std(axis=1).mean(axis=1)
+        def energy(a: np.ndarray) -> str:  # "share (q10 / q50 / q90)" of the per-series sd
+            sd = a.std(axis=1).mean(axis=1)
+            return f"{np.mean(sd > args.loud):.2f}", " / ".join(f"{v:.2f}" for v in np.quantile(sd, (0.1, 0.5, 0.9)))
+
+        (share_fit, q_fit) = energy(fit)
         for lam in args.lambdas:
             x = znorm_like(ds, draw(model, lam, args.num_samples, args.steps))
-            sd = x.std(axis=1).mean(axis=1)
-            q = " / ".join(f"{v:.2f}" for v in np.quantile(sd, (0.1, 0.5, 0.9)))
-            qf = " / ".join(f"{v:.2f}" for v in np.quantile(sd_fit, (0.1, 0.5, 0.9)))
-            hgb, lin = _c2st(x, fit, 3)
-            row = (f"| {name} | {lam:g} | {np.mean(sd > args.loud):.2f} ({np.mean(sd_fit > args.loud):.2f}) | {q} ({qf}) "
-                   f"| {hgb:.3f} / {lin:.3f} |")
-            print(row + held_out_cell(x, ds.test, args.held_out), flush=True)
+            share, q = energy(x)
+            cells = c2st_cells(x, fit, ds.test, args.held_out)
+            print(f"| {name} | {lam:g} | {share} ({share_fit}) | {q} ({q_fit}) |" + cells, flush=True)
 
 
 if __name__ == "__main__":
