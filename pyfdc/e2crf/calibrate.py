@@ -89,8 +89,8 @@ class Calibration:
 
         if self.model_id is None:
             raise ValueError(f"{source} records no model (written by an older pyfdc): calibrate this model again")
-        if self.model_id != sampling_fingerprint(model):
-            mid = sampling_fingerprint(model)
+        mid = sampling_fingerprint(model)  # one pass over the weights
+        if self.model_id != mid:
             how = "pyfdc calibrate --checkpoint ... --clip off" if mid.endswith("-noclip") else \
                 "pyfdc calibrate --checkpoint ..."
             raise ValueError(f"{source} was calibrated for another model or clip setting ({self.model_id}, this "
