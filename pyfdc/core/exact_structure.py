@@ -185,7 +185,6 @@ class SeriesNorm(_PerChannelList):
         return out.to(x.dtype)
 
 
-
 class ValueGrid(_PerChannelList):
     """Per channel the number of decimals its values are stored with, or ``None`` (not on a grid)."""
 
@@ -233,7 +232,6 @@ class ValueGrid(_PerChannelList):
         scale = torch.tensor([10.0 ** (d or 0) for d in self.decimals], dtype=torch.float64, device=x.device)
         xd = x.to(torch.float64)
         return torch.where(on, torch.round(xd * scale) / scale, xd).to(x.dtype)
-
 
 
 class ExactStructure:
