@@ -34,6 +34,25 @@ def test_loose_targets_take_the_cheapest_candidate() -> None:
     assert fractions == sorted(fractions)  # candidates ordered by cost
 
 
+def test_each_budget_tries_the_reused_time_head_first() -> None:
+    """With a time head, each budget is tried with the head every 4 steps, then every step; without one, once
+    (the period changes nothing there); a period the base sets stays."""
+    from test_time_head import head_model
+
+    table = calibrate(head_model(), STEPS, num_shadow=SHADOW, progress=False, all_candidates=True, **LOOSE)
+    tried = [(r["candidate"]["budget"], r["candidate"]["head_every"]) for r in table.rows]
+    assert tried == [(b, h) for b in (0.2, 0.35, 0.5, 0.7) for h in (4, 1)]
+    assert table.config.head_every == 4 and table.candidate_set == "budgets+head-reuse"
+    without = calibrate(tiny_model(), STEPS, num_shadow=SHADOW, progress=False, all_candidates=True, **LOOSE)
+    assert [r["candidate"]["budget"] for r in without.rows] == [0.2, 0.35, 0.5, 0.7]
+    assert without.config.head_every is None
+    fixed = calibrate(head_model(), STEPS, base=E2CRFConfig(head_every=1), num_shadow=SHADOW, progress=False,
+                      all_candidates=True, **LOOSE)
+    assert len(fixed.rows) == 4 and fixed.config.head_every == 1
+    custom = calibrate(head_model(), STEPS, candidates=[{"budget": 0.2}], num_shadow=SHADOW, progress=False, **LOOSE)
+    assert custom.candidate_set == "custom"
+
+
 def test_targets_are_applied_to_measured_deviation() -> None:
     model = tiny_model()
     first = calibrate(model, STEPS, num_shadow=SHADOW, progress=False, **LOOSE).rows[0]
@@ -236,9 +255,14 @@ def test_default_is_the_models_own_calibration(tmp_path: Path, capsys: pytest.Ca
     kept.write_text(json.dumps(older))
     assert cli.main(base + ["--out", str(tmp_path / "b3")]) == 0
     assert made == [1, 1, 1] and "older shadow test" in capsys.readouterr().err
+    older = Calibration.load(kept).to_dict()
+    del older["candidate_set"]  # a file from before the time head could be reused: made again
+    kept.write_text(json.dumps(older))
+    assert cli.main(base + ["--out", str(tmp_path / "b4")]) == 0
+    assert made == [1, 1, 1, 1] and "older candidate list" in capsys.readouterr().err
     save_checkpoint(ckpt, tiny_model(seed=1))  # retrained: the kept one is for other weights
     assert cli.main(base + ["--out", str(tmp_path / "c")]) == 0
-    assert made == [1, 1, 1, 1] and "made for other weights" in capsys.readouterr().err
+    assert made == [1, 1, 1, 1, 1] and "made for other weights" in capsys.readouterr().err
     assert Calibration.load(kept).model_id == weights_fingerprint(tiny_model(seed=1))
 
 
@@ -254,7 +278,7 @@ def test_default_falls_back_to_uncached_in_one_line(tmp_path: Path, capsys: pyte
     assert failed.fallback
     # kept as if made with today's default targets (those are what a kept calibration must match)
     Calibration(failed.config, True, STEPS, "em", dict(ec.DEFAULT_TARGETS), failed.rows, SHADOW,
-                model_id=weights_fingerprint(model), clip_tag="").save(ec.calibration_file(ckpt, STEPS))
+                model_id=weights_fingerprint(model), clip_tag="", candidate_set=ec.CANDIDATE_SET).save(ec.calibration_file(ckpt, STEPS))
     assert cli.main(["sample", "--checkpoint", str(ckpt), "--sampler", "e2crf", "--num-samples", "3", "--steps",
                      str(STEPS), "--no-progress", "--out", str(tmp_path / "s")]) == 0
     said = [line for line in capsys.readouterr().err.splitlines() if "e2crf:" in line]
@@ -325,3 +349,26 @@ def test_clip_off_keeps_its_own_calibration(tmp_path: Path, capsys: pytest.Captu
     made_off = tmp_path / "cal" / cli.CALIBRATION_FILE
     assert Calibration.load(made_off).model_id.endswith("-noclip")
     assert cli.main(base + ["--clip", "off", "--e2crf-config", str(made_off), "--out", str(tmp_path / "y")]) == 0
+
+
+def test_cli_head_period_options(tmp_path: Path, capsys: pytest.CaptureFixture[str]) -> None:
+    from test_time_head import head_model
+
+    ckpt = tmp_path / "ck"
+    save_checkpoint(ckpt, head_model())
+    assert cli.main(["calibrate", "--checkpoint", str(ckpt), "--steps", str(STEPS), "--shadow", str(SHADOW),
+                     "--budgets", "0.2", "--head-every", "3", "1", "--all-candidates", "--min-speedup", "0",
+                     "--max-shift", "100", "--out", str(tmp_path / "cal"), "--no-progress"]) == 0
+    assert "head every 3" in capsys.readouterr().err
+    cal = Calibration.load(tmp_path / "cal" / cli.CALIBRATION_FILE)
+    assert [r["candidate"]["head_every"] for r in cal.rows] == [3, 1] and cal.config.head_every == 3
+    assert cli.main(["sample", "--checkpoint", str(ckpt), "--sampler", "e2crf", "--e2crf-budget", "0.3",
+                     "--e2crf-head-every", "2", "--steps", str(STEPS), "--num-samples", "2", "--no-progress",
+                     "--out", str(tmp_path / "s")]) == 0
+    assert json.loads((tmp_path / "s" / cli.SAMPLE_INFO_FILE).read_text())["e2crf_config"]["head_every"] == 2
+    capsys.readouterr()
+    for bad in (["calibrate", "--head-every", "0"], ["sample", "--e2crf-head-every", "x"]):
+        with pytest.raises(SystemExit) as exc:
+            cli.main(bad + ["--checkpoint", str(ckpt), "--out", str(tmp_path / "x")])
+        assert exc.value.code == 2
+        assert len(capsys.readouterr().err.strip().splitlines()) == 1

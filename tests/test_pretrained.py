@@ -90,7 +90,7 @@ def test_what_a_shipped_checkpoint_keeps_is_for_its_weights(name: str) -> None:
     """Shipped calibrations and auto choices are read, never re-made (the installation is not written to):
     each must belong to the shipped weights, or a retrained model would sample with another's choices."""
     from pyfdc.core.model import weights_fingerprint
-    from pyfdc.e2crf.calibrate import DEFAULT_TARGETS, SHADOW_STATISTICS, Calibration
+    from pyfdc.e2crf.calibrate import CANDIDATE_SET, DEFAULT_TARGETS, SHADOW_STATISTICS, Calibration
     from pyfdc.evaluation.auto import AUTO_RULES, AutoChoice
 
     folder = pretrained_path(name) / "calibrations"
@@ -106,3 +106,4 @@ def test_what_a_shipped_checkpoint_keeps_is_for_its_weights(name: str) -> None:
         else:
             assert loaded.statistics == SHADOW_STATISTICS and loaded.targets == DEFAULT_TARGETS, \
                 f"{path} was made with an older gate"
+            assert loaded.candidate_set == CANDIDATE_SET, f"{path} was made from an older candidate list"

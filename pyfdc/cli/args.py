@@ -113,6 +113,9 @@ def _add_sampler_args(p: argparse.ArgumentParser, auto: bool = False) -> None:
     g.add_argument("--e2crf-tail", metavar="F", type=_typed(float, lambda v: 0 <= v < 1, "a number in [0, 1)"),
                    help="share of the last steps on which every token is recomputed (default: 0; the model's "
                         "calibration chooses its own)")
+    g.add_argument("--e2crf-head-every", metavar="N", type=pos_int,
+                   help="run the model's time-domain head on cached steps every N steps, adding its last "
+                        "correction between (default: 1; the model's calibration chooses its own)")
     g.add_argument("--e2crf-probes", dest="e2crf_num_probes", metavar="P", type=nonneg_int,
                    help="probe tokens per cached step (default: 2)")
     g.add_argument("--e2crf-tau-warn", metavar="TAU", type=pos_float, help="event intensity forcing a refresh (default: 0.5)")
@@ -127,7 +130,7 @@ def _add_sampler_args(p: argparse.ArgumentParser, auto: bool = False) -> None:
 
 
 E2CRF_FLAGS = ("budget", "ranking", "cached_output", "K", "R", "num_probes", "tau_warn", "tau_safe", "feedback",
-               "warn_refresh", "tail")
+               "warn_refresh", "tail", "head_every")
 
 
 class _OneLineParser(argparse.ArgumentParser):
@@ -242,6 +245,9 @@ def _calibrate_parser(sub: Any) -> None:
                    help="candidate budgets, tried in increasing order (default: 0.2 0.35 0.5 0.7)")
     p.add_argument("--tail", metavar="F", type=_typed(float, lambda v: 0 <= v < 1, "a number in [0, 1)"),
                    help="share of the last steps on which every candidate recomputes every token (default: 0.05)")
+    p.add_argument("--head-every", nargs="+", metavar="N", type=pos_int,
+                   help="for each budget, the time-domain head's periods on cached steps to try, in this order "
+                        "(default: 4 1; models without a time head try each budget once)")
     p.add_argument("--max-shift", metavar="S", type=nonneg_float,
                    help="largest standardised shift of a per-series statistic (band log power, curvature, the C2ST "
                         "classifier's statistics) allowed, "

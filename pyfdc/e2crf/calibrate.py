@@ -49,8 +49,12 @@ from pyfdc.e2crf.config import E2CRFConfig
 
 CALIBRATION_SEED = 0x5EED_CA11
 DEFAULT_TAIL = 0.05   # every token recomputed on the last 5% of steps (E2CRFConfig.tail)
-DEFAULT_CANDIDATES: tuple[dict[str, Any], ...] = tuple({"budget": b, "tail": DEFAULT_TAIL}
-                                                       for b in (0.2, 0.35, 0.5, 0.7))
+DEFAULT_HEAD_EVERY = 4   # the time head on every 4th cached step (E2CRFConfig.head_every), tried first
+# per budget, cheapest first: the time head's correction reused between its runs, then the head on every step
+DEFAULT_CANDIDATES: tuple[dict[str, Any], ...] = tuple({"budget": b, "tail": DEFAULT_TAIL, "head_every": h}
+                                                       for b in (0.2, 0.35, 0.5, 0.7) for h in (DEFAULT_HEAD_EVERY, 1))
+# which candidate list a calibration tried; a kept calibration made from an older one is made again
+CANDIDATE_SET = "budgets+head-reuse"
 DEFAULT_TARGETS: dict[str, float | None] = {"max_shift": 0.15, "max_deviation": None, "max_band_error": None,
                                             "min_speedup": 1.1}
 FORMAT = "pyfdc-e2crf-calibration"
@@ -75,13 +79,16 @@ class Calibration:
     # pyfdc.core.model.clip_tag of the model it was made for ("" clip on, "-noclip"); None: an older pyfdc,
     # which kept a --clip off calibration under the clip-on name
     clip_tag: str | None = None
+    # the candidate list it tried (CANDIDATE_SET for the defaults, "custom"; None: before it was recorded)
+    candidate_set: str | None = None
 
     def to_dict(self) -> dict[str, Any]:
         return {"format": FORMAT, "config": None if self.config is None else self.config.to_dict(),
                 "fallback": self.fallback,
                 "steps": self.steps, "solver": self.solver, "targets": dict(self.targets),
                 "rows": list(self.rows), "num_shadow": self.num_shadow, "seed": self.seed,
-                "model_id": self.model_id, "statistics": self.statistics, "clip_tag": self.clip_tag}
+                "model_id": self.model_id, "statistics": self.statistics, "clip_tag": self.clip_tag,
+                "candidate_set": self.candidate_set}
 
     def check_model(self, model: Any, source: str = "calibration") -> None:
         """A one-line ValueError unless this calibration was made for ``model`` (same weights, same clip)."""
@@ -110,7 +117,8 @@ class Calibration:
                        num_shadow=int(d.get("num_shadow", 0)), seed=int(d.get("seed", CALIBRATION_SEED)),
                        model_id=None if d.get("model_id") is None else str(d["model_id"]),
                        statistics=None if d.get("statistics") is None else str(d["statistics"]),
-                       clip_tag=None if d.get("clip_tag") is None else str(d["clip_tag"]))
+                       clip_tag=None if d.get("clip_tag") is None else str(d["clip_tag"]),
+                       candidate_set=None if d.get("candidate_set") is None else str(d["candidate_set"]))
         except (KeyError, TypeError, ValueError) as exc:
             raise ValueError(f"{source}: corrupt calibration ({type(exc).__name__}: {exc})") from None
 
@@ -156,9 +164,13 @@ def candidate_configs(model: Any, candidates: Sequence[dict[str, Any]] = DEFAULT
     base = base.for_model(model)
     if not candidates:
         raise ValueError("calibrate: candidates is empty")
+    no_head = getattr(model.net, "time_head", None) is None   # head_every changes nothing there
     configs = []
     for c in candidates:
-        c = {k: v for k, v in dict(c).items() if not (k == "tail" and base.tail is not None)}  # a set tail stays
+        # a set tail or head period stays
+        c = {k: v for k, v in dict(c).items() if not ((k == "tail" and base.tail is not None)
+                                                      or (k == "head_every" and (base.head_every is not None
+                                                                                 or no_head)))}
         try:
             configs.append(dataclasses.replace(base, **c))
         except (TypeError, ValueError) as exc:
@@ -181,7 +193,8 @@ def calibrate(model: Any, steps: int, solver: str = "em", base: E2CRFConfig | No
         solver: ``"em"``, ``"ddim"`` or ``"dpm2m"`` (the uncached reference uses the same solver).
         base: configuration the candidates override (default ``E2CRFConfig()``: plain-δ ranking, the
             ``gaussian`` cached output where the model has token moments and spectral tokens).
-        candidates: dicts of ``E2CRFConfig`` fields, cheapest first (default: budgets 0.2, 0.35, 0.5, 0.7).
+        candidates: dicts of ``E2CRFConfig`` fields, cheapest first (default: budgets 0.2, 0.35, 0.5, 0.7, each
+            with the time head every 4 steps, then every step; a set ``base.tail`` or ``base.head_every`` stays).
         max_shift, max_deviation, max_band_error, min_speedup: the targets (module docstring; ``None``:
             not a gate).
         num_shadow: shadow series (more: a steadier decision, a longer calibration).
@@ -217,7 +230,13 @@ def calibrate(model: Any, steps: int, solver: str = "em", base: E2CRFConfig | No
             bar.update(1)
         rows: list[dict[str, Any]] = []
         chosen: E2CRFConfig | None = None
+        tried: list[E2CRFConfig] = []
         for cand, cfg in zip(candidates, configs):
+            if cfg in tried:   # the same config as an earlier candidate (head_every on a model without a head)
+                if bar is not None:
+                    bar.update(1)
+                continue
+            tried.append(cfg)
             row = _measure(model, cfg, solver, steps, num_shadow, batch_size, seed, ref, t_ref, targets)
             rows.append({"candidate": dict(cand), **row})
             ok = row["passed"]
@@ -234,7 +253,8 @@ def calibrate(model: Any, steps: int, solver: str = "em", base: E2CRFConfig | No
 
     return Calibration(config=config, fallback=fallback, steps=steps, solver=solver, targets=targets,
                        rows=rows, num_shadow=num_shadow, seed=seed, model_id=sampling_fingerprint(model),
-                       clip_tag=clip_tag(model))
+                       clip_tag=clip_tag(model),
+                       candidate_set=CANDIDATE_SET if tuple(map(dict, candidates)) == DEFAULT_CANDIDATES else "custom")
 
 
 def _measure(model: Any, cfg: E2CRFConfig, solver: str, steps: int, num_shadow: int, batch_size: int, seed: int,
@@ -303,6 +323,8 @@ def model_calibration(model: Any, steps: int, solver: str = "em", progress: bool
             return "made for other weights (the checkpoint was retrained)"
         if c.statistics != SHADOW_STATISTICS:
             return "made with an older shadow test (its gate missed statistics a classifier sees)"
+        if c.candidate_set != CANDIDATE_SET:
+            return "made from an older candidate list (before the time head's correction could be reused)"
         return None if c.targets == DEFAULT_TARGETS else "made with other targets than today's defaults (an older pyfdc)"
 
     cal = load_kept(path, Calibration.load, problem, say)

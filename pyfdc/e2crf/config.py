@@ -70,6 +70,12 @@ class E2CRFConfig:
         ``budget=None``. The cache's error at the low-noise end is not denoised away by later steps: on the
         shipped ECG model a 5% tail took budget 0.2's largest statistic shift from 1.5 to 0.04 sd
         (``benchmarks/RESULTS.md``).
+    head_every: the model's time-domain head (``ModelConfig.time_head``) runs on a cached step when it last
+        ran ``head_every`` or more steps before; the cached steps between add its correction from that run.
+        Refreshes always run it. ``None`` (the default) = every step (1) with a given budget, the
+        calibration's choice with ``budget=None``. The head costs a cached step as much as a full one whatever
+        the budget (30% of the shipped ECG model's budget-0.2 step at batch 64), and its correction changes
+        slowly from step to step (``benchmarks/RESULTS.md``).
     """
 
     budget: float | None = None
@@ -88,6 +94,7 @@ class E2CRFConfig:
     eta: float = 1e-6
     probe_seed_offset: int = 1_000_003
     tail: float | None = None
+    head_every: int | None = None
 
     def __post_init__(self) -> None:
         if self.budget is not None:
@@ -102,6 +109,8 @@ class E2CRFConfig:
         if self.K is not None:
             _check_int("K", self.K, 0)
         _check_int("R", self.R, 1)
+        if self.head_every is not None:
+            _check_int("head_every", self.head_every, 1)
         _check_int("num_probes", self.num_probes, 0)
         _check_number("tau0", self.tau0, low=0.0, low_open=True, allow_inf=True)
         _check_number("eps", self.eps, low=0.0, low_open=True)
@@ -119,6 +128,11 @@ class E2CRFConfig:
             raise ValueError("E2CRFConfig.tail must be < 1 (tail 1 recomputes every step: sample uncached instead)")
 
     # ------------------------------------------------------------------ per model
+    @property
+    def head_period(self) -> int:
+        """Steps between runs of the time head on cached steps (``head_every``, 1 when ``None``)."""
+        return self.head_every or 1
+
     def tail_steps(self, steps: int) -> int:
         """How many of a run's ``steps`` last steps recompute every token (``ceil(tail · steps)``)."""
         return int(math.ceil(self.tail * steps - 1e-9)) if self.tail else 0
@@ -171,6 +185,8 @@ class E2CRFConfig:
                f"{self.cached_output} cached output"
         if self.tail:
             text += f", every token on the last {self.tail:.0%} of steps"
+        if self.head_every is not None and self.head_every > 1:
+            text += f", the time head every {self.head_every} steps"
         off = [name for name in ("feedback", "warn_refresh") if not getattr(self, name)]
         return text + (f", no {' / no '.join(off)}" if off else "")
 
@@ -213,7 +229,7 @@ def _typed(name: str, v: Any, current: Any) -> Any:
     if not isinstance(v, str):
         return v
     s = v.strip()
-    if name in ("budget", "K", "tail") and s.lower() in ("none", "auto", ""):
+    if name in ("budget", "K", "tail", "head_every") and s.lower() in ("none", "auto", ""):
         return None
     if name in ("feedback", "warn_refresh"):
         if s.lower() in ("1", "true", "on", "yes"):
@@ -224,7 +240,7 @@ def _typed(name: str, v: Any, current: Any) -> Any:
     if name in ("ranking", "cached_output"):
         return s
     try:
-        if name in ("K", "R", "num_probes", "probe_seed_offset"):
+        if name in ("K", "R", "num_probes", "probe_seed_offset", "head_every"):
             return int(s)
         return float(s)
     except ValueError:

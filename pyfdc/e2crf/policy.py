@@ -13,7 +13,9 @@ Per sample ``b`` at step ``i`` (Algorithm 1 of the paper, with a fixed recompute
 * **warn refresh, one step late**: ``r_b > τ_warn`` computed at the end of step ``i − 1`` refreshes
   sample ``b`` at step ``i + 1`` (the paper: at step ``i``), through :meth:`CachedStep.masked`,
   unless a periodic refresh came first. The host reads "did any sample warn at the end of step
-  ``i − 1``" while step ``i`` runs, so it never waits for the step it has just queued.
+  ``i − 1``" while step ``i`` runs, so it never waits for the step it has just queued;
+* the model's time-domain head runs on every refresh and on the cached steps ``head_every`` or more steps
+  after it last ran; the cached steps between add its kept correction (:meth:`CachedStep.sparse`).
 """
 from __future__ import annotations
 
@@ -76,13 +78,14 @@ class E2CRFPolicy:
         dev = torch.device(device)
         key = (self.B, num_tokens, token_dim, self.k, self.K, self.P, config.tau0, config.eps, energy,
                config.eta, config.tau_safe, config.alpha_max, config.tau_warn, dtype, str(dev), bool(compile),
-               config.cached_output, id(sde),
+               config.cached_output, id(sde), config.head_period,
                None if moments is None else hash(b"".join(m.detach().cpu().numpy().tobytes() for m in moments)))
         self.fwd = shared_forward(net, key, batch=self.B, num_tokens=num_tokens, token_dim=token_dim, k=self.k,
                                   K=self.K, num_probes=self.P, tau0=config.tau0, eps=config.eps,
                                   energy_weighted=energy, eta=config.eta, dtype=dtype, device=dev,
                                   compile=bool(compile), cached_output=config.cached_output, sde=sde,
-                                  moments=moments, step_rule=(config.tau_safe, config.alpha_max, config.tau_warn))
+                                  moments=moments, step_rule=(config.tau_safe, config.alpha_max, config.tau_warn),
+                                  head_every=config.head_period)
         B, T = self.B, num_tokens
         self.intensity = EventIntensity(B, T, self.fwd.d, config.eta, dtype=dtype, device=dev)
         # ring: end of steps i-1, i (two tensors, so the compiled step gets either without a new graph)
@@ -92,6 +95,7 @@ class E2CRFPolicy:
         self._mark = torch.zeros(B, T + 1, dtype=torch.bool, device=dev)
         self.steps_seen = 0
         self.last_full = 0
+        self.last_head = 0   # the last step that ran the time head (every step but the reusing cached ones)
         self._fused: list[tuple[int, Tensor]] = []   # (step, its statistics) of the steps policy_sparse ran
         self.probe_stream = None
         if self.P:
@@ -122,8 +126,9 @@ class E2CRFPolicy:
             err = None
             self.last_full = i
         elif fused:   # the common step: probes, step size, intensity, flags and statistics in the cached step
+            head = not fwd.reuse_head or i - self.last_head >= cfg.head_period
             eps_hat, _, vals = fwd.policy_sparse(z, t, self._draw(), *self.intensity.for_fused_step(),
-                                                 self.warn_flags[i % 2])
+                                                 self.warn_flags[i % 2], head)
             if self.acc is not None:
                 self._fused.append((i, vals))
         else:
@@ -132,6 +137,8 @@ class E2CRFPolicy:
             eps_hat, err = fwd.masked(z, t, self._probes(), alpha, force)
             if not self.P:
                 err = None
+        if not fused or head:
+            self.last_head = i
         flags = self.warn_flags[i % 2]
         if not fused:
             torch.gt(self.intensity.update(fwd.feat, err), cfg.tau_warn, out=flags)

@@ -18,6 +18,10 @@ recompile while ``B`` stays the same:
   probes from a draw, the Eq. 14 step size, the Eq. 12 event intensity, the warn flags) in the same
   call: what the sampler runs on most steps, one compiled graph instead of ~20 eager ops around one.
 
+With ``head_every > 1`` the budget steps take ``head=False`` on the steps where the model's time-domain
+head is not due: they add the head's correction ``head_delta (B, N', C)`` kept from its last run instead of
+running it (each value of ``head`` is its own compiled graph).
+
 Which of them runs is decided on the host from the step index and one lagged flag (see
 :class:`pyfdc.e2crf.policy.E2CRFPolicy`), never from a value the step is still computing.
 """
@@ -50,7 +54,7 @@ class CachedStep:
                  dtype: torch.dtype = torch.float32, device: torch.device | str | None = None,
                  compile: bool = False, cached_output: str = "features",
                  sde: object | None = None, moments: tuple[Tensor, Tensor] | None = None,
-                 step_rule: tuple[float, float, float] | None = None) -> None:
+                 step_rule: tuple[float, float, float] | None = None, head_every: int = 1) -> None:
         if cached_output not in CACHED_OUTPUTS:
             raise ValueError(f"CachedStep: cached_output must be one of {CACHED_OUTPUTS}, got {cached_output!r}")
         if cached_output == "gaussian" and sde is None:
@@ -89,6 +93,9 @@ class CachedStep:
         self.cached_output, self.sde = cached_output, sde
         self.rest = torch.zeros(batch, num_tokens, token_dim, dtype=dtype, **kw)
         self.moments = None if moments is None else tuple(m.to(device=self.device, dtype=dtype) for m in moments)
+        # the time head's correction (its output minus its input eps) at its last run, when it may be reused
+        self.reuse_head = head_every > 1 and getattr(net, "time_head", None) is not None
+        self.head_delta = torch.zeros(batch, num_tokens, token_dim, dtype=dtype, **kw)
         steps = (self._refresh, self._sparse, self._masked, self._policy_sparse)
         if compile:
             import torch._dynamo.config as dynamo_config
@@ -104,12 +111,14 @@ class CachedStep:
         ts = (*self.cache.state_dict().values(), self.idx, self.overflow, self.feat, self._rule, self._sel)
         if self.cached_output != "features":
             ts += (self.rest,)
+        if self.reuse_head:
+            ts += (self.head_delta,)
         return int(sum(t.numel() * t.element_size() for t in ts))
 
     def reset(self) -> None:
         """Forget the previous batch (no reallocation, so compiled steps stay valid)."""
         self.cache.reset()
-        for t in (self.idx, self.overflow, self.err, self.feat, self.rest, self.hits):
+        for t in (self.idx, self.overflow, self.err, self.feat, self.rest, self.hits, self.head_delta):
             t.zero_()
 
     # ------------------------------------------------------------------ the three steps
@@ -119,10 +128,12 @@ class CachedStep:
         with torch.no_grad():
             return self._steps[0](z, t)
 
-    def sparse(self, z: Tensor, t: Tensor, probes: Tensor, alpha: Tensor) -> tuple[Tensor, Tensor]:
-        """The budget step: ``probes (B, P)``, ``alpha (B,)`` -> ``eps_hat``, relative probe error ``(B,)``."""
+    def sparse(self, z: Tensor, t: Tensor, probes: Tensor, alpha: Tensor,
+               head: bool = True) -> tuple[Tensor, Tensor]:
+        """The budget step: ``probes (B, P)``, ``alpha (B,)`` -> ``eps_hat``, relative probe error ``(B,)``;
+        ``head=False``: the time head's kept correction instead of its run (only with ``head_every > 1``)."""
         with torch.no_grad():
-            return self._steps[1](z, t, probes, alpha)
+            return self._steps[1](z, t, probes, alpha, self._head_flag(head))
 
     def masked(self, z: Tensor, t: Tensor, probes: Tensor, alpha: Tensor, force: Tensor) -> tuple[Tensor, Tensor]:
         """:meth:`sparse`, computed densely, with the samples in ``force (B,)`` fully refreshed."""
@@ -130,7 +141,7 @@ class CachedStep:
             return self._steps[2](z, t, probes, alpha, force)
 
     def policy_sparse(self, z: Tensor, t: Tensor, draw: Tensor | None, r: Tensor, prev: Tensor, prev_sq: Tensor,
-                      warn: Tensor) -> tuple[Tensor, Tensor, Tensor]:
+                      warn: Tensor, head: bool = True) -> tuple[Tensor, Tensor, Tensor]:
         """:meth:`sparse` with the policy's per-step work in the same call (needs ``step_rule``).
 
         ``draw (B, N', 1)`` the probe stream's draw (``None`` when P = 0; :meth:`probe_rows`); the event
@@ -139,12 +150,17 @@ class CachedStep:
         :func:`~pyfdc.e2crf.intensity.fold_features`); ``warn (B,)`` receives ``r > tau_warn``. Returns
         what :meth:`sparse` returns and the step's statistics ``(3,)``: the sums over samples of the ``r``
         used, of the probe error and of the tokens recomputed; the tokens served from the cache are added to
-        :attr:`hits`.
+        :attr:`hits`. ``head`` as in :meth:`sparse`.
         """
         if self.step_rule is None:
             raise ValueError("CachedStep.policy_sparse needs step_rule=(tau_safe, alpha_max, tau_warn)")
         with torch.no_grad():
-            return self._steps[3](z, t, draw, r, prev, prev_sq, warn)
+            return self._steps[3](z, t, draw, r, prev, prev_sq, warn, self._head_flag(head))
+
+    def _head_flag(self, head: bool) -> bool:
+        if not head and not self.reuse_head:
+            raise ValueError("CachedStep: head=False needs head_every > 1 and a model with a time head")
+        return bool(head)
 
     def probe_rows(self, draw: Tensor | None) -> Tensor:
         """``(B, P)`` distinct tokens outside the band: the ``P`` smallest of ``draw (B, N', 1)`` there."""
@@ -154,10 +170,10 @@ class CachedStep:
         return torch.topk(score, self.P, dim=1, largest=False, sorted=True).indices
 
     def _policy_sparse(self, z: Tensor, t: Tensor, draw: Tensor | None, r: Tensor, prev: Tensor, prev_sq: Tensor,
-                       warn: Tensor) -> tuple[Tensor, Tensor, Tensor]:
+                       warn: Tensor, head: bool = True) -> tuple[Tensor, Tensor, Tensor]:
         tau_safe, alpha_max, tau_warn = self.step_rule
         r_used = r.sum()
-        eps, err = self._sparse(z, t, self.probe_rows(draw), eq14_step_size(r, tau_safe, alpha_max))
+        eps, err = self._sparse(z, t, self.probe_rows(draw), eq14_step_size(r, tau_safe, alpha_max), head)
         fold_features(r, prev, prev_sq, self.feat, err if self.P else None, self.eta, have_prev=True)
         torch.gt(r, tau_warn, out=warn)
         fresh = self._sel[:, :self.T]   # the recomputed tokens, as _sparse marked them
@@ -176,7 +192,20 @@ class CachedStep:
         eps = self.net.head(h)
         if self.cached_output == "gaussian":
             torch.sub(eps, self._gaussian_eps(z, t), out=self.rest)
-        return self.net.finish(eps, z, t, tf)
+        return self._finish(eps, z, t, tf)
+
+    def _finish(self, eps: Tensor, z: Tensor, t: Tensor, tf: Tensor, head: bool = True) -> Tensor:
+        """``net.finish``: the time head (run and its correction kept, or its kept correction added when
+        ``head`` is False), then the pinned coordinates."""
+        net = self.net
+        if not self.reuse_head:
+            return net.finish(eps, z, t, tf)
+        if head:
+            out = net.time_head(eps, z, tf, net.mask)
+            torch.sub(out, eps, out=self.head_delta)
+        else:
+            out = eps + self.head_delta
+        return out if net.pin_projector is None else net.pin_projector(out, z, t)
 
     def _coef(self, t: Tensor) -> tuple[Tensor, Tensor]:
         a, s = self.sde.marginal(t)
@@ -206,8 +235,10 @@ class CachedStep:
         e = ops.error_feedback(self.cache.crf, c_probe, probe_idx, alpha, err_out=self.err)
         return e.pow(2) / (c_probe.pow(2).sum(dim=(1, 2)) + self.eta)
 
-    def _sparse(self, z: Tensor, t: Tensor, probes: Tensor, alpha: Tensor) -> tuple[Tensor, Tensor]:
-        """The budget step. ``probes (B, P)`` distinct tokens > K, ``alpha (B,)`` Eq. 14 step sizes.
+    def _sparse(self, z: Tensor, t: Tensor, probes: Tensor, alpha: Tensor,
+                head: bool = True) -> tuple[Tensor, Tensor]:
+        """The budget step. ``probes (B, P)`` distinct tokens > K, ``alpha (B,)`` Eq. 14 step sizes; ``head``:
+        run the time head (else add its kept correction).
 
         Returns ``eps_hat (B, N', C)`` and the relative probe error ``(B,)`` (zeros when P = 0).
         """
@@ -233,7 +264,7 @@ class CachedStep:
         fresh = index_mask(idx, self.T, self._sel)   # (B, N'), kept in _sel: policy_sparse counts hits from it
         if self.cached_output != "features":
             eps = self._output(z, t, eps, fresh)
-        return self.net.finish(eps, z, t, tf), err
+        return self._finish(eps, z, t, tf, head), err
 
     def _masked(self, z: Tensor, t: Tensor, probes: Tensor, alpha: Tensor, force: Tensor) -> tuple[Tensor, Tensor]:
         """:meth:`sparse` row for row, computed densely, except that samples with ``force (B,)`` set
@@ -261,7 +292,7 @@ class CachedStep:
         eps = self.net.head(self.feat)
         if self.cached_output != "features":
             eps = self._output(z, t, eps, sel)
-        return self.net.finish(eps, z, t, tf), err
+        return self._finish(eps, z, t, tf), err
 
 
 CACHED_OUTPUTS = ("features", "gaussian")
