@@ -14,7 +14,7 @@ from pyfdc.core.checkpoint import save_checkpoint
 from pyfdc.e2crf import E2CRFConfig
 from pyfdc.e2crf.calibrate import Calibration, calibrate, default_config
 from pyfdc.sampling.sampler import Sampler
-from tinymodels import one_thread, tiny_model  # noqa: F401
+from tinymodels import head_model, one_thread, tiny_model  # noqa: F401
 
 STEPS, SHADOW = 20, 6
 LOOSE = {"max_shift": 10.0, "max_deviation": 10.0, "max_band_error": 10.0, "min_speedup": 0.0}
@@ -37,8 +37,6 @@ def test_loose_targets_take_the_cheapest_candidate() -> None:
 def test_each_budget_tries_the_reused_time_head_first() -> None:
     """With a time head, each budget is tried with the head every 4 steps, then every step; without one, once
     (the period changes nothing there); a period the base sets stays."""
-    from test_time_head import head_model
-
     table = calibrate(head_model(), STEPS, num_shadow=SHADOW, progress=False, all_candidates=True, **LOOSE)
     tried = [(r["candidate"]["budget"], r["candidate"]["head_every"]) for r in table.rows]
     assert tried == [(b, h) for b in (0.2, 0.35, 0.5, 0.7) for h in (4, 1)]
@@ -352,8 +350,6 @@ def test_clip_off_keeps_its_own_calibration(tmp_path: Path, capsys: pytest.Captu
 
 
 def test_cli_head_period_options(tmp_path: Path, capsys: pytest.CaptureFixture[str]) -> None:
-    from test_time_head import head_model
-
     ckpt = tmp_path / "ck"
     save_checkpoint(ckpt, head_model())
     assert cli.main(["calibrate", "--checkpoint", str(ckpt), "--steps", str(STEPS), "--shadow", str(SHADOW),

@@ -16,8 +16,7 @@ from pyfdc.e2crf import E2CRFConfig
 from pyfdc.e2crf.step import CachedStep
 from pyfdc.sampling.sampler import Sampler
 from pyfdc.sampling.solvers import NoiseStream, euler_maruyama
-from test_time_head import head_model
-from tinymodels import one_thread  # noqa: F401 (autouse fixture)
+from tinymodels import head_model, one_thread  # noqa: F401 (autouse fixture)
 
 B, P = 3, 2
 

@@ -19,23 +19,10 @@ from pyfdc.core.time_head import DILATIONS, KERNEL
 from pyfdc.e2crf import E2CRFConfig
 from pyfdc.sampling.sampler import Sampler
 from pyfdc.training.config import resolve_model_config
-from tinymodels import one_thread  # noqa: F401
+from tinymodels import head_model, one_thread  # noqa: F401
 
 N = 48
 REACH = sum(d * (KERNEL // 2) for d in DILATIONS)   # how far one input step reaches: 16
-
-
-def head_model(kind: str = "freq", m: int = 2, width: int = 8, seed: int = 0, trained_head: bool = True) -> DiffusionModel:
-    torch.manual_seed(seed)
-    tr = make_transform(kind, N, m)
-    cfg = ModelConfig(tr.num_tokens, tr.token_dim, d_model=32, n_layers=2, n_heads=4, d_ff=64, rff_dim=16,
-                      time_head=width, series_channels=m)
-    net = ScoreTransformer(cfg, tr.mask())
-    with torch.no_grad():
-        net.out_proj.weight.mul_(0.1)
-        if trained_head:   # a fresh head adds exactly 0; give it weights so its effect is visible
-            net.time_head.out.weight.normal_(0, 0.1)
-    return DiffusionModel(net.eval(), tr, VPSDE())
 
 
 @pytest.mark.parametrize("kind", ["freq", "time"])

@@ -25,6 +25,22 @@ def tiny_model(seed: int = 0, dtype: torch.dtype = torch.float32, kind: str = "f
     return DiffusionModel(net.to(dtype).eval(), tr, VPSDE())
 
 
+def head_model(kind: str = "freq", m: int = 2, width: int = 8, seed: int = 0, trained_head: bool = True,
+               n: int = 48) -> DiffusionModel:
+    """A tiny untrained model with a time-domain head: ``n`` steps × ``m`` channels, head width ``width``;
+    ``trained_head`` gives the head's last convolution random weights (a fresh head adds exactly 0)."""
+    torch.manual_seed(seed)
+    tr = make_transform(kind, n, m)
+    cfg = ModelConfig(tr.num_tokens, tr.token_dim, d_model=32, n_layers=2, n_heads=4, d_ff=64, rff_dim=16,
+                      time_head=width, series_channels=m)
+    net = ScoreTransformer(cfg, tr.mask())
+    with torch.no_grad():
+        net.out_proj.weight.mul_(0.1)
+        if trained_head:   # a fresh head adds exactly 0; give it weights so its effect is visible
+            net.time_head.out.weight.normal_(0, 0.1)
+    return DiffusionModel(net.eval(), tr, VPSDE())
+
+
 @pytest.fixture(autouse=True)
 def one_thread():
     """One torch thread for the test (exactness tests compare runs with the same matmul blocking)."""

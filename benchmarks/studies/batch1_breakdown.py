@@ -1,6 +1,6 @@
 """Issue 23, batch 1: where a compiled step's time goes, full vs cached, one series at a time.
 
-    OMP_NUM_THREADS=1 python benchmarks/studies/batch1_breakdown.py [--checkpoint DIR] [--budget 0.2]
+    OMP_NUM_THREADS=1 python benchmarks/studies/batch1_breakdown.py [--checkpoint DIR] [--budget 0.2 [--head-every 4]]
 
 Each part is compiled on its own (``fullgraph=True``) and timed in interleaved rounds (median of the
 rounds' per-call means), so the table reads as a cost model of one step:
@@ -47,6 +47,7 @@ def main() -> None:
     ap = argparse.ArgumentParser(description=__doc__.splitlines()[0])
     ap.add_argument("--checkpoint", default=None, help="checkpoint folder (default: the shipped model)")
     ap.add_argument("--budget", type=float, default=None, help="default: the model's calibration at 1,000 steps")
+    ap.add_argument("--head-every", type=int, default=None, help="with --budget: the time head's period (default 1)")
     ap.add_argument("--rounds", type=int, default=9)
     ap.add_argument("--calls", type=int, default=100)
     args = ap.parse_args()
@@ -62,7 +63,7 @@ def main() -> None:
 
     model = load_checkpoint(checkpoint_dir(args.checkpoint) if args.checkpoint else pretrained_path())
     net, tr = model.net.eval(), model.transform
-    cfg = (E2CRFConfig(budget=args.budget, tail=0.05) if args.budget is not None
+    cfg = (E2CRFConfig(budget=args.budget, tail=0.05, head_every=args.head_every) if args.budget is not None
            else calibrated_config(model, 1000, "em", progress=False))
     if cfg is None:
         raise SystemExit("this model's calibration samples uncached at 1,000 steps: give --budget")
@@ -85,8 +86,11 @@ def main() -> None:
     def cc(fn: Callable[[], Any]) -> Callable[[], Any]:
         return torch.compile(fn, fullgraph=True, dynamic=False)
 
-    def run_policy(acc: Any) -> None:
+    every = binding.config.head_period
+
+    def run_policy(acc: Any, head: bool = True) -> None:
         policy.acc = acc
+        policy.last_head = cached_i - every if head else cached_i   # the head due, or run on this very step
         policy(z, t, cached_i)
 
     def clip_and_update() -> None:
@@ -103,6 +107,8 @@ def main() -> None:
         "  time-domain head + pins (finish)": cc(lambda: net.finish(eps, z, t)),
         "E2-CRF step as the sampler runs it, no statistics": lambda: run_policy(None),
         "E2-CRF step as the sampler runs it, with its statistics": lambda: run_policy(recorder),
+        **({"  the same, the time head's last correction reused": lambda: run_policy(recorder, head=False)}
+           if fwd.reuse_head else {}),
         "clip + EM update (eager)": clip_and_update,
     }
     dense = [0]
@@ -112,7 +118,8 @@ def main() -> None:
         us = _time(parts, args.rounds, args.calls)
     if dense[0]:
         raise SystemExit(f"{dense[0]} warn refreshes ran inside the timed policy calls: the figures are not of cached steps")
-    print(f"batch 1, one thread, {tr.num_tokens} tokens, budget f {cfg.budget:g} (k = {fwd.k}), tail {cfg.tail:g}; "
+    print(f"batch 1, one thread, {tr.num_tokens} tokens, budget f {cfg.budget:g} (k = {fwd.k}), tail {cfg.tail:g}, "
+          f"time head every {every} steps; "
           f"median of {args.rounds} rounds x {args.calls} calls\n")
     print("| part | µs per call |\n|---|---|")
     for k, v in us.items():
@@ -121,8 +128,11 @@ def main() -> None:
     full_steps = tail + sum(1 for i in range(1000 - tail) if i % cfg.R == 0)
     o, full = us["clip + EM update (eager)"], us["full forward"]
     em = 1000 * (full + o)
-    for name, cached in (("as run", us["E2-CRF step as the sampler runs it, with its statistics"]),
-                         ("cached step alone (no policy cost)", us["cached step"])):
+    as_run = us["E2-CRF step as the sampler runs it, with its statistics"]
+    if fwd.reuse_head:   # one cached step in `every` runs the head
+        as_run = (as_run + (every - 1) * us["  the same, the time head's last correction reused"]) / every
+    for name, cached in (("as run", as_run), ("cached step alone (no policy cost, the head on every step)",
+                                              us["cached step"])):
         e2 = full_steps * (full + o) + (1000 - full_steps) * (cached + o)
         print(f"\n1,000 steps ({full_steps} full), {name}: EM {em / 1e6:.2f} s, E2-CRF {e2 / 1e6:.2f} s per series "
               f"-> {em / e2:.2f}x", end="")

@@ -1,8 +1,9 @@
 """Calibration: pick an E2-CRF configuration for one model and step count from shadow samples.
 
 ``calibrate(model, steps)`` draws a few *shadow* series twice from the same noise — uncached, and with
-each candidate configuration in order of cost (cheapest first) — and keeps the first candidate whose
-cache error stays within the targets:
+each candidate configuration in order of cost (cheapest first: each budget with the time head's correction
+reused between runs every 4 steps, then with the head on every step; :data:`DEFAULT_CANDIDATES`) — and keeps
+the first candidate whose cache error stays within the targets:
 
 - ``max_shift`` (the gate by default, 0.15): the largest standardised paired shift of a per-series
   statistic — log power per frequency band and channel, log curvature energy per channel, and every
