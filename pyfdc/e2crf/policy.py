@@ -120,6 +120,7 @@ class E2CRFPolicy:
         periodic = self.steps_seen == 0 or i % cfg.R == 0 or i >= self.full_from
         force = None
         fused = not periodic and not self._warn_step(i)
+        head = True   # whether this step runs the time head (only a fused cached step may reuse its correction)
         r_used = self.intensity.current().clone() if self.acc is not None and not fused else None
         if periodic:
             eps_hat = fwd.refresh(z, t)
@@ -137,7 +138,7 @@ class E2CRFPolicy:
             eps_hat, err = fwd.masked(z, t, self._probes(), alpha, force)
             if not self.P:
                 err = None
-        if not fused or head:
+        if head:
             self.last_head = i
         flags = self.warn_flags[i % 2]
         if not fused:
