@@ -46,7 +46,8 @@ def test_each_budget_tries_the_reused_time_head_first() -> None:
     assert without.config.head_every is None
     fixed = calibrate(head_model(), STEPS, base=E2CRFConfig(head_every=1), num_shadow=SHADOW, progress=False,
                       all_candidates=True, **LOOSE)
-    assert len(fixed.rows) == 4 and fixed.config.head_every == 1
+    assert len(fixed.rows) == 4 and fixed.config.head_every == 1 and fixed.candidate_set == "custom"
+    assert all(r["candidate"]["head_every"] == 1 for r in fixed.rows)   # rows say what ran
     custom = calibrate(head_model(), STEPS, candidates=[{"budget": 0.2}], num_shadow=SHADOW, progress=False, **LOOSE)
     assert custom.candidate_set == "custom"
 
@@ -254,13 +255,13 @@ def test_default_is_the_models_own_calibration(tmp_path: Path, capsys: pytest.Ca
     assert cli.main(base + ["--out", str(tmp_path / "b3")]) == 0
     assert made == [1, 1, 1] and "older shadow test" in capsys.readouterr().err
     older = Calibration.load(kept).to_dict()
-    del older["candidate_set"]  # a file from before the time head could be reused: made again
+    del older["candidate_set"]  # from before the time head could be reused: the same candidates without a head
     kept.write_text(json.dumps(older))
     assert cli.main(base + ["--out", str(tmp_path / "b4")]) == 0
-    assert made == [1, 1, 1, 1] and "older candidate list" in capsys.readouterr().err
+    assert made == [1, 1, 1] and "calibrating" not in capsys.readouterr().err
     save_checkpoint(ckpt, tiny_model(seed=1))  # retrained: the kept one is for other weights
     assert cli.main(base + ["--out", str(tmp_path / "c")]) == 0
-    assert made == [1, 1, 1, 1, 1] and "made for other weights" in capsys.readouterr().err
+    assert made == [1, 1, 1, 1] and "made for other weights" in capsys.readouterr().err
     assert Calibration.load(kept).model_id == weights_fingerprint(tiny_model(seed=1))
 
 
@@ -347,6 +348,28 @@ def test_clip_off_keeps_its_own_calibration(tmp_path: Path, capsys: pytest.Captu
     made_off = tmp_path / "cal" / cli.CALIBRATION_FILE
     assert Calibration.load(made_off).model_id.endswith("-noclip")
     assert cli.main(base + ["--clip", "off", "--e2crf-config", str(made_off), "--out", str(tmp_path / "y")]) == 0
+
+
+def test_a_kept_calibration_from_before_head_reuse_is_made_again(tmp_path: Path, capsys: pytest.CaptureFixture[str],
+                                                                  monkeypatch: pytest.MonkeyPatch) -> None:
+    import pyfdc.e2crf.calibrate as ec
+
+    made: list[int] = []
+    real = ec.calibrate
+    monkeypatch.setattr(ec, "calibrate", lambda *a, **k: made.append(1) or real(*a, **{**k, "num_shadow": SHADOW}))
+    ckpt = tmp_path / "ck"
+    save_checkpoint(ckpt, head_model())
+    base = ["sample", "--checkpoint", str(ckpt), "--sampler", "e2crf", "--num-samples", "2", "--steps", str(STEPS),
+            "--no-progress"]
+    assert cli.main(base + ["--out", str(tmp_path / "a")]) == 0 and made == [1]
+    kept = ec.calibration_file(ckpt, STEPS)
+    assert Calibration.load(kept).candidate_set == ec.CANDIDATE_SET
+    older = Calibration.load(kept).to_dict()
+    del older["candidate_set"]
+    kept.write_text(json.dumps(older))
+    capsys.readouterr()
+    assert cli.main(base + ["--out", str(tmp_path / "b")]) == 0
+    assert made == [1, 1] and "older candidate list" in capsys.readouterr().err
 
 
 def test_cli_head_period_options(tmp_path: Path, capsys: pytest.CaptureFixture[str]) -> None:

@@ -38,9 +38,10 @@ def _step(model, net, cached_output: str, head_every: int, compile: bool = False
 
 
 @pytest.mark.parametrize("compile", [False, True], ids=["eager", "compiled"])
-@pytest.mark.parametrize("cached_output", ["features", "gaussian"])
-def test_a_step_without_the_head_adds_its_last_correction(cached_output: str, compile: bool) -> None:
-    if compile and cached_output == "gaussian":
+@pytest.mark.parametrize("cached_output,via", [("features", "sparse"), ("gaussian", "sparse"), ("features", "masked")])
+def test_a_step_without_the_head_adds_its_last_correction(cached_output: str, via: str, compile: bool) -> None:
+    """The head's last run is a budget step (``via`` sparse) or a warn refresh (masked) after the refresh."""
+    if compile and (cached_output, via) != ("features", "sparse"):
         pytest.skip("one compiled case: the flag's two graphs do not depend on the cached output")
     model = _model(cached_output)
     net = model.net
@@ -55,7 +56,12 @@ def test_a_step_without_the_head_adds_its_last_correction(cached_output: str, co
     probes, alpha = torch.tensor([[5, 9], [3, 11], [7, 4]]), torch.full((B,), 0.05)
     outs = {"every": [every.refresh(zs[0], ts[0])], "reuse": [reuse.refresh(zs[0], ts[0])],
             "plain": [plain.refresh(zs[0], ts[0])]}
+    force = torch.tensor([True, False, False])
     for i in (1, 2, 3):
+        if i == 1 and via == "masked":
+            for name, fwd in (("every", every), ("plain", plain), ("reuse", reuse)):
+                outs[name].append(fwd.masked(zs[i], ts[i], probes, alpha, force)[0])
+            continue
         outs["every"].append(every.sparse(zs[i], ts[i], probes, alpha)[0])
         outs["plain"].append(plain.sparse(zs[i], ts[i], probes, alpha)[0])
         outs["reuse"].append(reuse.sparse(zs[i], ts[i], probes, alpha, head=i == 1)[0])

@@ -239,7 +239,7 @@ def calibrate(model: Any, steps: int, solver: str = "em", base: E2CRFConfig | No
                 continue
             tried.append(cfg)
             row = _measure(model, cfg, solver, steps, num_shadow, batch_size, seed, ref, t_ref, targets)
-            rows.append({"candidate": dict(cand), **row})
+            rows.append({"candidate": {k: getattr(cfg, k) for k in dict(cand)}, **row})   # the values run
             ok = row["passed"]
             if bar is not None:
                 bar.update(1)
@@ -255,7 +255,8 @@ def calibrate(model: Any, steps: int, solver: str = "em", base: E2CRFConfig | No
     return Calibration(config=config, fallback=fallback, steps=steps, solver=solver, targets=targets,
                        rows=rows, num_shadow=num_shadow, seed=seed, model_id=sampling_fingerprint(model),
                        clip_tag=clip_tag(model),
-                       candidate_set=CANDIDATE_SET if tuple(map(dict, candidates)) == DEFAULT_CANDIDATES else "custom")
+                       candidate_set=CANDIDATE_SET if (tuple(map(dict, candidates)) == DEFAULT_CANDIDATES
+                                                       and base.tail is None and base.head_every is None) else "custom")
 
 
 def _measure(model: Any, cfg: E2CRFConfig, solver: str, steps: int, num_shadow: int, batch_size: int, seed: int,
@@ -324,7 +325,7 @@ def model_calibration(model: Any, steps: int, solver: str = "em", progress: bool
             return "made for other weights (the checkpoint was retrained)"
         if c.statistics != SHADOW_STATISTICS:
             return "made with an older shadow test (its gate missed statistics a classifier sees)"
-        if c.candidate_set != CANDIDATE_SET:
+        if c.candidate_set != CANDIDATE_SET and getattr(model.net, "time_head", None) is not None:
             return "made from an older candidate list (before the time head's correction could be reused)"
         return None if c.targets == DEFAULT_TARGETS else "made with other targets than today's defaults (an older pyfdc)"
 
