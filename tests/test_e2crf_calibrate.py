@@ -220,6 +220,20 @@ def test_cli_calibrate_then_sample(tmp_path: Path, capsys: pytest.CaptureFixture
     assert "records no model" in capsys.readouterr().err
 
 
+def _counted_default(tmp_path: Path, monkeypatch: pytest.MonkeyPatch, model) -> tuple[list[int], Path, list[str]]:
+    """``model`` saved in ``tmp_path/ck``; the calibrations made (one entry each, SHADOW series) and the
+    ``pyfdc sample --sampler e2crf`` arguments of its default (``--out`` left to add)."""
+    import pyfdc.e2crf.calibrate as ec
+
+    made: list[int] = []
+    real = ec.calibrate
+    monkeypatch.setattr(ec, "calibrate", lambda *a, **k: made.append(1) or real(*a, **{**k, "num_shadow": SHADOW}))
+    ckpt = tmp_path / "ck"
+    save_checkpoint(ckpt, model)
+    return made, ckpt, ["sample", "--checkpoint", str(ckpt), "--sampler", "e2crf", "--num-samples", "2", "--steps",
+                        str(STEPS), "--no-progress"]
+
+
 def test_default_is_the_models_own_calibration(tmp_path: Path, capsys: pytest.CaptureFixture[str],
                                               monkeypatch: pytest.MonkeyPatch) -> None:
     """--sampler e2crf without options calibrates the model on first use, keeps the result in the
@@ -227,13 +241,7 @@ def test_default_is_the_models_own_calibration(tmp_path: Path, capsys: pytest.Ca
     import pyfdc.e2crf.calibrate as ec
     from pyfdc.core.model import weights_fingerprint
 
-    made: list[int] = []
-    real = ec.calibrate
-    monkeypatch.setattr(ec, "calibrate", lambda *a, **k: made.append(1) or real(*a, **{**k, "num_shadow": SHADOW}))
-    ckpt = tmp_path / "ck"
-    save_checkpoint(ckpt, tiny_model())
-    base = ["sample", "--checkpoint", str(ckpt), "--sampler", "e2crf", "--num-samples", "2", "--steps", str(STEPS),
-            "--no-progress"]
+    made, ckpt, base = _counted_default(tmp_path, monkeypatch, tiny_model())
     assert cli.main(base + ["--out", str(tmp_path / "a")]) == 0
     kept = ec.calibration_file(ckpt, STEPS)
     cal = Calibration.load(kept)
@@ -354,13 +362,7 @@ def test_a_kept_calibration_from_before_head_reuse_is_made_again(tmp_path: Path,
                                                                   monkeypatch: pytest.MonkeyPatch) -> None:
     import pyfdc.e2crf.calibrate as ec
 
-    made: list[int] = []
-    real = ec.calibrate
-    monkeypatch.setattr(ec, "calibrate", lambda *a, **k: made.append(1) or real(*a, **{**k, "num_shadow": SHADOW}))
-    ckpt = tmp_path / "ck"
-    save_checkpoint(ckpt, head_model())
-    base = ["sample", "--checkpoint", str(ckpt), "--sampler", "e2crf", "--num-samples", "2", "--steps", str(STEPS),
-            "--no-progress"]
+    made, ckpt, base = _counted_default(tmp_path, monkeypatch, head_model())
     assert cli.main(base + ["--out", str(tmp_path / "a")]) == 0 and made == [1]
     kept = ec.calibration_file(ckpt, STEPS)
     assert Calibration.load(kept).candidate_set == ec.CANDIDATE_SET
