@@ -16,7 +16,7 @@ from pyfdc.e2crf import E2CRFConfig
 from pyfdc.e2crf.step import CachedStep
 from pyfdc.sampling.sampler import Sampler
 from pyfdc.sampling.solvers import NoiseStream, euler_maruyama
-from tinymodels import head_model, one_thread  # noqa: F401 (autouse fixture)
+from tinymodels import head_model, one_thread, tiny_model  # noqa: F401 (autouse fixture)
 
 B, P = 3, 2
 
@@ -125,6 +125,8 @@ def test_head_every_is_an_option_like_the_others() -> None:
     assert cfg.head_every == 4 and cfg.head_period == 4 and "every 4 steps" in cfg.describe()
     assert E2CRFConfig.from_dict(cfg.to_dict()) == cfg
     assert E2CRFConfig().head_period == 1 and E2CRFConfig.from_options({"head_every": "auto"}).head_every is None
+    assert E2CRFConfig(head_every=4).for_model(tiny_model()).head_every is None   # no head: nothing to reuse
+    assert E2CRFConfig(head_every=4).for_model(head_model()).head_every == 4
     for bad in (0, 1.5, True):
         with pytest.raises(ValueError, match="head_every"):
             E2CRFConfig(head_every=bad)

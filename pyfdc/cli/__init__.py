@@ -276,15 +276,15 @@ def _sample_into(args: argparse.Namespace, model: Any, e2cfg: Any, world: Any, c
 
 def cmd_calibrate(args: argparse.Namespace) -> dict[str, Any]:
     from pyfdc.core.checkpoint import load_checkpoint
-    from pyfdc.e2crf.calibrate import DEFAULT_CANDIDATES, DEFAULT_HEAD_EVERY, DEFAULT_TAIL, calibrate
+    from pyfdc.e2crf.calibrate import DEFAULT_CANDIDATES, DEFAULT_TAIL, calibrate
     from pyfdc.pretrained import pretrained_path
 
     targets = {k: v for k, v in (("max_shift", args.max_shift), ("max_deviation", args.max_deviation),
                                  ("max_band_error", args.max_band_error), ("min_speedup", args.min_speedup))
                if v is not None}
     tail = DEFAULT_TAIL if args.tail is None else args.tail
-    budgets = list(dict.fromkeys(c["budget"] for c in DEFAULT_CANDIDATES)) if args.budgets is None else sorted(set(args.budgets))
-    periods = (DEFAULT_HEAD_EVERY, 1) if args.head_every is None else tuple(dict.fromkeys(args.head_every))
+    budgets = sorted(set(args.budgets or [c["budget"] for c in DEFAULT_CANDIDATES]))
+    periods = dict.fromkeys(args.head_every or [c["head_every"] for c in DEFAULT_CANDIDATES])   # in order, once
     candidates = [{"budget": b, "tail": tail, "head_every": h} for b in budgets for h in periods]
     model = load_checkpoint(args.checkpoint or pretrained_path(), map_location=_check_device(args.device))
     model.clip = args.clip == "auto"

@@ -46,7 +46,7 @@ from dataclasses import dataclass, field
 from pathlib import Path
 from typing import Any, Sequence
 
-from pyfdc.e2crf.config import E2CRFConfig
+from pyfdc.e2crf.config import E2CRFConfig, has_time_head
 
 CALIBRATION_SEED = 0x5EED_CA11
 DEFAULT_TAIL = 0.05   # every token recomputed on the last 5% of steps (E2CRFConfig.tail)
@@ -165,15 +165,12 @@ def candidate_configs(model: Any, candidates: Sequence[dict[str, Any]] = DEFAULT
     base = base.for_model(model)
     if not candidates:
         raise ValueError("calibrate: candidates is empty")
-    no_head = getattr(model.net, "time_head", None) is None   # head_every changes nothing there
     configs = []
     for c in candidates:
         # a set tail or head period stays
-        c = {k: v for k, v in dict(c).items() if not ((k == "tail" and base.tail is not None)
-                                                      or (k == "head_every" and (base.head_every is not None
-                                                                                 or no_head)))}
+        c = {k: v for k, v in dict(c).items() if not (k in ("tail", "head_every") and getattr(base, k) is not None)}
         try:
-            configs.append(dataclasses.replace(base, **c))
+            configs.append(dataclasses.replace(base, **c).for_model(model))   # no head: head_every dropped
         except (TypeError, ValueError) as exc:
             raise ValueError(f"calibrate: candidate {dict(c)!r}: {exc}") from None
     return base, configs
@@ -325,7 +322,7 @@ def model_calibration(model: Any, steps: int, solver: str = "em", progress: bool
             return "made for other weights (the checkpoint was retrained)"
         if c.statistics != SHADOW_STATISTICS:
             return "made with an older shadow test (its gate missed statistics a classifier sees)"
-        if c.candidate_set != CANDIDATE_SET and getattr(model.net, "time_head", None) is not None:
+        if c.candidate_set != CANDIDATE_SET and has_time_head(model):
             return "made from an older candidate list (before the time head's correction could be reused)"
         return None if c.targets == DEFAULT_TARGETS else "made with other targets than today's defaults (an older pyfdc)"
 

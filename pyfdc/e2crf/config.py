@@ -165,10 +165,14 @@ class E2CRFConfig:
                                  f"budget {self.budget} x N' = {k} tokens; lower K or num_probes, or raise the budget")
 
     def for_model(self, model: Any) -> "E2CRFConfig":
-        """This config with ``cached_output='auto'`` resolved for ``model``."""
-        if self.cached_output != "auto":
-            return self
-        return dataclasses.replace(self, cached_output="gaussian" if uses_gaussian_output(model) else "features")
+        """This config with ``cached_output='auto'`` resolved for ``model``, and no ``head_every`` where the model
+        has no time head (there it changes nothing)."""
+        out = self
+        if out.cached_output == "auto":
+            out = dataclasses.replace(out, cached_output="gaussian" if uses_gaussian_output(model) else "features")
+        if out.head_every is not None and not has_time_head(model):
+            out = dataclasses.replace(out, head_every=None)
+        return out
 
     def bind(self, model: Any, *, steps: int, method: str = "em", compile: bool = False,
              progress: bool = False) -> Any:
@@ -276,6 +280,12 @@ def _from_legacy(d: dict[str, Any]) -> E2CRFConfig | None:
 def _refuse(what: str) -> None:
     raise ValueError(f"this E2-CRF config uses {what}, which pyfdc no longer offers (measured neutral or "
                      f"harmful, or kept only as a test reference); calibrate again: pyfdc calibrate --checkpoint ...")
+
+
+def has_time_head(model: Any) -> bool:
+    """Whether ``model``'s network ends in a time-domain head (``ModelConfig.time_head``), which ``head_every``
+    lets cached steps reuse."""
+    return getattr(model.net, "time_head", None) is not None
 
 
 def uses_gaussian_output(model: Any) -> bool:

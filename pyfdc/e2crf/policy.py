@@ -78,7 +78,7 @@ class E2CRFPolicy:
         dev = torch.device(device)
         key = (self.B, num_tokens, token_dim, self.k, self.K, self.P, config.tau0, config.eps, energy,
                config.eta, config.tau_safe, config.alpha_max, config.tau_warn, dtype, str(dev), bool(compile),
-               config.cached_output, id(sde), config.head_period,
+               config.cached_output, id(sde), config.head_period > 1,   # the period itself is the policy's
                None if moments is None else hash(b"".join(m.detach().cpu().numpy().tobytes() for m in moments)))
         self.fwd = shared_forward(net, key, batch=self.B, num_tokens=num_tokens, token_dim=token_dim, k=self.k,
                                   K=self.K, num_probes=self.P, tau0=config.tau0, eps=config.eps,
